@@ -1,0 +1,48 @@
+# Two commands matter: `make book` (the book at the cpu profile) and `make test` (the whole suite).
+# Each installs what it needs; a second run with nothing changed installs nothing and reruns no chapter.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+PROFILE ?= cpu
+STAMP := $(VENV)/.installed
+# Every pip call takes the constraints file: any torch but 2.13.0 pulls a multi-GB CUDA build.
+PIP := $(BIN)/pip install -q -c constraints.txt
+export PATH := $(BIN):$(PATH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONWARNINGS := ignore::DeprecationWarning
+
+.PHONY: setup browser book smoke test bench lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(PIP) -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# Debian's Chromium for the browser tests of the rendered book.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+
+book: setup
+	$(BIN)/replbook build --profile $(PROFILE)
+
+smoke:
+	$(MAKE) book PROFILE=smoke
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+test: setup browser lint
+	$(BIN)/pytest tests
+	$(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python benchmarks/minkpp.py
+
+clean:
+	rm -rf _build book/chapters results

@@ -1,0 +1,3 @@
+from replbook.cli import main
+
+raise SystemExit(main())

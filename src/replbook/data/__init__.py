@@ -1,0 +1,1 @@
+"""Offline datasets: loaders for registry-shipped assets and procedural generators."""

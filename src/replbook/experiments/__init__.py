@@ -1,0 +1,1 @@
+"""Experiments: the training loops and sweeps each chapter notebook runs, one module per paper."""
