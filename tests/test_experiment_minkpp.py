@@ -1,0 +1,130 @@
+"""The Min-K%++ experiment: determinism, the trained-model cache, the split, and the paper profile's loading code
+on a tiny randomly initialised GPT-NeoX that the test builds and saves."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from replbook import minkpp
+from replbook.experiments import minkpp as experiment
+from replbook.profiles import resolve
+
+TINY = {"max_chunks": 80, "chunk_len": 16, "vocab_size": 128, "d_model": 16, "epochs": 2, "n_boot": 20,
+        "ks": [0.2, 0.5]}
+
+
+def run_once():
+    params = resolve(experiment.PARAMS, "smoke", TINY)
+    corpus = experiment.load_corpus(params)
+    return experiment.run_seed(params, corpus, seed=0)
+
+
+def flat_metrics(result):
+    return json.dumps({e: ev["test"] for e, ev in result.epochs.items()}, sort_keys=True)
+
+
+def test_same_seed_gives_identical_metrics_without_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPLBOOK_CACHE", str(tmp_path / "a"))
+    first = run_once()
+    monkeypatch.setenv("REPLBOOK_CACHE", str(tmp_path / "b"))
+    second = run_once()
+    assert flat_metrics(first) == flat_metrics(second)
+    assert sorted(first.epochs) == [1, 2]
+
+
+def test_cached_models_are_reused_and_give_the_same_metrics(tmp_cache, monkeypatch):
+    first = run_once()
+    checkpoints = sorted((tmp_cache / "models").glob("*.safetensors"))
+    assert len(checkpoints) == 3  # reference (1 epoch) + target (2 epochs)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although every checkpoint was cached")
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_training)
+    assert flat_metrics(run_once()) == flat_metrics(first)
+
+
+def test_an_altered_checkpoint_is_retrained(tmp_cache):
+    first = run_once()
+    victim = sorted((tmp_cache / "models").glob("*.safetensors"))[0]
+    victim.write_bytes(victim.read_bytes()[:-8] + b"\0" * 8)
+    assert flat_metrics(run_once()) == flat_metrics(first)
+
+
+def test_split_is_half_members_with_stratified_validation():
+    split = experiment.split_indices(101, seed=0, val_fraction=0.3)
+    assert split["labels"].sum() == 50
+    assert set(split["val"]).isdisjoint(split["test"])
+    assert len(split["val"]) + len(split["test"]) == 101
+    assert split["labels"][split["val"]].sum() == 15
+
+
+def test_method_scores_agree_with_the_kernels():
+    torch.manual_seed(0)
+    logits, ids = torch.randn(4, 10, 30), torch.randint(0, 30, (4, 10))
+    stats = experiment.stats_from_logits(logits, ids)
+    scores = experiment.method_scores(stats, ["a b", "c", "d e f", "g"], np.zeros(4), [0.2, 0.5])
+    assert np.allclose(scores["minkpp@0.5"], minkpp.minkpp_score(logits, ids, 0.5).numpy(), atol=1e-6)
+    assert np.allclose(scores["mink@0.2"], minkpp.mink_score(logits, ids, 0.2).numpy(), atol=1e-6)
+    assert np.allclose(scores["ref"], scores["loss"])
+
+
+def test_verdict_rule():
+    assert experiment.verdict_by_seeds(2, 3) == "reproduced"
+    assert experiment.verdict_by_seeds(1, 3) == "partly"
+    assert experiment.verdict_by_seeds(0, 3, partly_extra=True) == "partly"
+    assert experiment.verdict_by_seeds(0, 3) == "not reproduced"
+
+
+@pytest.fixture(scope="module")
+def tiny_neox(tmp_path_factory):
+    """A randomly initialised GPT-NeoX with a word-level tokenizer, saved like a hub checkpoint."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-neox")
+    words = ["<|endoftext|>", "[UNK]"] + "the a cat dog sat on mat ran far away in 1990 2023 event".split()
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", unk_token="[UNK]").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=64)
+    GPTNeoXForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_hf_scoring_with_padding_matches_one_text_at_a_time(tiny_neox):
+    model, tok = experiment.load_causal_lm(str(tiny_neox))
+    texts = ["the cat sat on the mat", "a dog ran", "the dog ran far away in 1990"]
+    batched = experiment.score_texts_hf(model, tok, texts, batch_size=3)
+    for i, text in enumerate(texts):
+        alone = experiment.score_texts_hf(model, tok, [text], batch_size=1)
+        n = alone.valid.sum()
+        assert batched.valid[i].sum() == n
+        assert np.allclose(batched.target_logp[i, :n], alone.target_logp[0, :n], atol=1e-5)
+        assert np.allclose(batched.sigma[i, :n], alone.sigma[0, :n], atol=1e-5)
+
+
+def test_paper_profile_runs_on_a_tiny_model_and_local_wikimia(tiny_neox, tmp_path):
+    rows = [{"input": t, "label": i % 2} for i, t in enumerate(
+        ["the cat sat on the mat", "a dog ran far away", "the event in 1990", "the event in 2023",
+         "a cat ran in 1990", "the dog sat on a mat", "a mat in 2023", "the cat ran far"] * 3)]
+    data = tmp_path / "wikimia.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    params = resolve(experiment.PARAMS, "paper", {
+        "target_model": str(tiny_neox), "reference_model": str(tiny_neox), "dataset": str(data), "n_boot": 20,
+        "threads": 1}, check_assets=False)
+    [result] = experiment.run_paper(params)
+    test = result.epochs[0]["test"]
+    assert 0.0 <= test["minkpp@0.2"]["auroc"] <= 1.0
+    assert np.allclose(result.scores[0]["ref"], 0.0, atol=1e-5)  # the same model as its own reference
+
+
+def test_wikimia_rows_need_input_and_label(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "x"}))
+    with pytest.raises(ValueError, match="'input' and 'label'"):
+        experiment.load_wikimia(str(bad))
