@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -91,6 +92,8 @@ def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{slug}.partial.ipynb")
     started = time.time()
+    # A non-inline MPLBACKEND (e.g. Agg) inherited by the kernel would leave the book without figures.
+    saved_backend = os.environ.pop("MPLBACKEND", None)
     try:
         papermill.execute_notebook(
             str(source_notebook(slug)), str(partial), parameters=dict(params), cwd=str(project_root()),
@@ -104,6 +107,9 @@ def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] 
             f"chapter {slug} failed in cell {err.cell_index} (execution count {err.exec_count}): "
             f"{err.ename}: {err.evalue}. The half-run notebook is {failed}; the last good one is kept."
         ) from None
+    finally:
+        if saved_backend is not None:
+            os.environ["MPLBACKEND"] = saved_backend
     wall = time.time() - started
     _finish_notebook(partial, slug, params, wall)
     partial.replace(out)

@@ -28,7 +28,6 @@ import torch
 from sklearn.metrics import auc, roc_curve
 
 
-
 def sigma_var_floor(dtype: torch.dtype) -> float:
     """Floor on the variance before the square root: sigma = sqrt(max(var, eps)), eps the machine epsilon of the
     working dtype (1.2e-7 for float32, 2.2e-16 for float64).
