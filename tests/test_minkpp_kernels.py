@@ -172,3 +172,47 @@ def test_metrics_reject_one_class_and_nan():
         minkpp.mia_metrics(np.array([0.1, 0.2]), np.array([1, 1]))
     with pytest.raises(ValueError, match="NaN"):
         minkpp.mia_metrics(np.array([0.1, np.nan]), np.array([1, 0]))
+
+
+def test_sequence_scores_match_the_single_score_kernels():
+    torch.manual_seed(3)
+    logits, ids = torch.randn(3, 12, 40), torch.randint(0, 40, (3, 12))
+    scores = minkpp.sequence_scores(logits, ids, ks=[0.2, 0.5])
+    assert set(scores) == {"loss", "mink@0.2", "minkpp@0.2", "mink@0.5", "minkpp@0.5"}
+    assert torch.allclose(scores["minkpp@0.5"], minkpp.minkpp_score(logits, ids, 0.5))
+    assert torch.allclose(scores["mink@0.2"], minkpp.mink_score(logits, ids, 0.2))
+    assert torch.allclose(scores["loss"], minkpp.loss_score(logits, ids))
+
+
+def test_row_blocks_do_not_change_the_result(monkeypatch):
+    torch.manual_seed(4)
+    logits, ids = torch.randn(2, 23, 64) * 3, torch.randint(0, 64, (2, 23))
+    whole = minkpp.token_logprob_stats(logits, ids)
+    monkeypatch.setattr(minkpp, "ROW_BLOCK_ELEMENTS", 64 * 5)  # 5 rows a block, a partial last block
+    for a, b in zip(whole, minkpp.token_logprob_stats(logits, ids), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_float32_moments_match_float64():
+    torch.manual_seed(5)
+    logits, ids = torch.randn(2, 30, 1000) * 4, torch.randint(0, 1000, (2, 30))
+    for a, b in zip(minkpp.token_logprob_stats(logits, ids)[:3], minkpp.token_logprob_stats(logits.double(), ids)[:3],
+                    strict=True):
+        assert torch.allclose(a.double(), b, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_kernel_matches_eager():
+    torch.manual_seed(6)
+    logits, ids = torch.randn(2, 9, 50) * 3, torch.randint(0, 50, (2, 9))
+    eager = minkpp.token_logprob_stats(logits, ids)
+    fused = minkpp.token_logprob_stats(logits, ids, compiled=True)
+    for a, b in zip(eager, fused, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_buffered_and_functional_row_maths_agree():
+    torch.manual_seed(7)
+    x, target = torch.randn(6, 300) * 5, torch.randint(0, 300, (6,))
+    work = torch.empty(3, 8, 300)
+    for a, b in zip(minkpp._row_stats(x, target), minkpp._row_stats_buffered(x, target, work), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -20,6 +20,7 @@ Moments are computed in float32 (float64 inputs stay float64), whatever the logi
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 
@@ -61,22 +62,72 @@ def _check_inputs(
                 f"got {tuple(attention_mask.shape)}."
             )
         mask = attention_mask.bool()
-    if not torch.isfinite(logits).all():
-        raise ValueError("logits contain NaN or infinite values; check the model's dtype (use float32 or bfloat16).")
     return mask
 
 
+#: Elements per work buffer in the eager row-block loop (4 MB of float32; 20 rows of a 50k vocabulary): blocks
+#: stay in the last-level cache. Measured best of 128k-2M elements in benchmarks/minkpp.py on 2 cores.
+ROW_BLOCK_ELEMENTS = 1 << 20
+
+
+def _row_stats(x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(l, mu, var) of R rows of logits x [R, V] with targets [R], each [R]; one exp per element.
+
+    With d = x - max(x) and Z = sum_z exp(d_z), log p = d - log Z. Hence
+        l = d[target] - log Z,    mu = E_p[d] - log Z,    var = E_p[d²] - E_p[d]²
+    (log p and d differ by a constant, so they share their variance under p).
+    """
+    d = x - x.amax(-1, keepdim=True)
+    e = d.exp()
+    z = e.sum(-1)
+    mean_d = (e * d).sum(-1) / z
+    var = (e * d.square()).sum(-1) / z - mean_d.square()
+    log_z = z.log()
+    target_logp = d.gather(-1, target.unsqueeze(-1)).squeeze(-1) - log_z
+    return target_logp, mean_d - log_z, var
+
+
+def _row_stats_buffered(
+    x: torch.Tensor, target: torch.Tensor, work: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_row_stats` written into a preallocated work buffer [3, >=R, V]: fresh multi-megabyte temporaries
+    cost a page fault per 4 kB on every block, which made the eager kernel 3x slower."""
+    rows = x.shape[0]
+    d, e, w = work[0, :rows], work[1, :rows], work[2, :rows]
+    torch.sub(x, x.amax(-1, keepdim=True), out=d)
+    torch.exp(d, out=e)
+    z = e.sum(-1)
+    torch.mul(e, d, out=w)
+    mean_d = w.sum(-1) / z
+    w.mul_(d)
+    var = w.sum(-1) / z - mean_d.square()
+    log_z = z.log()
+    target_logp = d.gather(-1, target.unsqueeze(-1)).squeeze(-1) - log_z
+    return target_logp, mean_d - log_z, var
+
+
+@functools.cache
+def _compiled_row_stats():
+    return torch.compile(_row_stats, dynamic=False)
+
+
 def token_logprob_stats(
-    logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    compiled: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-token target log-prob l_t, mean mu_t and spread sigma_t of log p_t (the statistics of §2).
 
-    sigma_t is floored as :func:`sigma_var_floor` says.
+    sigma_t is floored as :func:`sigma_var_floor` says. On CPU the rows are processed in blocks small enough to
+    stay in cache, written into reused buffers; ``compiled=True`` runs the same maths through ``torch.compile``
+    (fused passes; the first call per shape compiles for 10-20 s, later calls are ~2x faster than eager).
 
     Args:
         logits: [B, T, V], any float dtype; position t predicts token t+1.
         input_ids: [B, T] token ids.
         attention_mask: [B, T], 1 for real tokens; ``None`` means no padding.
+        compiled: use the ``torch.compile`` kernel.
 
     Returns:
         ``(target_logp, mu, sigma, valid)``, each [B, T-1]; ``valid[b, t]`` is true when both the
@@ -84,15 +135,29 @@ def token_logprob_stats(
         but meaningless.
     """
     mask = _check_inputs(logits, input_ids, attention_mask)
+    batch, length, vocab = logits.shape
     work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    log_probs = torch.log_softmax(logits[:, :-1].to(work_dtype), dim=-1)  # [B, T-1, V]
-    probs = log_probs.exp()
-    target = input_ids[:, 1:]
-    target_logp = log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    mu = (probs * log_probs).sum(-1)
-    # Centred second moment: E[x²] - mu² would cancel catastrophically when p_t is nearly uniform.
-    variance = (probs * (log_probs - mu.unsqueeze(-1)).square()).sum(-1).clamp_min(sigma_var_floor(work_dtype))
-    sigma = variance.sqrt()
+    n = length - 1
+    out = torch.empty(3, batch, n, dtype=work_dtype, device=logits.device)
+    if compiled or logits.is_cuda:
+        step = n
+        row_stats = _compiled_row_stats() if compiled else _row_stats
+    else:
+        step = min(n, max(1, ROW_BLOCK_ELEMENTS // vocab))
+        work = torch.empty(3, step, vocab, dtype=work_dtype)
+        row_stats = functools.partial(_row_stats_buffered, work=work)
+    for b in range(batch):
+        for t0 in range(0, n, step):
+            t1 = min(n, t0 + step)
+            stats = row_stats(logits[b, t0:t1].to(work_dtype), input_ids[b, t0 + 1 : t1 + 1])
+            for i, value in enumerate(stats):
+                out[i, b, t0:t1] = value
+    # Finite logits give finite statistics (d <= 0, e in [0, 1], Z >= 1), so checking the [3, B, T-1] results
+    # catches every NaN or infinity in the logits used, at a fraction of the cost of scanning [B, T, V].
+    if not torch.isfinite(out).all():
+        raise ValueError("logits contain NaN or infinite values; check the model's dtype (use float32 or bfloat16).")
+    target_logp, mu, variance = out
+    sigma = variance.clamp_min(sigma_var_floor(work_dtype)).sqrt()
     valid = mask[:, :-1] & mask[:, 1:]
     return target_logp, mu, sigma, valid
 
@@ -171,6 +236,33 @@ def loss_score(
     """Loss attack score [B]: mean target log-prob over valid tokens (= minus the LM loss)."""
     target_logp, _, _, valid = token_logprob_stats(logits, input_ids, attention_mask)
     return min_k_mean(target_logp, valid, 1.0)
+
+
+def score_name(method: str, k: float | None = None) -> str:
+    """Key of a score in :func:`scores_from_stats`: ``"minkpp@0.2"`` for the k-methods, else the method."""
+    return f"{method}@{k:.2g}" if k is not None else method
+
+
+def scores_from_stats(
+    target_logp: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, valid: torch.Tensor,
+    ks: Sequence[float] = (0.2,), min_tokens: int = 1,
+) -> dict[str, torch.Tensor]:
+    """Loss, and Min-K% and Min-K%++ at every k, from one set of token statistics (each [B, T-1]); each [B]."""
+    out = {"loss": min_k_mean(target_logp, valid, 1.0)}
+    z = (target_logp - mu) / sigma
+    for k in ks:
+        out[score_name("mink", k)] = min_k_mean(target_logp, valid, k, min_tokens)
+        out[score_name("minkpp", k)] = min_k_mean(z, valid, k, min_tokens)
+    return out
+
+
+def sequence_scores(
+    logits: torch.Tensor, input_ids: torch.Tensor, ks: Sequence[float] = (0.2,),
+    attention_mask: torch.Tensor | None = None, min_tokens: int = 1, compiled: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Every reference-free score of a batch from one pass over the logits: ``loss``, ``mink@k``, ``minkpp@k``."""
+    stats = token_logprob_stats(logits, input_ids, attention_mask, compiled=compiled)
+    return scores_from_stats(*stats, ks=ks, min_tokens=min_tokens)
 
 
 def zlib_score(loss_scores: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:

@@ -26,6 +26,7 @@ from replbook import minkpp
 from replbook.assets import resolve as resolve_asset
 from replbook.assets import sha256_file
 from replbook.data.text import WordVocab, chunk_tokens, tokenize_words
+from replbook.minkpp import score_name
 from replbook.models import TinyGPT, TinyGPTConfig
 from replbook.paths import cache_dir
 from replbook.profiles import ChapterParams, Param
@@ -79,11 +80,6 @@ METHODS = ("loss", "zlib", "ref", "mink", "minkpp")
 LABELS = {"loss": "Loss", "zlib": "Zlib", "ref": "Ref", "mink": "Min-K%", "minkpp": "Min-K%++"}
 
 
-def score_name(method: str, k: float | None = None) -> str:
-    """``"minkpp@0.2"`` for the k-methods, the method itself otherwise."""
-    return f"{method}@{k:.2g}" if k is not None else method
-
-
 # ---------------------------------------------------------------------------------------------------- statistics
 
 
@@ -124,17 +120,12 @@ def score_tiny_lm(model: TinyGPT, ids: torch.Tensor, batch_size: int = 128) -> C
 def method_scores(stats: ChunkStats, texts: Sequence[str], ref_loss: np.ndarray | None, ks: Sequence[float],
                   ) -> dict[str, np.ndarray]:
     """Every attack's sequence score [N] (higher = member): loss, zlib, ref, and mink/minkpp at each k."""
-    logp, mu, sigma = (torch.from_numpy(a).double() for a in (stats.target_logp, stats.mu, stats.sigma))
-    valid = torch.from_numpy(stats.valid)
-    loss = minkpp.min_k_mean(logp, valid, 1.0)
-    out = {"loss": loss.numpy(), "zlib": minkpp.zlib_score(loss, texts).numpy()}
+    tensors = (torch.from_numpy(a).double() for a in (stats.target_logp, stats.mu, stats.sigma))
+    scores = minkpp.scores_from_stats(*tensors, torch.from_numpy(stats.valid), ks=ks)
+    scores["zlib"] = minkpp.zlib_score(scores["loss"], texts)
     if ref_loss is not None:
-        out["ref"] = minkpp.ref_score(loss, torch.from_numpy(ref_loss).double()).numpy()
-    z = (logp - mu) / sigma
-    for k in ks:
-        out[score_name("mink", k)] = minkpp.min_k_mean(logp, valid, k).numpy()
-        out[score_name("minkpp", k)] = minkpp.min_k_mean(z, valid, k).numpy()
-    return out
+        scores["ref"] = minkpp.ref_score(scores["loss"], torch.from_numpy(ref_loss).double())
+    return {name: s.numpy() for name, s in scores.items()}
 
 
 def mean_loglik(stats: ChunkStats) -> np.ndarray:

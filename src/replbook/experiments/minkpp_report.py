@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from replbook.experiments.minkpp import LABELS, SeedResult, auroc_table, k_spread, score_name, verdict_by_seeds
+from replbook.experiments.minkpp import LABELS, SeedResult, auroc_table, k_spread, verdict_by_seeds
+from replbook.minkpp import score_name
 from replbook.record import Claim, format_ci
 
 #: Table 1 of the paper, WikiMIA_length32, original setting, AUROC %. Transcribed from the official project page,

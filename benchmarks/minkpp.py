@@ -1,0 +1,85 @@
+"""Min-K%++ scoring speed: batched kernels vs a per-text loop with the official code's structure, in one process.
+
+Input: logits [32, 128, 50 000] float32 (819 MB) and random ids. Prints
+- the speed ratio of `replbook.minkpp.sequence_scores` (Loss, Min-K% and Min-K%++ at one k from one pass) over
+  the per-text baseline (batch 1, softmax + log-softmax, numpy sort; tests/reference_minkpp.py), goal ≥ 10×;
+- the bytes of logits read per second as a fraction of a same-size tensor copy's, goal ≥ 0.5;
+each for the eager kernel (the default) and the `torch.compile` one (compile time reported apart).
+Run: `make bench` (or `.venv/bin/python benchmarks/minkpp.py --batch 8` for a quicker look).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the official-structure reference
+from reference_minkpp import official_style_scores  # noqa: E402
+
+from replbook import minkpp  # noqa: E402
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--vocab", type=int, default=50_000)
+    parser.add_argument("--k", type=float, default=0.2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    logits = torch.randn(args.batch, args.seq, args.vocab) * 3
+    ids = torch.randint(0, args.vocab, (args.batch, args.seq))
+    nbytes = logits.numel() * logits.element_size()
+
+    def batched(compiled: bool = False):
+        scores = minkpp.sequence_scores(logits, ids, ks=[args.k], compiled=compiled)
+        return scores[minkpp.score_name("mink", args.k)], scores[minkpp.score_name("minkpp", args.k)]
+
+    def baseline():
+        return [official_style_scores(logits[b : b + 1], ids[b : b + 1], args.k) for b in range(args.batch)]
+
+    # Same numbers first: the comparison is only meaningful between equal results.
+    ours = batched()
+    ref = torch.tensor(baseline(), dtype=torch.float64)
+    assert torch.allclose(ours[0].double(), ref[:, 0], atol=1e-4) and torch.allclose(ours[1].double(), ref[:, 1],
+                                                                                      atol=1e-3)
+    copy_target = torch.empty_like(logits)
+    t_copy = best_of(lambda: copy_target.copy_(logits), args.repeats)
+    t_batched = best_of(batched, args.repeats)
+    t_baseline = best_of(baseline, max(1, args.repeats - 1))
+    start = time.perf_counter()
+    fused = batched(compiled=True)
+    t_compile = time.perf_counter() - start
+    assert torch.allclose(fused[1], ours[1], atol=1e-3)
+    t_compiled = best_of(lambda: batched(compiled=True), args.repeats)
+
+    print(f"host: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"logits [{args.batch}, {args.seq}, {args.vocab}] float32 = {nbytes / 1e6:.0f} MB")
+    print(f"tensor copy          {t_copy * 1e3:9.1f} ms  {nbytes / t_copy / 1e9:6.2f} GB/s read")
+    print(f"official structure   {t_baseline * 1e3:9.1f} ms  {nbytes / t_baseline / 1e9:6.2f} GB/s read "
+          "(both scores per text)")
+    for name, t in (("replbook eager", t_batched), ("replbook compiled", t_compiled)):
+        print(f"{name:<20} {t * 1e3:9.1f} ms  {nbytes / t / 1e9:6.2f} GB/s read   speed ratio "
+              f"{t_baseline / t:5.1f}x (goal >= 10x)   bandwidth fraction {t_copy / t:.2f} (goal >= 0.5)")
+    print(f"(torch.compile: first call {t_compile:.1f} s, compiling once per shape)")
+
+
+if __name__ == "__main__":
+    main()
