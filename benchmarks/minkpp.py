@@ -24,11 +24,15 @@ from reference_minkpp import official_style_scores  # noqa: E402
 from replbook import minkpp  # noqa: E402
 
 
-def best_of(fn, repeats: int) -> float:
+def best_of(fn, repeats: int, device: str) -> float:
     times = []
     for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
         start = time.perf_counter()
         fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -40,11 +44,13 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=50_000)
     parser.add_argument("--k", type=float, default=0.2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    logits = torch.randn(args.batch, args.seq, args.vocab) * 3
-    ids = torch.randint(0, args.vocab, (args.batch, args.seq))
+    logits = (torch.randn(args.batch, args.seq, args.vocab) * 3).to(args.device, getattr(torch, args.dtype))
+    ids = torch.randint(0, args.vocab, (args.batch, args.seq)).to(args.device)
     nbytes = logits.numel() * logits.element_size()
 
     def batched(compiled: bool = False):
@@ -57,21 +63,22 @@ def main() -> None:
     # Same numbers first: the comparison is only meaningful between equal results.
     ours = batched()
     ref = torch.tensor(baseline(), dtype=torch.float64)
-    assert torch.allclose(ours[0].double(), ref[:, 0], atol=1e-4) and torch.allclose(ours[1].double(), ref[:, 1],
-                                                                                      atol=1e-3)
+    assert torch.allclose(ours[0].double().cpu(), ref[:, 0], atol=1e-4)
+    assert torch.allclose(ours[1].double().cpu(), ref[:, 1], atol=1e-3)
     copy_target = torch.empty_like(logits)
-    t_copy = best_of(lambda: copy_target.copy_(logits), args.repeats)
-    t_batched = best_of(batched, args.repeats)
-    t_baseline = best_of(baseline, max(1, args.repeats - 1))
+    t_copy = best_of(lambda: copy_target.copy_(logits), args.repeats, args.device)
+    t_batched = best_of(batched, args.repeats, args.device)
+    t_baseline = best_of(baseline, max(1, args.repeats - 1), args.device)
     start = time.perf_counter()
     fused = batched(compiled=True)
     t_compile = time.perf_counter() - start
     assert torch.allclose(fused[1], ours[1], atol=1e-3)
-    t_compiled = best_of(lambda: batched(compiled=True), args.repeats)
+    t_compiled = best_of(lambda: batched(compiled=True), args.repeats, args.device)
 
-    print(f"host: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{os.cpu_count()} CPU cores"
+    print(f"device: {where}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()[0]:.2f}")
-    print(f"logits [{args.batch}, {args.seq}, {args.vocab}] float32 = {nbytes / 1e6:.0f} MB")
+    print(f"logits [{args.batch}, {args.seq}, {args.vocab}] {args.dtype} = {nbytes / 1e6:.0f} MB")
     print(f"tensor copy          {t_copy * 1e3:9.1f} ms  {nbytes / t_copy / 1e9:6.2f} GB/s read")
     print(f"official structure   {t_baseline * 1e3:9.1f} ms  {nbytes / t_baseline / 1e9:6.2f} GB/s read "
           "(both scores per text)")

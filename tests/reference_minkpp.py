@@ -16,6 +16,6 @@ def official_style_scores(logits: torch.Tensor, input_ids: torch.Tensor, k: floa
     variance = (probs * torch.square(log_probs)).sum(-1) - torch.square(mu)
     mink_plus = (token_log_probs - mu) / variance.sqrt()
     k_length = int(len(token_log_probs) * k)
-    mink = np.sort(token_log_probs.numpy())[:k_length]
-    minkpp = np.sort(mink_plus.numpy())[:k_length]
+    mink = np.sort(token_log_probs.cpu().numpy())[:k_length]
+    minkpp = np.sort(mink_plus.cpu().numpy())[:k_length]
     return float(np.mean(mink)), float(np.mean(minkpp))

@@ -71,7 +71,7 @@ ROW_BLOCK_ELEMENTS = 1 << 20
 
 
 def _row_stats(x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(l, mu, var) of R rows of logits x [R, V] with targets [R], each [R]; one exp per element.
+    """(l, mu, var) of rows of logits x [..., V] with targets [...], each [...]; one exp per element.
 
     With d = x - max(x) and Z = sum_z exp(d_z), log p = d - log Z. Hence
         l = d[target] - log Z,    mu = E_p[d] - log Z,    var = E_p[d²] - E_p[d]²
@@ -138,20 +138,23 @@ def token_logprob_stats(
     batch, length, vocab = logits.shape
     work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     n = length - 1
-    out = torch.empty(3, batch, n, dtype=work_dtype, device=logits.device)
-    if compiled or logits.is_cuda:
-        step = n
+    if logits.is_cuda:
+        # One launch per operation over the whole batch: a per-row loop leaves a GPU launch-bound.
         row_stats = _compiled_row_stats() if compiled else _row_stats
+        out = torch.stack(row_stats(logits[:, :-1].to(work_dtype), input_ids[:, 1:]))
     else:
-        step = min(n, max(1, ROW_BLOCK_ELEMENTS // vocab))
-        work = torch.empty(3, step, vocab, dtype=work_dtype)
-        row_stats = functools.partial(_row_stats_buffered, work=work)
-    for b in range(batch):
-        for t0 in range(0, n, step):
-            t1 = min(n, t0 + step)
-            stats = row_stats(logits[b, t0:t1].to(work_dtype), input_ids[b, t0 + 1 : t1 + 1])
-            for i, value in enumerate(stats):
-                out[i, b, t0:t1] = value
+        out = torch.empty(3, batch, n, dtype=work_dtype)
+        if compiled:
+            step, row_stats = n, _compiled_row_stats()
+        else:
+            step = min(n, max(1, ROW_BLOCK_ELEMENTS // vocab))
+            row_stats = functools.partial(_row_stats_buffered, work=torch.empty(3, step, vocab, dtype=work_dtype))
+        for b in range(batch):
+            for t0 in range(0, n, step):
+                t1 = min(n, t0 + step)
+                stats = row_stats(logits[b, t0:t1].to(work_dtype), input_ids[b, t0 + 1 : t1 + 1])
+                for i, value in enumerate(stats):
+                    out[i, b, t0:t1] = value
     # Finite logits give finite statistics (d <= 0, e in [0, 1], Z >= 1), so checking the [3, B, T-1] results
     # catches every NaN or infinity in the logits used, at a fraction of the cost of scanning [B, T, V].
     if not torch.isfinite(out).all():
