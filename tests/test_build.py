@@ -76,3 +76,16 @@ def test_successful_run_is_stamped_and_then_current(sandbox):
     assert "epochs = 2" in injected[0].source  # every resolved value is injected, not only overrides
     assert build.is_current("minkpp", params)
     assert not build.is_current("minkpp", resolve(PARAMS, "smoke", {"epochs": 3}))
+
+
+def test_two_smoke_runs_of_the_chapter_give_identical_metrics(sandbox, monkeypatch):
+    import json
+
+    metrics = []
+    for run in range(2):
+        # A fresh cache each time: the second run trains again rather than loading the first run's models.
+        monkeypatch.setenv("REPLBOOK_CACHE", str(sandbox / f"cache{run}"))
+        build.run_chapter("minkpp", "smoke", progress=False)
+        record = json.loads((sandbox / "results" / "minkpp" / "smoke.json").read_text())
+        metrics.append((record["metrics"], [c["ours"] for c in record["claims"]]))
+    assert metrics[0] == metrics[1]

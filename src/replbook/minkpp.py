@@ -8,7 +8,7 @@ Notation. A text x_1..x_T; a causal LM gives at position t = 2..T the categorica
 
     l_t  = log p_t(x_t)                                   target log-probability
     mu_t = E_{z~p_t}[log p_t(z)]                          (= minus the entropy)
-    s_t² = E_{z~p_t}[(log p_t(z))²] - mu_t²
+    sigma_t² = E_{z~p_t}[(log p_t(z))²] - mu_t²            (floored, see sigma_var_floor)
     Min-K%++ token score  (l_t - mu_t) / sigma_t,   Min-K% token score  l_t
 
 A sequence score is the mean of the lowest k_len = max(min_tokens, floor((T-1)·k)) token scores; higher means
@@ -43,7 +43,7 @@ def sigma_var_floor(dtype: torch.dtype) -> float:
 def _check_inputs(
     logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
 ) -> torch.Tensor:
-    """Validate shapes and values; return the boolean mask [B, T]."""
+    """Validate shapes; return the boolean mask [B, T]. (Non-finite logits are caught on the results.)"""
     if logits.ndim != 3:
         raise ValueError(f"logits must have shape [B, T, V]; got {tuple(logits.shape)}.")
     if input_ids.shape != logits.shape[:2]:
