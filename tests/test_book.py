@@ -49,6 +49,9 @@ def html_root(tmp_path_factory) -> Path:
     for folder in ("notebooks", "data_manifests"):
         shutil.copytree(ROOT / folder, sandbox / folder)
     shutil.copytree(ROOT / "book", sandbox / "book", ignore=shutil.ignore_patterns("chapters"))
+    # What a developer's tree holds after `make test`: the build must not warn about it (warnings are errors).
+    (sandbox / ".pytest_cache").mkdir()
+    (sandbox / ".pytest_cache" / "README.md").write_text("# pytest cache directory\n")
     env = {**os.environ, "REPLBOOK_ROOT": str(sandbox), "REPLBOOK_CACHE": str(sandbox / "cache")}
     proc = subprocess.run([sys.executable, "-m", "replbook", "build", "--profile", "smoke"], env=env,
                           capture_output=True, text=True, timeout=900)

@@ -117,10 +117,22 @@ def test_paper_profile_runs_on_a_tiny_model_and_local_wikimia(tiny_neox, tmp_pat
     params = resolve(experiment.PARAMS, "paper", {
         "target_model": str(tiny_neox), "reference_model": str(tiny_neox), "dataset": str(data), "n_boot": 20,
         "threads": 1}, check_assets=False)
-    [result] = experiment.run_paper(params)
-    test = result.epochs[0]["test"]
+    results = experiment.run_paper(params)
+    test = results[0].epochs[0]["test"]
     assert 0.0 <= test["minkpp@0.2"]["auroc"] <= 1.0
-    assert np.allclose(result.scores[0]["ref"], 0.0, atol=1e-5)  # the same model as its own reference
+    assert np.allclose(results[0].scores[0]["ref"], 0.0, atol=1e-5)  # the same model as its own reference
+
+    # The chapter's report works on the paper profile's result too: claims with the Pythia-2.8B comparison rows.
+    from replbook.experiments import minkpp_report as report
+
+    claims = report.make_claims(results, params)
+    assert [c.claim for c in claims][-2:] == [
+        f"{method} AUROC, WikiMIA_length32, {tiny_neox}, best k" for method in ("Min-K%", "Min-K%++")]
+    assert all(c.profile == "paper" for c in claims)
+    assert len(report.auroc_summary(results, params["fixed_k"])) == 9
+    for plot in (report.plot_exposure(results, 0.2), report.plot_k_sweep(results, params["ks"]),
+                 report.plot_roc(results, 0.2)):
+        assert plot.axes
 
 
 def test_wikimia_rows_need_input_and_label(tmp_path):
