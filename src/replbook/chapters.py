@@ -24,7 +24,7 @@ class Chapter:
 
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter("minkpp", "Min-K%++: detecting pre-training data from LLMs", "2404.02936", "method",
-            {"smoke": 0.5, "cpu": 7.0, "paper": 10.0}),
+            {"smoke": 0.5, "cpu": 6.0, "paper": 10.0}),
     Chapter("speechprune", "SpeechPrune: context-aware token pruning for speech information retrieval",
             "2412.12009", "method"),
     Chapter("lobam", "LoBAM: LoRA-based backdoor attack on model merging", "2411.16746", "method (attack)"),
