@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,7 +77,6 @@ PARAMS = ChapterParams(
     },
 )
 
-METHODS = ("loss", "zlib", "ref", "mink", "minkpp")
 LABELS = {"loss": "Loss", "zlib": "Zlib", "ref": "Ref", "mink": "Min-K%", "minkpp": "Min-K%++"}
 
 
@@ -195,20 +195,20 @@ def _tensor_hash(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:24]
 
 
-def _save_checkpoint(model: torch.nn.Module, path) -> None:
+def _save_checkpoint(model: torch.nn.Module, path: Path) -> None:
     tmp = path.with_suffix(".partial")
     save_file({k: v.contiguous() for k, v in model.state_dict().items() if k != "head.weight"}, str(tmp))
     tmp.replace(path)
     path.with_suffix(".sha256").write_text(sha256_file(path))
 
 
-def _checkpoint_ok(path) -> bool:
+def _checkpoint_ok(path: Path) -> bool:
     """A cached checkpoint exists and its sha256 matches the one written beside it."""
     sums = path.with_suffix(".sha256")
     return path.exists() and sums.exists() and sha256_file(path) == sums.read_text().strip()
 
 
-def _load_checkpoint(model: torch.nn.Module, path) -> None:
+def _load_checkpoint(model: torch.nn.Module, path: Path) -> None:
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
     if unexpected or set(missing) != {"head.weight"}:  # head.weight is tied to tok.weight, so never stored
         raise RuntimeError(f"checkpoint {path} does not match the model; delete it to retrain.")
@@ -304,7 +304,7 @@ def run_seed(params: dict[str, Any], corpus: Corpus, seed: int) -> SeedResult:
     def on_epoch(epoch: int, model: TinyGPT) -> None:
         stats = score_tiny_lm(model, corpus.ids)
         scores = method_scores(stats, corpus.texts, ref_loss, params["ks"])
-        ll = mean_loglik(stats)
+        ll = scores["loss"]  # mean target log-likelihood per chunk
         result.perplexity[epoch] = {"member": float(np.exp(-ll[labels == 1].mean())),
                                     "non_member": float(np.exp(-ll[labels == 0].mean()))}
         result.epochs[epoch] = evaluate(scores, labels, split["val"], split["test"], params["ks"],
@@ -323,19 +323,6 @@ def run_miniature(params: dict[str, Any]) -> list[SeedResult]:
 
 
 # ---------------------------------------------------------------------------------------------------- summaries
-
-
-def auroc_table(results: list[SeedResult], epoch: int, ks: Sequence[float]) -> dict[str, dict[str, float]]:
-    """Mean and spread over seeds of test AUROC at one epoch: name → {mean, sd, lo, hi} (lo/hi: mean of the
-    per-seed bootstrap bounds)."""
-    out = {}
-    names = results[0].epochs[epoch]["test"].keys()
-    for name in names:
-        vals = np.array([r.epochs[epoch]["test"][name]["auroc"] for r in results])
-        out[name] = {"mean": float(vals.mean()), "sd": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
-                     "lo": float(np.mean([r.epochs[epoch]["test"][name]["lo"] for r in results])),
-                     "hi": float(np.mean([r.epochs[epoch]["test"][name]["hi"] for r in results]))}
-    return out
 
 
 def k_spread(result: SeedResult, epoch: int, method: str, ks: Sequence[float]) -> float:
