@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from replbook.stats import auroc_rank, bootstrap_auroc, bootstrap_auroc_difference, bootstrap_indices
+from replbook.minkpp import mia_metrics
+from replbook.stats import auroc_rank, bootstrap_auroc_difference, bootstrap_indices, bootstrap_metrics, tpr_at_fpr
 
 
 def test_rank_auroc_equals_sklearn_with_ties():
@@ -32,8 +33,29 @@ def test_bootstrap_interval_contains_the_point_estimate():
     rng = np.random.default_rng(2)
     labels = np.array([1] * 100 + [0] * 100)
     scores = labels + rng.normal(scale=1.5, size=200)
-    out = bootstrap_auroc({"s": scores}, labels, n_boot=200, seed=0)["s"]
+    out = bootstrap_metrics({"s": scores}, labels, n_boot=200, seed=0)["s"]
     assert out["lo"] < out["auroc"] < out["hi"]
+    assert out["tpr_lo"] <= out["tpr"] <= out["tpr_hi"]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_tpr_at_fpr_follows_the_official_roc_rule(ties):
+    rng = np.random.default_rng(5)
+    for n in (20, 57, 200):
+        labels = rng.integers(0, 2, n)
+        labels[:2] = [0, 1]
+        scores = rng.integers(0, 8, n).astype(float) if ties else rng.normal(size=n) + labels
+        m = mia_metrics(scores, labels)
+        assert tpr_at_fpr(scores, labels, 0.05) == pytest.approx(m["tpr05"])
+        assert tpr_at_fpr(scores, labels, 0.01) == pytest.approx(m["tpr01"])
+
+
+def test_tpr_at_fpr_worked_example_and_vectorisation():
+    scores = np.array([0.9, 0.7, 0.4, 0.8, 0.3, 0.2])  # spec E5: TPR@5%FPR = 1/3
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    assert tpr_at_fpr(scores, labels, 0.05) == pytest.approx(1 / 3)
+    assert tpr_at_fpr(scores, labels, 1 / 3) == pytest.approx(1.0)
+    assert np.allclose(tpr_at_fpr(np.stack([scores, -scores]), labels, 0.05), [1 / 3, 0.0])
 
 
 def test_paired_difference_of_a_score_with_itself_is_zero():

@@ -27,6 +27,26 @@ def auroc_rank(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (rank_sum_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, max_fpr: float) -> np.ndarray:
+    """TPR at the lowest threshold whose FPR is at most ``max_fpr``: the official ``get_metrics`` rule (last TPR
+    on sklearn's ROC curve where FPR <= max_fpr), vectorised over leading axes.
+
+    With k = floor(max_fpr · n_neg) negatives allowed at or above the threshold, the threshold must exceed the
+    (k+1)-th highest negative score, so TPR = share of positives scoring above it.
+
+    Args:
+        scores: [..., N]; labels: [N] with 1 = positive (the same for every leading index).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    neg, pos = scores[..., ~labels], scores[..., labels]
+    allowed = int(np.floor(max_fpr * neg.shape[-1] + 1e-9))
+    if allowed >= neg.shape[-1]:
+        return np.ones(scores.shape[:-1])
+    kth_highest = -np.partition(-neg, allowed, axis=-1)[..., allowed]
+    return (pos > kth_highest[..., None]).mean(-1)
+
+
 def bootstrap_indices(n_items: int, labels: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """Stratified bootstrap resamples [n_boot, n_items]: each class is resampled within itself, so every
     resample keeps the original class counts (and an AUROC is always defined)."""
@@ -41,22 +61,26 @@ def bootstrap_indices(n_items: int, labels: np.ndarray, n_boot: int, seed: int) 
     return out
 
 
-def bootstrap_auroc(
-    scores: dict[str, np.ndarray], labels: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+def bootstrap_metrics(
+    scores: dict[str, np.ndarray], labels: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+    max_fpr: float = 0.05,
 ) -> dict[str, dict[str, float]]:
-    """AUROC with a percentile bootstrap interval for each named score, all on the same resamples (so that
-    differences between methods can be read pairwise with :func:`bootstrap_auroc_difference`)."""
+    """AUROC and TPR at ``max_fpr`` with percentile bootstrap intervals for each named score, all on the same
+    stratified resamples (so differences between methods can be read pairwise with
+    :func:`bootstrap_auroc_difference`). Keys: auroc, lo, hi, tpr, tpr_lo, tpr_hi."""
     labels = np.asarray(labels)
     idx = bootstrap_indices(len(labels), labels, n_boot, seed)
+    boot_labels = labels[idx[0]]  # stratified: every resample lists the classes in the same order
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     out = {}
     for name, s in scores.items():
         s = np.asarray(s, dtype=np.float64)
-        boot = auroc_rank(s[idx], labels[idx])
+        auroc, tpr = auroc_rank(s[idx], boot_labels), tpr_at_fpr(s[idx], boot_labels, max_fpr)
         out[name] = {
-            "auroc": float(auroc_rank(s, labels)),
-            "lo": float(np.percentile(boot, lo)),
-            "hi": float(np.percentile(boot, hi)),
+            "auroc": float(auroc_rank(s, labels)), "lo": float(np.percentile(auroc, lo)),
+            "hi": float(np.percentile(auroc, hi)),
+            "tpr": float(tpr_at_fpr(s, labels, max_fpr)), "tpr_lo": float(np.percentile(tpr, lo)),
+            "tpr_hi": float(np.percentile(tpr, hi)),
         }
     return out
 

@@ -32,7 +32,7 @@ from replbook.models import TinyGPT, TinyGPTConfig
 from replbook.paths import cache_dir
 from replbook.profiles import ChapterParams, Param
 from replbook.progress import progress
-from replbook.stats import auroc_rank, bootstrap_auroc, bootstrap_auroc_difference
+from replbook.stats import auroc_rank, bootstrap_auroc_difference, bootstrap_metrics
 
 K_SWEEP = [round(0.1 * i, 1) for i in range(1, 11)]
 
@@ -157,15 +157,17 @@ def evaluate(scores: dict[str, np.ndarray], labels: np.ndarray, val_idx: np.ndar
              ks: Sequence[float], fixed_k: float, n_boot: int, seed: int) -> dict[str, Any]:
     """Test-set metrics of every score, k selected on validation and on test, and paired differences.
 
-    Returns ``test`` (name → auroc, lo, hi, tpr05, tpr01, fpr95), ``val_auroc`` (name → auroc), ``k`` (method →
-    {"fixed", "val", "best"}), and ``diff`` (baseline → paired AUROC(minkpp) − AUROC(baseline) at the fixed k,
-    and ``mink_best``: both at their best k on test).
+    Returns ``test`` (name → auroc, lo, hi, tpr05, tpr05_lo, tpr05_hi, tpr01, fpr95), ``val_auroc``
+    (name → auroc), ``k`` (method → {"fixed", "val", "best"}), and ``diff`` (baseline → paired
+    AUROC(minkpp) − AUROC(baseline) at the fixed k, and ``mink_best``: both at their best k on test).
     """
     y_test, y_val = labels[test_idx], labels[val_idx]
-    test = bootstrap_auroc({n: s[test_idx] for n, s in scores.items()}, y_test, n_boot, seed)
+    test = bootstrap_metrics({n: s[test_idx] for n, s in scores.items()}, y_test, n_boot, seed)
     for name, s in scores.items():
         m = minkpp.mia_metrics(s[test_idx], y_test)
-        test[name].update(tpr05=m["tpr05"], tpr01=m["tpr01"], fpr95=m["fpr95"])
+        boot = test[name]
+        test[name] = {"auroc": boot["auroc"], "lo": boot["lo"], "hi": boot["hi"], "tpr05": m["tpr05"],
+                      "tpr05_lo": boot["tpr_lo"], "tpr05_hi": boot["tpr_hi"], "tpr01": m["tpr01"], "fpr95": m["fpr95"]}
     val_auroc = {n: float(auroc_rank(s[val_idx], y_val)) for n, s in scores.items()}
     chosen = {}
     for method in ("mink", "minkpp"):

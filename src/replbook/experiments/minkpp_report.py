@@ -56,17 +56,20 @@ def last_epoch(results: list[SeedResult]) -> int:
 
 
 def auroc_summary(results: list[SeedResult], fixed_k: float) -> pd.DataFrame:
-    """At the highest exposure: each method's test AUROC (mean over seeds, mean bootstrap interval), TPR at 5%
-    and 1% FPR and FPR at 95% TPR, for the fixed k, the validation-selected k and the best k on test."""
+    """At the highest exposure: each method's test AUROC and TPR at 5% FPR (means over seeds of the value and of
+    its bootstrap interval's bounds), TPR at 1% FPR and FPR at 95% TPR, for the fixed k, the validation-selected k
+    and the best k on test."""
     epoch = last_epoch(results)
     rows = []
 
     def add(label: str, names: list[str], k_note: str) -> None:
         per_seed = [r.epochs[epoch]["test"][n] for r, n in zip(results, names, strict=True)]
-        mean = {m: float(np.mean([p[m] for p in per_seed])) for m in ("auroc", "lo", "hi", "tpr05", "tpr01", "fpr95")}
+        keys = ("auroc", "lo", "hi", "tpr05", "tpr05_lo", "tpr05_hi", "tpr01", "fpr95")
+        mean = {m: float(np.mean([p[m] for p in per_seed])) for m in keys}
         sd = float(np.std([p["auroc"] for p in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
         rows.append({"method": label, "k": k_note, "AUROC [95% CI]": format_ci(mean["auroc"], mean["lo"], mean["hi"]),
-                     "sd over seeds": round(sd, 3), "TPR@5%FPR": round(mean["tpr05"], 3),
+                     "sd over seeds": round(sd, 3),
+                     "TPR@5%FPR [95% CI]": format_ci(mean["tpr05"], mean["tpr05_lo"], mean["tpr05_hi"]),
                      "TPR@1%FPR": round(mean["tpr01"], 3), "FPR@95%TPR": round(mean["fpr95"], 3)})
 
     n = len(results)
