@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt --upgrade pip
 	$(PIP) -e '.[dev]'
+	# llm-analysis (the hwsw chapter's cross-check) pins transformers<5 and an old hub client that it does not
+	# need for the models it ships: install it without its dependencies, plus the one it uses (fire).
+	$(PIP) 'fire>=0.5' && $(PIP) --no-deps llm-analysis==0.2.2
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
 	@touch $(STAMP)
 

@@ -29,7 +29,7 @@ CHAPTERS: tuple[Chapter, ...] = (
             "2412.12009", "method"),
     Chapter("lobam", "LoBAM: LoRA-based backdoor attack on model merging", "2411.16746", "method (attack)"),
     Chapter("hwsw", "Collaborative hardware and software design in the era of LLMs", "2410.07265",
-            "survey: cost model and measured roofline"),
+            "survey: cost model and measured roofline", {"smoke": 0.3, "cpu": 1.5, "paper": 3.0}),
     Chapter("fedprophet", "FedProphet: memory-efficient federated adversarial training", "2409.08372",
             "method, federated"),
     Chapter("clat", "CLAT: critical-layer adversarial training", "2408.10204", "method"),

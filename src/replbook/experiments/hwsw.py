@@ -1,0 +1,238 @@
+"""The HW/SW co-design chapter: the survey's arguments computed by the cost model, checked against llm-analysis,
+and placed beside measured points of the machine at hand.
+
+Every table here is a function of ``replbook.costmodel`` (exact, analytical) or ``replbook.measure`` (timed).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import pandas as pd
+import torch
+
+from replbook import costmodel as cm
+from replbook import measure
+from replbook.profiles import ChapterParams, Param
+from replbook.progress import progress
+
+MODELS = {"Llama-2-7B": cm.LLAMA2_7B, "Llama-2-70B": cm.LLAMA2_70B, "Llama-3-8B": cm.LLAMA3_8B}
+
+PARAMS = ChapterParams(
+    slug="hwsw",
+    params=(
+        Param("hardware", list, "Accelerators of data_manifests/hardware_specs.csv to draw.", item=str),
+        Param("prompt_len", int, "Prompt tokens N of the modelled prefill.", 1, 1_000_000),
+        Param("context", int, "Context T of the modelled decode step.", 1, 1_000_000),
+        Param("batches", list, "Batch sizes of the modelled points.", 1, 4096, item=int),
+        Param("matmul_sizes", list, "n of the measured n³ matmuls.", 16, 16384, item=int),
+        Param("gemv_n", int, "n of the measured n² GEMV.", 16, 65536),
+        Param("bandwidth_mib", int, "Copy/sum array size, beyond the last-level cache.", 1, 65536),
+        Param("lm_d_model", int, "Width of the measured tiny Llama.", 16, 8192),
+        Param("lm_layers", int, "Layers of the measured tiny Llama.", 1, 64),
+        Param("lm_vocab", int, "Vocabulary of the measured tiny Llama.", 64, 200_000),
+        Param("lm_seq", int, "Measured prefill length and decode context.", 2, 32768),
+        Param("lm_batches", list, "Batch sizes of the measured tiny-Llama phases.", 1, 512, item=int),
+        Param("repeats", int, "Timed repeats (the best is kept).", 1, 100),
+        Param("threads", int, "torch threads on CPU.", 1, 256),
+        Param("device", str, "Where to measure.", choices=("cpu", "cuda")),
+    ),
+    defaults={
+        "smoke": dict(hardware=["h100-sxm", "a100-sxm-80gb"], prompt_len=512, context=4096, batches=[1, 16],
+                      matmul_sizes=[128, 256], gemv_n=1024, bandwidth_mib=16, lm_d_model=128, lm_layers=2,
+                      lm_vocab=1024, lm_seq=64, lm_batches=[1], repeats=2, threads=2, device="cpu"),
+        "cpu": dict(hardware=["h100-sxm", "h200", "a100-sxm-80gb", "tpu-v5e"], prompt_len=512, context=4096,
+                    batches=[1, 16], matmul_sizes=[256, 512, 1024], gemv_n=4096, bandwidth_mib=256, lm_d_model=512,
+                    lm_layers=4, lm_vocab=8192, lm_seq=256, lm_batches=[1, 4], repeats=5, threads=2, device="cpu"),
+        "paper": dict(hardware=["h100-sxm", "h200", "a100-sxm-80gb", "tpu-v5e"], prompt_len=512, context=4096,
+                      batches=[1, 16], matmul_sizes=[1024, 4096, 8192], gemv_n=16384, bandwidth_mib=4096,
+                      lm_d_model=2048, lm_layers=8, lm_vocab=32000, lm_seq=1024, lm_batches=[1, 16], repeats=10,
+                      threads=16, device="cuda"),
+    },
+)
+
+
+# ---------------------------------------------------------------------------------------------------- modelled
+
+
+def roofline_points(hardware: list[str], prompt_len: int, context: int, batches: list[int]) -> pd.DataFrame:
+    """Prefill and decode of each preset model at each batch: AI, attainable FLOP/s and time on each accelerator
+    (fp16 weights, activations and KV; op-granularity roofline)."""
+    rows = []
+    for hw_name in hardware:
+        hw = cm.load_hardware(hw_name)
+        for model, cfg in MODELS.items():
+            for batch in batches:
+                for phase, ops in (("prefill", cm.prefill_ops(cfg, batch, prompt_len)),
+                                   ("decode", cm.decode_ops(cfg, batch, context, activations=True))):
+                    t = cm.total(ops)
+                    rows.append({"hardware": hw_name, "model": model, "phase": phase, "batch": batch,
+                                 "AI (FLOP/B)": float(t.ai), "ridge (FLOP/B)": cm.ridge_point(hw, "fp16"),
+                                 "bound": "compute" if t.ai >= cm.ridge_point(hw, "fp16") else "memory",
+                                 "time (ms)": 1e3 * cm.phase_time(hw, ops, "fp16"),
+                                 "attained TFLOP/s": t.flops / cm.phase_time(hw, ops, "fp16") / 1e12})
+    return pd.DataFrame(rows)
+
+
+def kv_table(contexts: list[int], batches: list[int]) -> pd.DataFrame:
+    """KV-cache GB (fp16) against context for each preset, beside its fp16 weight GB."""
+    rows = []
+    for model, cfg in MODELS.items():
+        for batch in batches:
+            for t in contexts:
+                rows.append({"model": model, "batch": batch, "context": t,
+                             "KV GB": cm.kv_cache_bytes(cfg, batch, t) / 1e9,
+                             "weights GB": 2 * cm.param_count(cfg) / 1e9})
+    return pd.DataFrame(rows)
+
+
+def kv_crossover_tokens(cfg: cm.TransformerConfig, weight_bytes_per_param: int = 2) -> Fraction:
+    """B·T at which the fp16 KV cache outweighs the weights: weight bytes / KV bytes per token."""
+    return Fraction(weight_bytes_per_param * cm.param_count(cfg), cm.kv_cache_bytes(cfg, 1, 1))
+
+
+def quantisation_table(cfg: cm.TransformerConfig, hw_name: str, context: int, batch: int = 1) -> pd.DataFrame:
+    """Decode time per step for 16/8/4-bit weights and 16/8-bit KV cache, and its ratio to the fp16 bytes."""
+    hw = cm.load_hardware(hw_name)
+    base = cm.decode_ops(cfg, batch, context, cm.Precision(2, 2, 2))
+    rows = []
+    for w_bits in (16, 8, 4):
+        for kv_bits in (16, 8):
+            p = cm.Precision(Fraction(w_bits, 8), 2, Fraction(kv_bits, 8))
+            ops = cm.decode_ops(cfg, batch, context, p)
+            rows.append({"weight bits": w_bits, "KV bits": kv_bits,
+                         "decode ms": 1e3 * cm.phase_time(hw, ops, "fp16"),
+                         "time ratio": cm.phase_time(hw, ops, "fp16") / cm.phase_time(hw, base, "fp16"),
+                         "bytes ratio": cm.total(ops).bytes / cm.total(base).bytes})
+    return pd.DataFrame(rows)
+
+
+def flash_table(lengths: list[int], head_dim: int = 128, block_rows: int = 128) -> pd.DataFrame:
+    """HBM elements per head, standard attention vs FlashAttention-2 tiling."""
+    rows = []
+    for n in lengths:
+        standard, flash = cm.attention_io_standard(n, head_dim), cm.attention_io_flash(n, head_dim, block_rows)
+        rows.append({"N": n, "standard": standard, "flash": flash, "ratio": flash / standard})
+    return pd.DataFrame(rows)
+
+
+def spec_table(alphas: list[float], gammas: list[int], cost_ratio: float) -> pd.DataFrame:
+    return pd.DataFrame([{"alpha": a, "gamma": g, "expected tokens": float(cm.spec_expected_tokens(a, g)),
+                          "speedup": float(cm.spec_speedup(a, g, cost_ratio))} for a in alphas for g in gammas])
+
+
+def zero_table(n_params: float, n_gpus: int) -> pd.DataFrame:
+    return pd.DataFrame([{"stage": s, "GB per GPU": cm.zero_memory_bytes(n_params, s, n_gpus) / 1e9}
+                         for s in range(4)])
+
+
+#: SpeechPrune Table I (Qwen2-Audio prefill TFLOPS at pruning rate PR; see ../shared/papers/speechprune.md §4,
+#: unverified against the PDF).
+SPEECHPRUNE_TFLOPS = {0.0: 12.20, 0.2: 10.06, 0.4: 7.93, 0.6: 5.79, 0.8: 3.66}
+
+
+def speechprune_fit() -> pd.DataFrame:
+    """The published TFLOPS against the affine model TF = a + b·(1 − PR), least squares over the five points."""
+    import numpy as np
+
+    keep = np.array([1 - r for r in SPEECHPRUNE_TFLOPS])
+    tf = np.array(list(SPEECHPRUNE_TFLOPS.values()))
+    slope, intercept = np.polyfit(keep, tf, 1)
+    return pd.DataFrame({"PR": list(SPEECHPRUNE_TFLOPS), "published TFLOPS": tf,
+                         "affine model": intercept + slope * keep, "intercept": intercept, "slope": slope})
+
+
+# ---------------------------------------------------------------------------------------------------- llm-analysis
+
+
+#: llm-analysis's names for the models and GPUs we compare.
+LLM_ANALYSIS_MODELS = {"Llama-2-7B": "NousResearch_Llama-2-7b-hf"}
+LLM_ANALYSIS_GPUS = {"a100-sxm-80gb": "a100-sxm-80gb", "h100-sxm": "h100-sxm-80gb"}
+
+
+def llm_analysis_available() -> bool:
+    try:
+        import llm_analysis.analysis  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def compare_llm_analysis(prompt_len: int = 512, generate: int = 32) -> pd.DataFrame:
+    """Our model beside llm-analysis 0.2.2 (efficiencies 1.0, fp16, batch 1): KV bytes, weight bytes, prefill
+    latency, decode latency at the final context. Conventions differ (see the notes column)."""
+    import logging
+
+    from llm_analysis.analysis import infer
+
+    logging.getLogger("llm_analysis").setLevel(logging.ERROR)
+    rows = []
+    for model, theirs_model in LLM_ANALYSIS_MODELS.items():
+        cfg = MODELS[model]
+        for hw_name, theirs_gpu in LLM_ANALYSIS_GPUS.items():
+            hw = cm.load_hardware(hw_name)
+            r = infer(model_name=theirs_model, gpu_name=theirs_gpu, dtype_name="w16a16e16", log_level="ERROR",
+                      batch_size_per_gpu=1, seq_len=prompt_len, num_tokens_to_generate=generate,
+                      flops_efficiency=1.0, hbm_memory_efficiency=1.0)
+            context = prompt_len + generate
+            ours = {
+                "KV cache bytes": cm.kv_cache_bytes(cfg, 1, context),
+                "weight bytes": 2 * cm.param_count(cfg),
+                "prefill ms": 1e3 * cm.prefill_time(cfg, hw, 1, prompt_len, "fp16", granularity="phase"),
+                "decode ms": 1e3 * cm.decode_time(cfg, hw, 1, context, "fp16"),
+            }
+            theirs = {"KV cache bytes": r["kv_cache_memory_per_gpu"], "weight bytes": r["weight_memory_per_gpu"],
+                      "prefill ms": 1e3 * r["prefill_latency"], "decode ms": 1e3 * r["decode_latency"]}
+            notes = {
+                "KV cache bytes": "same formula",
+                "weight bytes": "their Llama-2 config: 2-matrix MLP, 16,384 wide; ours SwiGLU, 3 × 11,008",
+                "prefill ms": "they count per-layer ops and the embedding; we: one roofline over the phase",
+                "decode ms": "they also read the embedding table; we: weights + KV only",
+            }
+            for quantity in ours:
+                rows.append({"model": model, "hardware": hw_name, "quantity": quantity, "ours": ours[quantity],
+                             "llm-analysis": theirs[quantity],
+                             "relative difference": ours[quantity] / theirs[quantity] - 1, "why": notes[quantity]})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------- measured
+
+
+def measure_machine(params: dict[str, Any]) -> dict[str, Any]:
+    """Matmul throughput, GEMV, copy/sum bandwidth, and a tiny Llama's prefill and decode, each with analytical
+    FLOPs and bytes (fp32), on ``params['device']``."""
+    device = params["device"]
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("parameter 'device' is 'cuda' but no GPU is visible; use device cpu.")
+    torch.set_num_threads(params["threads"])
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    points = [measure.measure_matmul(n, dtype, device, params["repeats"])
+              for n in progress(params["matmul_sizes"], desc="matmul")]
+    points.append(measure.measure_gemv(params["gemv_n"], dtype, device, params["repeats"]))
+    bandwidth = measure.measure_bandwidth(params["bandwidth_mib"] << 20, device, params["repeats"])
+    model = measure.tiny_llama(params["lm_d_model"], params["lm_layers"], max(1, params["lm_d_model"] // 64),
+                               4 * params["lm_d_model"], params["lm_vocab"])
+    cfg = cm.TransformerConfig.from_hf(model.config)
+    fp32 = cm.Precision(4, 4, 4)
+    phases = []
+    for batch in progress(params["lm_batches"], desc="tiny Llama"):
+        times = measure.time_lm_phases(model, batch, params["lm_seq"], device, params["repeats"])
+        for phase, ops in (("prefill", cm.prefill_ops(cfg, batch, params["lm_seq"], fp32)),
+                           ("decode", cm.decode_ops(cfg, batch, params["lm_seq"], fp32, activations=True))):
+            t = cm.total(ops)
+            phases.append(measure.Measurement(f"tiny Llama {phase}, B={batch}", t.flops, t.bytes, times[phase]))
+    peak = max(p.flop_rate for p in points)
+    machine = cm.Hardware("this machine (measured)", {"fp32": peak, "bf16": peak}, bandwidth["copy"].byte_rate, 0,
+                          "measured by replbook.measure", "measured")
+    return {"points": points, "bandwidth": bandwidth, "phases": phases, "machine": machine,
+            "lm_config": cfg, "dtype": str(dtype).replace("torch.", "")}
+
+
+def measured_table(measured: dict[str, Any]) -> pd.DataFrame:
+    rows = [{"what": p.name, "GFLOP/s": p.flop_rate / 1e9, "GB/s": p.byte_rate / 1e9, "AI (FLOP/B)": p.ai,
+             "ms": 1e3 * p.seconds} for p in measured["points"] + list(measured["bandwidth"].values())
+            + measured["phases"]]
+    return pd.DataFrame(rows)

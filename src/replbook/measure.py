@@ -1,0 +1,107 @@
+"""Measured roofline points of the machine at hand: matmul throughput, memory bandwidth, a GEMV, and a small
+transformer's prefill and decode step, each timed as the best of several repeats (CUDA-synchronised on a GPU).
+
+Timings depend on the host and its load: the chapter records both, and tests never assert them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+def best_time(fn: Callable[[], object], repeats: int, device: str = "cpu", warmup: int = 1) -> float:
+    """Best wall time of ``repeats`` calls after ``warmup`` calls, in seconds."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured point: what ran, its FLOPs and bytes (analytical), and its best time."""
+
+    name: str
+    flops: float
+    bytes: float
+    seconds: float
+
+    @property
+    def flop_rate(self) -> float:
+        return self.flops / self.seconds
+
+    @property
+    def byte_rate(self) -> float:
+        return self.bytes / self.seconds
+
+    @property
+    def ai(self) -> float:
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+
+def measure_matmul(n: int, dtype: torch.dtype = torch.float32, device: str = "cpu", repeats: int = 5) -> Measurement:
+    """[n, n] @ [n, n]: 2n³ FLOPs, 3n² elements of minimum traffic."""
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    out = torch.empty_like(a)
+    seconds = best_time(lambda: torch.mm(a, b, out=out), repeats, device)
+    return Measurement(f"matmul {n}³", 2 * n**3, 3 * n * n * a.element_size(), seconds)
+
+
+def measure_gemv(n: int, dtype: torch.dtype = torch.float32, device: str = "cpu", repeats: int = 5) -> Measurement:
+    """[n, n] @ [n]: 2n² FLOPs over n² + 2n elements: the decode-like, memory-bound operation."""
+    a, x = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, dtype=dtype, device=device)
+    seconds = best_time(lambda: torch.mv(a, x), repeats, device)
+    return Measurement(f"GEMV {n}²", 2 * n * n, (n * n + 2 * n) * a.element_size(), seconds)
+
+
+def measure_bandwidth(nbytes: int, device: str = "cpu", repeats: int = 5) -> dict[str, Measurement]:
+    """STREAM-like copy (bytes read + written) and sum (bytes read) over float32 arrays of ``nbytes``; pick sizes
+    beyond the last-level cache."""
+    n = nbytes // 4
+    src, dst = torch.rand(n, device=device), torch.empty(n, device=device)
+    copy = best_time(lambda: dst.copy_(src), repeats, device)
+    total = best_time(lambda: src.sum(), repeats, device)
+    return {"copy": Measurement("copy", 0, 2 * nbytes, copy), "sum": Measurement("sum", n, nbytes, total)}
+
+
+def tiny_llama(d_model: int = 512, n_layers: int = 4, n_heads: int = 8, d_ff: int = 2048, vocab: int = 8192,
+               seed: int = 0):
+    """A randomly initialised Llama-architecture decoder (transformers), eval mode, fp32."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=n_heads,
+                         num_key_value_heads=n_heads, intermediate_size=d_ff, vocab_size=vocab,
+                         max_position_embeddings=4096)
+    return LlamaForCausalLM(config).eval()
+
+
+@torch.no_grad()
+def time_lm_phases(model, batch: int, seq_len: int, device: str = "cpu", repeats: int = 5) -> dict[str, float]:
+    """Best seconds of a prefill of [batch, seq_len] tokens and of one decode step on top of its KV cache."""
+    model = model.to(device)
+    ids = torch.randint(0, model.config.vocab_size, (batch, seq_len), device=device)
+    prefill = best_time(lambda: model(ids, use_cache=True), repeats, device)
+    out = model(ids, use_cache=True)
+    cache = getattr(out, "cache", None) or out.past_key_values
+    step = ids[:, -1:]
+
+    # The cache grows by one position per call: crop it back so every timed step sees the same context.
+    def decode_once():
+        model(step, cache=cache, use_cache=True)
+        cache.crop(-1)
+
+    decode = best_time(decode_once, repeats, device)
+    return {"prefill": prefill, "decode": decode}
