@@ -236,3 +236,17 @@ def measured_table(measured: dict[str, Any]) -> pd.DataFrame:
              "ms": 1e3 * p.seconds} for p in measured["points"] + list(measured["bandwidth"].values())
             + measured["phases"]]
     return pd.DataFrame(rows)
+
+
+def recorded_gpu_run() -> tuple[str, pd.DataFrame] | None:
+    """The recorded GPU run of ``benchmarks/roofline.py`` (``benchmarks/recorded/roofline_h100.json``), if present:
+    its provenance line and its table."""
+    import json
+
+    from replbook.paths import project_root
+
+    path = project_root() / "benchmarks" / "recorded" / "roofline_h100.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record["recorded"], pd.DataFrame(record["rows"])
