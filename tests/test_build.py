@@ -89,3 +89,21 @@ def test_two_smoke_runs_of_the_chapter_give_identical_metrics(sandbox, monkeypat
         record = json.loads((sandbox / "results" / "minkpp" / "smoke.json").read_text())
         metrics.append((record["metrics"], [c["ours"] for c in record["claims"]]))
     assert metrics[0] == metrics[1]
+
+
+def test_an_edit_during_the_run_leaves_the_chapter_stale(sandbox, monkeypatch):
+    params_cell = nbformat.read(sandbox / "notebooks" / "minkpp.ipynb", as_version=4).cells[0]
+    tiny = new_notebook(cells=[params_cell, new_code_cell("y = profile")])
+    tiny.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(tiny, sandbox / "notebooks" / "minkpp.ipynb")
+    real_finish = build._finish_notebook
+
+    def edit_then_finish(*args, **kwargs):  # the source changes while the chapter runs
+        nb = nbformat.read(sandbox / "notebooks" / "minkpp.ipynb", as_version=4)
+        nb.cells.append(new_code_cell("z = 1"))
+        nbformat.write(nb, sandbox / "notebooks" / "minkpp.ipynb")
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(build, "_finish_notebook", edit_then_finish)
+    build.run_chapter("minkpp", "smoke", progress=False)
+    assert not build.is_current("minkpp", resolve(PARAMS, "smoke"))

@@ -69,3 +69,13 @@ def test_measure_rejects_cuda_without_a_gpu():
 def test_measurement_objects():
     m = measure.Measurement("x", flops=10.0, bytes=5.0, seconds=2.0)
     assert (m.flop_rate, m.byte_rate, m.ai) == (5.0, 2.5, 2.0)
+
+
+def test_sparsity_and_lora_tables():
+    table = hwsw.sparsity_table(cm.LLAMA2_7B, "h100-sxm", 4096).set_index("weights")
+    assert table.loc["dense", "time ratio"] == 1.0
+    assert table.loc["2:4 structured", "time ratio"] < 0.7
+    assert table.loc["unstructured 50% (CSR)", "time ratio"] > 1.0  # 32-bit indices cost more than they save
+    assert hwsw.clip_vit_b32_image_params() == 87_849_216  # OpenCLIP ViT-B/32 visual tower
+    lora = hwsw.lora_share_table([16]).set_index("method")
+    assert lora.loc["LoRA r=16 on q, v", "trainable"] == 16 * 1536 * 24

@@ -64,14 +64,15 @@ def is_current(slug: str, params: Mapping[str, Any]) -> bool:
     return meta.get("hash") == chapter_hash(slug, params)
 
 
-def _finish_notebook(path: Path, slug: str, params: Mapping[str, Any], wall: float) -> None:
-    """Collapse the injected-parameters cell (kept as the visible record of the run) and stamp the metadata."""
+def _finish_notebook(path: Path, slug: str, params: Mapping[str, Any], wall: float, source_hash: str) -> None:
+    """Collapse the injected-parameters cell (kept as the visible record of the run) and stamp the metadata with
+    the hash of what the run started from (an edit during the run must leave the chapter stale)."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if INJECTED_TAG in tags and "hide-input" not in tags:
             tags.append("hide-input")
-    nb.metadata["replbook"] = {"slug": slug, "hash": chapter_hash(slug, params), "params": dict(params),
+    nb.metadata["replbook"] = {"slug": slug, "hash": source_hash, "params": dict(params),
                                "wall_time_s": round(wall, 1)}
     nbformat.write(nb, path)
 
@@ -91,6 +92,7 @@ def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] 
     out = executed_notebook(slug)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{slug}.partial.ipynb")
+    source_hash = chapter_hash(slug, params)
     started = time.time()
     # A non-inline MPLBACKEND (e.g. Agg) inherited by the kernel would leave the book without figures.
     saved_backend = os.environ.pop("MPLBACKEND", None)
@@ -111,7 +113,7 @@ def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] 
         if saved_backend is not None:
             os.environ["MPLBACKEND"] = saved_backend
     wall = time.time() - started
-    _finish_notebook(partial, slug, params, wall)
+    _finish_notebook(partial, slug, params, wall, source_hash)
     partial.replace(out)
     return wall
 

@@ -108,6 +108,22 @@ def quantisation_table(cfg: cm.TransformerConfig, hw_name: str, context: int, ba
     return pd.DataFrame(rows)
 
 
+def sparsity_table(cfg: cm.TransformerConfig, hw_name: str, context: int, batch: int = 1) -> pd.DataFrame:
+    """Decode time with dense, 2:4 structured and unstructured (CSR, 32-bit indices) sparse fp16 linear weights."""
+    hw = cm.load_hardware(hw_name)
+    ops = cm.decode_ops(cfg, batch, context)
+    dense = cm.phase_time(hw, ops, "fp16")
+    rows = []
+    for label, density, index_bits in (("dense", 1, 0), ("2:4 structured", Fraction(1, 2), 2),
+                                       ("unstructured 50% (CSR)", Fraction(1, 2), 32),
+                                       ("unstructured 10% (CSR)", Fraction(1, 10), 32)):
+        sparse = [op if op.name == "attention" else
+                  cm.sparse_weight_cost(op, op.flops // (2 * batch), 2, density, index_bits) for op in ops]
+        t = cm.phase_time(hw, sparse, "fp16")
+        rows.append({"weights": label, "decode ms": 1e3 * t, "time ratio": t / dense})
+    return pd.DataFrame(rows)
+
+
 def flash_table(lengths: list[int], head_dim: int = 128, block_rows: int = 128) -> pd.DataFrame:
     """HBM elements per head, standard attention vs FlashAttention-2 tiling."""
     rows = []
@@ -125,6 +141,26 @@ def spec_table(alphas: list[float], gammas: list[int], cost_ratio: float) -> pd.
 def zero_table(n_params: float, n_gpus: int) -> pd.DataFrame:
     return pd.DataFrame([{"stage": s, "GB per GPU": cm.zero_memory_bytes(n_params, s, n_gpus) / 1e9}
                          for s in range(4)])
+
+
+def clip_vit_b32_image_params() -> int:
+    """Parameters of CLIP ViT-B/32's image encoder from its shapes: patch embedding 3·32²·768, class and 50
+    position embeddings, 12 blocks (fused QKV 768→2304 and output projection with biases, MLP 768↔3072 with
+    biases, 2 LayerNorms), pre/post LayerNorms and the 768→512 projection."""
+    d, mlp, layers = 768, 3072, 12
+    block = (d * 3 * d + 3 * d) + (d * d + d) + (d * mlp + mlp) + (mlp * d + d) + 2 * 2 * d
+    return 3 * 32 * 32 * d + d + 50 * d + 2 * d + layers * block + 2 * d + d * 512
+
+
+def lora_share_table(ranks: list[int]) -> pd.DataFrame:
+    """Trainable share of LoRA on the q and v projections of every block of CLIP ViT-B/32's image encoder (an
+    assumption: LoBAM's rank and target modules are not known from its abstract), beside CLAT's ≈ 5% [abs]."""
+    total = clip_vit_b32_image_params()
+    rows = [{"method": f"LoRA r={r} on q, v", "trainable": cm.lora_params([(768, 768)] * 2 * 12, r),
+             "share": cm.lora_params([(768, 768)] * 2 * 12, r) / total} for r in ranks]
+    rows.append({"method": "CLAT, critical layers only [abs: ≈5%]", "trainable": round(0.05 * total), "share": 0.05})
+    rows.append({"method": "full fine-tuning", "trainable": total, "share": 1.0})
+    return pd.DataFrame(rows)
 
 
 #: SpeechPrune Table I (Qwen2-Audio prefill TFLOPS at pruning rate PR; see ../shared/papers/speechprune.md §4,
