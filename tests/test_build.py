@@ -107,3 +107,16 @@ def test_an_edit_during_the_run_leaves_the_chapter_stale(sandbox, monkeypatch):
     monkeypatch.setattr(build, "_finish_notebook", edit_then_finish)
     build.run_chapter("minkpp", "smoke", progress=False)
     assert not build.is_current("minkpp", resolve(PARAMS, "smoke"))
+
+
+def test_an_interrupted_run_leaves_no_partial_notebook(sandbox, monkeypatch):
+    import papermill
+
+    def interrupted(input_path, output_path, **kwargs):
+        Path(output_path).write_text("half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build.run_chapter("minkpp", "smoke", progress=False)
+    assert not list((sandbox / "book" / "chapters").glob(".*"))

@@ -96,11 +96,13 @@ def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] 
     started = time.time()
     # A non-inline MPLBACKEND (e.g. Agg) inherited by the kernel would leave the book without figures.
     saved_backend = os.environ.pop("MPLBACKEND", None)
+    finished = False
     try:
         papermill.execute_notebook(
             str(source_notebook(slug)), str(partial), parameters=dict(params), cwd=str(project_root()),
             kernel_name="python3", progress_bar=progress, report_mode=False,
         )
+        finished = True
     except PapermillExecutionError as err:
         failed = project_root() / "_build" / "failed" / f"{slug}.ipynb"
         failed.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +114,8 @@ def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] 
     finally:
         if saved_backend is not None:
             os.environ["MPLBACKEND"] = saved_backend
+        if not finished:  # interrupted or failed: never leave a half-run notebook in the book
+            partial.unlink(missing_ok=True)
     wall = time.time() - started
     _finish_notebook(partial, slug, params, wall, source_hash)
     partial.replace(out)
