@@ -79,3 +79,10 @@ def test_sparsity_and_lora_tables():
     assert hwsw.clip_vit_b32_image_params() == 87_849_216  # OpenCLIP ViT-B/32 visual tower
     lora = hwsw.lora_share_table([16]).set_index("method")
     assert lora.loc["LoRA r=16 on q, v", "trainable"] == 16 * 1536 * 24
+
+
+def test_fedprophet_tie_reports_modules_and_the_whole_model():
+    table = hwsw.fedprophet_module_table()
+    assert list(table.module) == ["a1", "a2", "a3+a4", "whole model (end-to-end)"]
+    assert table["memory kB"].iloc[:-1].sum() == pytest.approx(table["memory kB"].iloc[-1])
+    assert 0 < table["share of whole model"].iloc[:-1].max() < 1

@@ -286,3 +286,18 @@ def recorded_gpu_run() -> tuple[str, pd.DataFrame] | None:
         return None
     record = json.loads(path.read_text())
     return record["recorded"], pd.DataFrame(record["rows"])
+
+
+def fedprophet_module_table(batch: int = 64, budget_fraction: float = 0.5) -> pd.DataFrame:
+    """FedProphet's memory per module on the specification's miniature CNN (8×8 digits, SGD with momentum):
+    each module's atom memory against training the whole model at once, with the budget a fraction of the latter.
+    Aux heads are excluded from the per-module sums, as in ``module_memory``."""
+    from replbook import fedprophet
+
+    profiles = fedprophet.profile_atoms(fedprophet.digits_cnn_atoms(), (batch, 1, 8, 8))
+    full = sum(p.mem_bytes for p in profiles)
+    modules = fedprophet.partition(profiles, int(full * budget_fraction), 10)
+    rows = [{"module": "+".join(m), "memory kB": mem / 1e3, "share of whole model": mem / full}
+            for m, mem in zip(modules, fedprophet.module_memory(profiles, modules), strict=True)]
+    rows.append({"module": "whole model (end-to-end)", "memory kB": full / 1e3, "share of whole model": 1.0})
+    return pd.DataFrame(rows)
