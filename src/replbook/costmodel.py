@@ -198,7 +198,8 @@ class Hardware:
 
 
 HARDWARE_CSV = "hardware_specs.csv"
-_PEAK_COLUMNS = {"bf16_tflops": ("bf16", "fp16"), "fp8_tflops": ("fp8",), "int8_tops": ("int8",)}
+_PEAK_COLUMNS = {"bf16_tflops": ("bf16", "fp16"), "fp8_tflops": ("fp8",), "int8_tops": ("int8",),
+                 "fp32_tflops": ("fp32",)}
 
 
 def load_hardware(name: str, path: str | Path | None = None) -> Hardware:
