@@ -22,19 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the of
 from reference_minkpp import official_style_scores  # noqa: E402
 
 from replbook import minkpp  # noqa: E402
+from replbook.measure import best_time  # noqa: E402
 
 
 def best_of(fn, repeats: int, device: str) -> float:
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_time(fn, repeats, device, warmup=0)
 
 
 def main() -> None:
