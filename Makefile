@@ -13,7 +13,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: setup browser book smoke test bench lint clean
+# Debian packages: what the chapters read (book) and what the tests add (a browser).
+APT_BOOK := dataset-fashion-mnist
+APT_TEST := $(APT_BOOK) chromium
+
+.PHONY: setup apt-book apt-test book smoke test bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,11 +31,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# Debian's Chromium for the browser tests of the rendered book.
-browser:
-	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+# Installs only the missing packages (needs root, as on the project's machines and in CI).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "apt-get install$$missing"; apt-get update -q >/dev/null && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; fi
+endef
 
-book: setup
+apt-book:
+	$(call apt_install,$(APT_BOOK))
+
+apt-test:
+	$(call apt_install,$(APT_TEST))
+
+book: setup apt-book
 	$(BIN)/replbook build --profile $(PROFILE)
 
 smoke:
@@ -40,7 +53,7 @@ smoke:
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
-test: setup browser lint
+test: setup apt-test lint
 	$(BIN)/pytest tests
 	$(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
 

@@ -95,3 +95,14 @@ def test_the_project_manifests_parse_and_the_stdlib_corpora_resolve(tmp_cache):
     status = {row["name"]: row["status"] for row in assets.asset_status()}
     assert status["pydoc-topics"] == "ok"
     assert status["pythia-70m"].startswith("AssetUnavailable")
+
+
+def test_fashion_mnist_loads_from_the_debian_package():
+    from replbook.data.images import load_fashion_mnist
+
+    x, y = load_fashion_mnist("test")
+    assert x.shape == (10_000, 1, 28, 28) and y.shape == (10_000,)
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert y.bincount().tolist() == [1000] * 10
+    with pytest.raises(ValueError, match="split must be"):
+        load_fashion_mnist("val")
