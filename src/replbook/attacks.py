@@ -81,3 +81,21 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
         with torch.no_grad():
             robust &= model(x_adv).argmax(-1) == y
     return float(robust.float().mean())
+
+
+def adversarial_train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+                            eps: float, alpha: float, steps: int, batch_size: int, generator: torch.Generator,
+                            ) -> float:
+    """One epoch of PGD adversarial training (Madry et al. 2018) over shuffled batches; returns the mean loss."""
+    model.train()
+    order = torch.randperm(len(x), generator=generator)
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        idx = order[i : i + batch_size]
+        x_adv = pgd_ce(model, x[idx], y[idx], eps, alpha, steps, generator=generator)
+        loss = F.cross_entropy(model(x_adv), y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(idx)
+    return total / len(x)

@@ -122,3 +122,46 @@ def clat_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.T
         terms.append(w_out / w_in)
     return F.cross_entropy(logits, y) + beta * torch.stack(terms).mean()
 
+
+
+def clat_finetune(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, y: torch.Tensor, epochs: int,
+                  k: int, beta: float, lr: float, eps: float, alpha: float, steps: int, batch_size: int,
+                  generator: torch.Generator, reselect_every: int = 10, exclude: frozenset[int] | None = None,
+                  probe_size: int = 256, on_epoch=None) -> list[dict]:
+    """Stage 2 of CLAT: every ``reselect_every`` epochs, measure criticality on ``probe_size`` training samples
+    against PGD examples of the current model, select the top-k layers (the logit layer excluded unless
+    ``exclude`` says otherwise), freeze the rest, then train on :func:`clat_loss` with SGD (momentum 0.9).
+
+    Returns one record per selection: epoch, selected layer indices, criticality per layer, trainable fraction.
+    ``on_epoch(epoch, model)`` is called after each epoch.
+    """
+    from replbook.attacks import pgd_ce
+
+    exclude = frozenset({len(layers) - 1}) if exclude is None else exclude
+    history: list[dict] = []
+    optimizer = None
+    selected: list[int] = []
+    for epoch in range(epochs):
+        if epoch % reselect_every == 0:
+            probe = torch.randperm(len(x), generator=generator)[:probe_size]
+            x_adv = pgd_ce(model, x[probe], y[probe], eps, alpha, steps, generator=generator)
+            crit = criticality_index(model, x[probe], x_adv, layers)
+            selected = select_critical_layers(crit, k, exclude)
+            fraction = freeze_except(model, layers, selected)
+            optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
+            history.append({"epoch": epoch, "selected": selected, "criticality": crit.tolist(),
+                            "trainable_fraction": fraction})
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        for i in range(0, len(x), batch_size):
+            idx = order[i : i + batch_size]
+            x_adv = pgd_ce(model, x[idx], y[idx], eps, alpha, steps, generator=generator)
+            loss = clat_loss(model, x[idx], y[idx], x_adv, layers, selected, beta)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if on_epoch:
+            on_epoch(epoch, model)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return history

@@ -11,25 +11,21 @@ Paper (``paper``): the official models and WikiMIA from the Hugging Face cache, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from replbook import minkpp
 from replbook.assets import resolve as resolve_asset
-from replbook.assets import sha256_file
+from replbook.cache import cache_key, is_cached, load_state, model_path, save_state, tensor_hash
 from replbook.data.text import WordVocab, chunk_tokens, tokenize_words
 from replbook.minkpp import score_name
 from replbook.models import TinyGPT, TinyGPTConfig
-from replbook.paths import cache_dir
 from replbook.profiles import ChapterParams, Param
 from replbook.progress import progress
 from replbook.stats import auroc_rank, bootstrap_auroc_difference, bootstrap_metrics
@@ -189,33 +185,6 @@ def evaluate(scores: dict[str, np.ndarray], labels: np.ndarray, val_idx: np.ndar
 # ---------------------------------------------------------------------------------------------------- training
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def _tensor_hash(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:24]
-
-
-def _save_checkpoint(model: torch.nn.Module, path: Path) -> None:
-    tmp = path.with_suffix(".partial")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items() if k != "head.weight"}, str(tmp))
-    tmp.replace(path)
-    path.with_suffix(".sha256").write_text(sha256_file(path))
-
-
-def _checkpoint_ok(path: Path) -> bool:
-    """A cached checkpoint exists and its sha256 matches the one written beside it."""
-    sums = path.with_suffix(".sha256")
-    return path.exists() and sums.exists() and sha256_file(path) == sums.read_text().strip()
-
-
-def _load_checkpoint(model: torch.nn.Module, path: Path) -> None:
-    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
-    if unexpected or set(missing) != {"head.weight"}:  # head.weight is tied to tok.weight, so never stored
-        raise RuntimeError(f"checkpoint {path} does not match the model; delete it to retrain.")
-
-
 def train_lm(cfg: TinyGPTConfig, ids: torch.Tensor, epochs: int, seed: int, lr: float, batch_size: int,
              desc: str = "train", on_epoch: Callable[[int, TinyGPT], None] | None = None) -> TinyGPT:
     """Train a tiny GPT on chunks ``ids`` [N, L] with next-token cross-entropy, AdamW, ``epochs`` passes.
@@ -225,13 +194,11 @@ def train_lm(cfg: TinyGPTConfig, ids: torch.Tensor, epochs: int, seed: int, lr: 
     """
     torch.manual_seed(seed)
     model = TinyGPT(cfg)
-    key = dict(cfg=cfg.to_dict(), data=_tensor_hash(ids), seed=seed, lr=lr, batch=batch_size, v=1)
-    folder = cache_dir() / "models"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"tinygpt-{_hash({**key, 'epoch': e})}.safetensors" for e in range(1, epochs + 1)]
-    if all(_checkpoint_ok(p) for p in paths):
+    key = dict(cfg=cfg.to_dict(), data=tensor_hash(ids), seed=seed, lr=lr, batch=batch_size, v=1)
+    paths = [model_path("tinygpt", cache_key(**key, epoch=e)) for e in range(1, epochs + 1)]
+    if all(is_cached(p) for p in paths):
         for epoch, path in enumerate(paths, start=1):
-            _load_checkpoint(model, path)
+            load_state(model, path)
             if on_epoch:
                 on_epoch(epoch, model)
         return model
@@ -248,7 +215,7 @@ def train_lm(cfg: TinyGPTConfig, ids: torch.Tensor, epochs: int, seed: int, lr: 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        _save_checkpoint(model, path)
+        save_state(model, path)
         if on_epoch:
             on_epoch(epoch, model)
     return model
