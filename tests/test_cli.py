@@ -23,8 +23,8 @@ def test_run_rejects_an_unknown_parameter(capsys):
 
 
 def test_run_of_a_pending_chapter_is_a_clear_error(capsys):
-    assert main(["run", "clat"]) == 2
-    assert "chapter 'clat' has not landed yet" in capsys.readouterr().err
+    assert main(["run", "cgr"]) == 2
+    assert "chapter 'cgr' has not landed yet" in capsys.readouterr().err
 
 
 def test_paper_profile_without_assets_stops_with_the_manifest_name(capsys):

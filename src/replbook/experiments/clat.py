@@ -32,6 +32,7 @@ PARAMS = ChapterParams(
         Param("eval_steps", int, "PGD steps of the final evaluation.", 1, 200),
         Param("curve_steps", int, "PGD steps of the per-epoch curves.", 1, 50),
         Param("stage1_epochs", int, "Epochs of stage-1 PGD-AT.", 1, 500),
+        Param("eps_warmup", int, "Stage-1 epochs over which eps ramps up linearly (0 for none).", 0, 500),
         Param("stage2_epochs", int, "Epochs of each stage-2 arm.", 1, 500),
         Param("lr1", float, "Stage-1 learning rate (SGD, momentum 0.9).", 1e-5, 1.0),
         Param("lr2", float, "Stage-2 learning rate of both arms.", 1e-5, 1.0),
@@ -43,15 +44,15 @@ PARAMS = ChapterParams(
         Param("threads", int, "torch threads.", 1, 64),
     ),
     defaults={
-        "smoke": dict(seeds=2, n_train=64, n_test=64, n_curve=32, eps=0.1, alpha=0.025, train_steps=2, eval_steps=5,
-                      curve_steps=2, stage1_epochs=3, stage2_epochs=2, lr1=0.05, lr2=0.01, k=2, beta=0.1,
-                      reselect_every=1, candidates="conv", batch_size=32, threads=2),
-        "cpu": dict(seeds=5, n_train=256, n_test=1000, n_curve=300, eps=0.1, alpha=0.025, train_steps=3,
-                    eval_steps=20, curve_steps=5, stage1_epochs=30, stage2_epochs=12, lr1=0.05, lr2=0.01, k=2,
-                    beta=0.1, reselect_every=4, candidates="conv", batch_size=64, threads=2),
+        "smoke": dict(seeds=2, n_train=64, n_test=64, n_curve=32, eps=0.1, alpha=0.025, train_steps=2,
+                      eval_steps=5, curve_steps=2, stage1_epochs=3, eps_warmup=1, stage2_epochs=2, lr1=0.05,
+                      lr2=0.01, k=2, beta=0.1, reselect_every=1, candidates="conv", batch_size=32, threads=2),
+        "cpu": dict(seeds=5, n_train=128, n_test=1000, n_curve=150, eps=0.1, alpha=0.025, train_steps=3,
+                    eval_steps=20, curve_steps=3, stage1_epochs=40, eps_warmup=5, stage2_epochs=12, lr1=0.05,
+                    lr2=0.01, k=2, beta=0.1, reselect_every=4, candidates="conv", batch_size=32, threads=2),
         "paper": dict(seeds=5, n_train=60_000, n_test=10_000, n_curve=1000, eps=0.1, alpha=0.01, train_steps=10,
-                      eval_steps=50, curve_steps=10, stage1_epochs=60, stage2_epochs=20, lr1=0.05, lr2=0.01, k=2,
-                      beta=0.1, reselect_every=10, candidates="conv", batch_size=128, threads=16),
+                      eval_steps=50, curve_steps=10, stage1_epochs=60, eps_warmup=5, stage2_epochs=20, lr1=0.05,
+                      lr2=0.01, k=2, beta=0.1, reselect_every=10, candidates="conv", batch_size=128, threads=16),
     },
     assets={"smoke": ["fashion-mnist"], "cpu": ["fashion-mnist"], "paper": ["fashion-mnist"]},
 )
@@ -94,7 +95,7 @@ def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> See
     torch.manual_seed(seed)
     model = SmallCNN()
     key = cache_key(stage=1, data=tensor_hash(x), seed=seed, **{k: p[k] for k in (
-        "eps", "alpha", "train_steps", "stage1_epochs", "lr1", "batch_size")}, v=1)
+        "eps", "eps_warmup", "alpha", "train_steps", "stage1_epochs", "lr1", "batch_size")}, v=1)
     path = model_path("clat-stage1", key)
     curve_path = path.with_suffix(".curve.json")
     if is_cached(path) and curve_path.exists():
@@ -102,9 +103,11 @@ def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> See
         result.stage1_curve = json.loads(curve_path.read_text())
     else:
         opt = torch.optim.SGD(model.parameters(), lr=p["lr1"], momentum=0.9)
-        for _ in progress(range(p["stage1_epochs"]), desc=f"seed {seed} stage 1", leave=False):
-            attacks.adversarial_train_epoch(model, x, y, opt, p["eps"], p["alpha"], p["train_steps"],
-                                            p["batch_size"], gen)
+        for epoch in progress(range(p["stage1_epochs"]), desc=f"seed {seed} stage 1", leave=False):
+            # A linear eps ramp: PGD-AT from scratch at full eps can sit at chance for many epochs.
+            ramp = min(1.0, (epoch + 1) / p["eps_warmup"]) if p["eps_warmup"] else 1.0
+            attacks.adversarial_train_epoch(model, x, y, opt, p["eps"] * ramp, p["alpha"] * ramp,
+                                            p["train_steps"], p["batch_size"], gen)
             result.stage1_curve.append(_curve_point(model, xc, yc, p, seed))
         save_state(model, path)
         curve_path.write_text(json.dumps(result.stage1_curve))
