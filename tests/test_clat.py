@@ -17,8 +17,8 @@ def test_e1_criticality_from_given_displacements():
     assert torch.allclose(w2, torch.tensor([0.125, 0.25, 9.0]))
     assert torch.allclose(clat.criticality(w2), torch.tensor([2.0, 36.0]))
     crit = clat.criticality(w)
-    assert clat.select_critical_layers(crit, 1) == [1]
-    assert clat.select_critical_layers(crit, 1, exclude={1}) == [0]  # the logit layer excluded
+    assert clat.top_k_layers(crit, 1) == [1]
+    assert clat.top_k_layers(crit, 1, exclude={1}) == [0]  # the logit layer excluded
 
 
 def test_e2_a_linear_layer_scores_its_gain():
@@ -61,8 +61,7 @@ def test_clat_step_changes_only_the_selected_layers_and_freezes_batchnorm_statis
     x, y = torch.rand(8, 1, 6, 6), torch.randint(0, 3, (8,))
     x_adv = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
     model.train()
-    crit = clat.criticality_index(model, x, x_adv, layers)
-    selected = clat.select_critical_layers(crit, 1, exclude={len(layers) - 1})
+    selected = clat.select_critical_layers(model, x, x_adv, 1, layers=layers)  # logits excluded by default
     assert selected in ([0], [1])
     fraction = clat.freeze_except(model, layers, selected)
     assert 0 < fraction < 1
@@ -81,7 +80,7 @@ def test_layers_that_do_not_run_are_reported():
     with pytest.raises(ValueError, match=r"layers \[1\] did not run"):
         clat.layer_features(model, torch.rand(2, 1, 6, 6), [model[0], nn.Linear(2, 2)])
     with pytest.raises(ValueError, match="k must lie in"):
-        clat.select_critical_layers(torch.tensor([1.0, 2.0]), 3)
+        clat.top_k_layers(torch.tensor([1.0, 2.0]), 3)
 
 
 def test_criticality_pass_leaves_batchnorm_statistics_and_the_mode_alone():
@@ -89,3 +88,11 @@ def test_criticality_pass_leaves_batchnorm_statistics_and_the_mode_alone():
     stats = model[1].running_mean.clone()
     clat.criticality_index(model, torch.rand(8, 1, 6, 6), torch.rand(8, 1, 6, 6), [model[0], model[3]])
     assert torch.equal(model[1].running_mean, stats) and model.training
+
+
+def test_the_logit_layer_is_selected_only_when_asked():
+    model = small_cnn()
+    layers = [model[0], model[3], model[6]]
+    x, x_adv = torch.rand(8, 1, 6, 6), torch.rand(8, 1, 6, 6)
+    assert 2 not in clat.select_critical_layers(model, x, x_adv, 2, layers=layers)
+    assert clat.select_critical_layers(model, x, x_adv, 3, candidates=[0, 1, 2], layers=layers) == [0, 1, 2]

@@ -81,13 +81,24 @@ def criticality_index(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, la
     raise ValueError(f"reduce must be 'ratio_of_means' or 'mean_of_ratios'; got {reduce!r}.")
 
 
-def select_critical_layers(crit: torch.Tensor, k: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
+def top_k_layers(crit: torch.Tensor, k: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
     """Indices (0-based, into the layer list) of the k most critical layers, excluding ``exclude``, sorted."""
     candidates = [i for i in range(len(crit)) if i not in exclude]
     if not 0 < k <= len(candidates):
         raise ValueError(f"k must lie in [1, {len(candidates)}] (the candidate layers); got {k}.")
     ranked = sorted(candidates, key=lambda i: float(crit[i]), reverse=True)
     return sorted(ranked[:k])
+
+
+def select_critical_layers(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, n: int,
+                           candidates: list[int] | None = None, layers: list[nn.Module] | None = None) -> list[int]:
+    """The n most critical of the ``candidates`` (indices into ``layers``, default ``model.layers``; by default
+    every layer but the last, the logits, which CLAT must not select unless asked: minimising the logit layer's
+    criticality collapses the outputs)."""
+    layers = list(model.layers) if layers is None else layers
+    candidates = list(range(len(layers) - 1)) if candidates is None else candidates
+    crit = criticality_index(model, x, x_adv, layers)
+    return top_k_layers(crit, n, frozenset(range(len(layers))) - set(candidates))
 
 
 def freeze_except(model: nn.Module, layers: list[nn.Module], keep: list[int]) -> float:
@@ -146,7 +157,7 @@ def clat_finetune(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, y:
             probe = torch.randperm(len(x), generator=generator)[:probe_size]
             x_adv = pgd_ce(model, x[probe], y[probe], eps, alpha, steps, generator=generator)
             crit = criticality_index(model, x[probe], x_adv, layers)
-            selected = select_critical_layers(crit, k, exclude)
+            selected = top_k_layers(crit, k, exclude)
             fraction = freeze_except(model, layers, selected)
             optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
             history.append({"epoch": epoch, "selected": selected, "criticality": crit.tolist(),
