@@ -29,11 +29,12 @@ def main() -> None:
     where = torch.cuda.get_device_name(0) if params["device"] == "cuda" else "CPU"
     print(f"device: {where}, dtype {measured['dtype']}, torch {torch.__version__}")
     print(table.round(3).to_string(index=False))
-    print(f"measured peak {machine.peak['fp32'] / 1e12:.2f} TFLOP/s, copy bandwidth {machine.mem_bw / 1e9:.1f} GB/s, "
-          f"ridge {machine.peak['fp32'] / machine.mem_bw:.1f} FLOP/B")
+    peak = machine.peak[measured["dtype"]]
+    print(f"measured peak {peak / 1e12:.2f} TFLOP/s, copy bandwidth {machine.mem_bw / 1e9:.1f} GB/s, "
+          f"ridge {peak / machine.mem_bw:.1f} FLOP/B")
     if params["device"] == "cuda" and "H100" in where:
         hw = cm.load_hardware("h100-sxm")
-        print(f"vs the h100-sxm row: {machine.peak['fp32'] / hw.peak['bf16']:.2f} of the dense bf16 peak, "
+        print(f"vs the h100-sxm row: {peak / hw.peak['bf16']:.2f} of the dense bf16 peak, "
               f"{machine.mem_bw / hw.mem_bw:.2f} of the bandwidth")
     if args.out:
         with open(args.out, "w") as handle:

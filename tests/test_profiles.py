@@ -46,7 +46,7 @@ def test_profile_defaults_are_checked_when_declared():
         ChapterParams("demo", SPEC.params, {"smoke": dict(epochs=99, rate=0.5, ks=[0.2], mode="a")})
 
 
-def test_missing_asset_stops_resolution(tmp_path, monkeypatch):
+def test_missing_asset_stops_resolution():
     from replbook.assets import AssetUnavailable
 
     with pytest.raises(AssetUnavailable, match=r"asset .wikimia. \(data_manifests/wikimia.yaml\)"):

@@ -77,10 +77,11 @@ def _exclude(model: SmallCNN, candidates: str) -> frozenset[int]:
     return frozenset(logit)
 
 
-def _curve_point(model, x, y, p: dict[str, Any], seed: int) -> dict[str, float]:
+def _evaluate(model, x, y, p: dict[str, Any], steps: int, seed: int) -> dict[str, float]:
+    """Clean and PGD-``steps`` robust accuracy (eval mode)."""
     model.eval()
     return {"clean": attacks.accuracy(model, x, y),
-            "robust": attacks.robust_accuracy(model, x, y, p["eps"], p["alpha"], p["curve_steps"], seed=seed)}
+            "robust": attacks.robust_accuracy(model, x, y, p["eps"], p["alpha"], steps, seed=seed)}
 
 
 def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> SeedResult:
@@ -108,11 +109,11 @@ def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> See
             ramp = min(1.0, (epoch + 1) / p["eps_warmup"]) if p["eps_warmup"] else 1.0
             attacks.adversarial_train_epoch(model, x, y, opt, p["eps"] * ramp, p["alpha"] * ramp,
                                             p["train_steps"], p["batch_size"], gen)
-            result.stage1_curve.append(_curve_point(model, xc, yc, p, seed))
+            result.stage1_curve.append(_evaluate(model, xc, yc, p, p["curve_steps"], seed))
         save_state(model, path)
         curve_path.write_text(json.dumps(result.stage1_curve))
     stage1_state = {k: v.clone() for k, v in model.state_dict().items()}
-    result.final["stage 1"] = _final(model, xt, yt, p, seed)
+    result.final["stage 1"] = _evaluate(model, xt, yt, p, p["eval_steps"], seed)
 
     for arm in ARMS:
         model.load_state_dict(stage1_state)
@@ -123,21 +124,15 @@ def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> See
             for _ in range(p["stage2_epochs"]):
                 attacks.adversarial_train_epoch(model, x, y, opt, p["eps"], p["alpha"], p["train_steps"],
                                                 p["batch_size"], arm_gen)
-                curve.append(_curve_point(model, xc, yc, p, seed))
+                curve.append(_evaluate(model, xc, yc, p, p["curve_steps"], seed))
         else:
             result.selections = clat.clat_finetune(
                 model, model.layers, x, y, p["stage2_epochs"], p["k"], p["beta"], p["lr2"], p["eps"], p["alpha"],
                 p["train_steps"], p["batch_size"], arm_gen, p["reselect_every"], _exclude(model, p["candidates"]),
-                on_epoch=lambda _e, m, curve=curve: curve.append(_curve_point(m, xc, yc, p, seed)))
+                on_epoch=lambda _e, m, curve=curve: curve.append(_evaluate(m, xc, yc, p, p["curve_steps"], seed)))
         result.curves[arm] = curve
-        result.final[arm] = _final(model, xt, yt, p, seed)
+        result.final[arm] = _evaluate(model, xt, yt, p, p["eval_steps"], seed)
     return result
-
-
-def _final(model, x, y, p: dict[str, Any], seed: int) -> dict[str, float]:
-    model.eval()
-    return {"clean": attacks.accuracy(model, x, y),
-            "robust": attacks.robust_accuracy(model, x, y, p["eps"], p["alpha"], p["eval_steps"], seed=seed)}
 
 
 def run(p: dict[str, Any]) -> list[SeedResult]:

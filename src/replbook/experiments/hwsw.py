@@ -244,7 +244,7 @@ def measure_machine(params: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("parameter 'device' is 'cuda' but no GPU is visible; use device cpu.")
     torch.set_num_threads(params["threads"])
     torch.manual_seed(0)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype, dtype_name = (torch.bfloat16, "bf16") if device == "cuda" else (torch.float32, "fp32")
     points = [measure.measure_matmul(n, dtype, device, params["repeats"])
               for n in progress(params["matmul_sizes"], desc="matmul")]
     points.append(measure.measure_gemv(params["gemv_n"], dtype, device, params["repeats"]))
@@ -261,10 +261,10 @@ def measure_machine(params: dict[str, Any]) -> dict[str, Any]:
             t = cm.total(ops)
             phases.append(measure.Measurement(f"tiny Llama {phase}, B={batch}", t.flops, t.bytes, times[phase]))
     peak = max(p.flop_rate for p in points)
-    machine = cm.Hardware("this machine (measured)", {"fp32": peak, "bf16": peak}, bandwidth["copy"].byte_rate, 0,
+    machine = cm.Hardware("this machine (measured)", {dtype_name: peak}, bandwidth["copy"].byte_rate, 0,
                           "measured by replbook.measure", "measured")
     return {"points": points, "bandwidth": bandwidth, "phases": phases, "machine": machine,
-            "lm_config": cfg, "dtype": str(dtype).replace("torch.", "")}
+            "lm_config": cfg, "dtype": dtype_name}
 
 
 def measured_table(measured: dict[str, Any]) -> pd.DataFrame:

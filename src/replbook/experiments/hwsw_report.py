@@ -88,7 +88,7 @@ def plot_measured(measured: dict[str, Any]):
     """The measured machine's roof with its measured matmul, GEMV, bandwidth and tiny-Llama points."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     machine = measured["machine"]
-    _roofline_axes(ax, [machine], "fp32", (0.05, 1000))
+    _roofline_axes(ax, [machine], measured["dtype"], (0.05, 1000))
     for p in measured["points"] + measured["phases"]:
         ax.scatter(p.ai, p.flop_rate / 1e12, zorder=3)
         ax.annotate(p.name, (p.ai, p.flop_rate / 1e12), fontsize=6, xytext=(3, 3), textcoords="offset points")
@@ -106,7 +106,7 @@ def make_claims(points: pd.DataFrame, quant: pd.DataFrame, flash: pd.DataFrame, 
     prefill = points[points.phase == "prefill"]
     model_ok = (decode.bound == "memory").all() and (prefill.bound == "compute").all()
     machine = measured["machine"]
-    ridge = machine.peak["fp32"] / machine.mem_bw
+    ridge = cm.ridge_point(machine, measured["dtype"])
     dec = [p for p in measured["phases"] if "decode" in p.name]
     dec_ai_left = all(p.ai < ridge for p in dec)
     dec_bw = max(p.byte_rate for p in dec) / machine.mem_bw if dec else 0.0
