@@ -19,13 +19,16 @@ APT_TEST := $(APT_BOOK) chromium
 
 .PHONY: setup apt-book apt-test book smoke test bench lint clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt --upgrade pip
 	$(PIP) -e '.[dev]'
 	# llm-analysis (the hwsw chapter's cross-check) pins transformers<5 and an old hub client that it does not
 	# need for the models it ships: install it without its dependencies, plus the one it uses (fire).
 	$(PIP) 'fire>=0.5' && $(PIP) --no-deps llm-analysis==0.2.2
+	# torchattacks (CLAT's APGD / AutoAttack evaluation) declares torchvision, which would pull a CUDA torch and
+	# which it never imports; its other requirements (scipy, tqdm, numpy, requests) are already installed.
+	$(PIP) --no-deps torchattacks==3.5.1
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
 	@touch $(STAMP)
 

@@ -106,3 +106,25 @@ def test_fashion_mnist_loads_from_the_debian_package():
     assert y.bincount().tolist() == [1000] * 10
     with pytest.raises(ValueError, match="split must be"):
         load_fashion_mnist("val")
+
+
+def test_local_asset_reads_the_folder_named_by_its_variable_and_checks_md5(root, monkeypatch, tmp_path):
+    data = tmp_path / "mydata"
+    data.mkdir()
+    (data / "a.bin").write_bytes(b"hello\n")
+    md5 = hashlib.md5(b"hello\n").hexdigest()
+    write_manifest(root, "loc", "{type: local, env: DEMO_ROOT, default: /nonexistent/demo}",
+                   f"[{{path: a.bin, md5: {md5}, size: 6}}]")
+    with pytest.raises(assets.AssetUnavailable, match="DEMO_ROOT"):
+        assets.resolve("loc")
+    monkeypatch.setenv("DEMO_ROOT", str(data))
+    assert assets.resolve("loc")["a.bin"] == data / "a.bin"
+    (data / "a.bin").write_bytes(b"jello\n")
+    with pytest.raises(assets.ChecksumMismatch, match="md5"):
+        assets.resolve("loc")
+
+
+def test_local_provider_needs_its_variable(root):
+    write_manifest(root, "noenv", "{type: local}", "[{path: a.bin}]")
+    with pytest.raises(assets.AssetError, match="env"):
+        assets.resolve("noenv")

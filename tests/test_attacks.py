@@ -42,3 +42,56 @@ def test_zero_radius_returns_the_input_and_bad_arguments_raise():
     with pytest.raises(ValueError, match="norm must be"):
         pgd_ce(model, x, y, 0.1, 0.01, 3, norm="1")
     assert robust_accuracy(model, x, y, 0.0, 0.01, 2, restarts=2) == accuracy(model, x, y)
+
+
+def test_batched_evaluation_equals_one_batch():
+    model, x, y = linear_model(), torch.rand(30, 1, 4, 4), torch.randint(0, 3, (30,))
+    assert accuracy(model, x, y, batch_size=7) == pytest.approx(accuracy(model, x, y))
+    assert robust_accuracy(model, x, y, 0.2, 0.05, 5, batch_size=30) == robust_accuracy(model, x, y, 0.2, 0.05, 5)
+
+
+def test_trades_loss_is_the_cross_entropy_plus_a_nonnegative_kl():
+    from replbook.attacks import trades_loss
+
+    model, x, y = linear_model(), torch.rand(16, 1, 4, 4), torch.randint(0, 3, (16,))
+    ce = nn.functional.cross_entropy(model(x), y)
+    gen = torch.Generator().manual_seed(0)
+    assert trades_loss(model, x, y, 0.1, 0.02, 3, beta=0.0, generator=gen).item() == pytest.approx(ce.item())
+    with_kl = trades_loss(model, x, y, 0.1, 0.02, 3, beta=6.0, generator=gen)
+    assert with_kl.item() > ce.item()  # the attack finds a point whose prediction differs
+    with_kl.backward()
+    assert model[1].weight.grad is not None
+
+
+def test_strong_evaluation_is_no_weaker_than_pgd_and_exact_on_a_constant_model():
+    from replbook.attacks import strong_robust_accuracy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 3))
+    x, y = torch.rand(40, 1, 4, 4), torch.randint(0, 3, (40,))
+    with torch.no_grad():
+        y = model(x).argmax(-1)  # all correct before the attack
+    strong = strong_robust_accuracy(model, x, y, 0.3, "apgd", steps=20, num_classes=3, batch_size=16)
+    assert strong <= robust_accuracy(model, x, y, 0.3, 0.075, 10) + 0.05 and strong < 1.0
+    const = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    with torch.no_grad():
+        const[1].weight.zero_()
+        const[1].bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
+    yc = torch.tensor([1, 0] * 10)
+    assert strong_robust_accuracy(const, torch.rand(20, 1, 4, 4), yc, 0.3, "apgd", 10, 3) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="method"):
+        strong_robust_accuracy(model, x, y, 0.3, "fgsm")
+
+
+def test_autoattack_path_runs_and_cannot_fool_a_constant_model():
+    from replbook.attacks import strong_robust_accuracy
+
+    const = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+    with torch.no_grad():
+        const[1].weight.zero_()
+        const[1].bias.copy_(torch.tensor([0.0, 1.0, 0.0, 0.5]))
+    y = torch.tensor([1, 1, 1, 0])
+    acc = strong_robust_accuracy(const, torch.rand(4, 1, 4, 4), y, 0.1, "autoattack", num_classes=4)
+    assert acc == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="at least 4 classes"):
+        strong_robust_accuracy(const, torch.rand(4, 1, 4, 4), y, 0.1, "autoattack", num_classes=3)

@@ -96,3 +96,35 @@ def test_the_logit_layer_is_selected_only_when_asked():
     x, x_adv = torch.rand(8, 1, 6, 6), torch.rand(8, 1, 6, 6)
     assert 2 not in clat.select_critical_layers(model, x, x_adv, 2, layers=layers)
     assert clat.select_critical_layers(model, x, x_adv, 3, candidates=[0, 1, 2], layers=layers) == [0, 1, 2]
+
+
+def test_finetune_selections_and_batchnorm_frozen_through_every_epoch():
+    x, y = torch.rand(16, 1, 6, 6), torch.randint(0, 3, (16,))
+    picks = {}
+    for selection in ("top", "bottom", "random"):
+        model = small_cnn()
+        layers = [model[0], model[3], model[6]]
+        stats = model[1].running_mean.clone()
+        history = clat.clat_finetune(model, layers, x, y, epochs=2, k=1, beta=0.1, lr=0.1, eps=0.1, alpha=0.05,
+                                     steps=2, batch_size=8, generator=torch.Generator().manual_seed(0),
+                                     reselect_every=1, selection=selection)
+        assert torch.equal(model[1].running_mean, stats)  # model.train() each epoch must not unfreeze BatchNorm
+        assert all(len(h["selected"]) == 1 and 2 not in h["selected"] for h in history)
+        picks[selection] = history[0]
+    crit = picks["top"]["criticality"]
+    assert picks["top"]["selected"] == [max((0, 1), key=lambda i: crit[i])]
+    assert picks["bottom"]["selected"] == [min((0, 1), key=lambda i: crit[i])]
+    assert clat.top_k_layers(torch.tensor([3.0, 1.0, 2.0]), 2, largest=False) == [1, 2]
+    with pytest.raises(ValueError, match="selection"):
+        clat.clat_finetune(small_cnn(), [], x, y, 1, 1, 0.1, 0.1, 0.1, 0.05, 1, 8, torch.Generator(),
+                           selection="middle")
+
+
+def test_random_crop_flip_keeps_content_and_shape():
+    from replbook.data.images import random_crop_flip
+
+    x = torch.rand(6, 3, 8, 8)
+    out = random_crop_flip(x, torch.Generator().manual_seed(0), pad=0)
+    assert all(torch.equal(o, i) or torch.equal(o, i.flip(-1)) for o, i in zip(out, x, strict=True))
+    shifted = random_crop_flip(x, torch.Generator().manual_seed(1), pad=2)
+    assert shifted.shape == x.shape and not torch.equal(shifted, x)

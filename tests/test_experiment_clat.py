@@ -1,11 +1,13 @@
-"""The CLAT miniature's plumbing on tiny sizes: both arms run from the same stage-1 model, CLAT trains only the
-selected convolutions, the stage-1 model is cached, and the statistics helpers are right."""
+"""The CLAT experiment's plumbing on tiny sizes: every arm runs from the same stage-1 model, CLAT trains only the
+selected convolutions, the stage-1 model is cached, the paper profile runs end to end on a tiny Wide-ResNet and a
+generated CIFAR folder, and the statistics helpers are right."""
 
 import pytest
 import torch
+from conftest import write_fake_cifar
 
 from replbook.experiments import clat as experiment
-from replbook.profiles import resolve
+from replbook.profiles import ParameterError, resolve
 
 TINY = {"seeds": 1, "n_train": 32, "n_test": 32, "n_curve": 32, "stage1_epochs": 2, "stage2_epochs": 2,
         "eval_steps": 2, "reselect_every": 1}
@@ -14,20 +16,54 @@ TINY = {"seeds": 1, "n_train": 32, "n_test": 32, "n_curve": 32, "stage1_epochs":
 def tiny_data():
     gen = torch.Generator().manual_seed(0)
     x, xt = torch.rand(64, 1, 28, 28, generator=gen), torch.rand(32, 1, 28, 28, generator=gen)
-    return {"x": x, "y": torch.arange(64) % 10, "xt": xt, "yt": torch.arange(32) % 10}
+    return {"x": x, "y": torch.arange(64) % 10, "xt": xt, "yt": torch.arange(32) % 10, "num_classes": 10}
 
 
 def test_one_seed_runs_both_arms_and_selects_only_convolutions(tmp_cache):
     params = resolve(experiment.PARAMS, "smoke", TINY, check_assets=False)
     result = experiment.run_seed(params, tiny_data(), seed=0)
-    assert set(result.final) == {"stage 1", "continued AT", "CLAT"}
+    assert set(result.final) == {"stage 1", *experiment.ARM_SPECS}
     assert len(result.stage1_curve) == 2 and all(len(c) == 2 for c in result.curves.values())
-    for selection in result.selections:
+    assert set(result.selections) == {a for a, s in experiment.ARM_SPECS.items() if s["kind"] == "clat"}
+    for selection in result.selections["CLAT"]:
         assert set(selection["selected"]) <= {0, 1, 2, 3}  # convolutions only; fc1 and the logit layer excluded
         assert 0 < selection["trainable_fraction"] < 0.1
+    strong = {name for name, f in result.final.items() if "strong" in f}
+    assert strong == set(experiment.STRONG_MODELS)
+    assert all(f["strong"] <= f["robust_subset"] for f in result.final.values() if "strong" in f)
+    assert set(result.curves) == set(experiment.CURVE_ARMS)
     assert len(list((tmp_cache / "models").glob("clat-stage1-*.safetensors"))) == 1
     again = experiment.run_seed(params, tiny_data(), seed=0)  # stage 1 from the cache
     assert again.stage1_curve == result.stage1_curve and again.final == result.final
+
+
+def test_paper_profile_runs_end_to_end_on_a_tiny_wide_resnet_and_generated_cifar(tmp_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPLBOOK_ROOT", str(tmp_path))
+    folder, env = write_fake_cifar(tmp_path, "cifar10", n_train=40, n_test=32)
+    monkeypatch.setenv(env, str(folder))
+    tiny = {"arch": "wrn-10-1", "arms": ["continued AT", "CLAT"], "seeds": 1, "n_train": 32, "n_test": 32,
+            "n_curve": 32, "stage1_epochs": 1, "stage2_epochs": 1, "train_steps": 1, "eval_steps": 1,
+            "curve_steps": 1, "strong_eval": "none", "k": 2, "batch_size": 16, "eval_batch_size": 8,
+            "device": "cpu", "threads": 2}
+    params = resolve(experiment.PARAMS, "paper", tiny)  # checks the cifar10 manifest, here the generated one
+    assert params["dataset"] == "cifar10" and params["augment"]
+    (result,) = experiment.run(params)
+    assert set(result.final) == {"stage 1", "continued AT", "CLAT"}
+    (selection,) = result.selections["CLAT"]
+    assert len(selection["selected"]) == 2 and 0 < selection["trainable_fraction"] < 0.5
+    assert len(selection["criticality"]) == len(experiment.build_model("wrn-10-1", (3, 32, 32), 10).layers)
+
+
+def test_mismatched_architecture_device_and_arms_are_refused():
+    with pytest.raises(ParameterError, match="arch"):
+        experiment.build_model("small-cnn", (3, 32, 32), 10)
+    with pytest.raises(ParameterError, match="arch"):
+        experiment.build_model("wrn-34-10", (1, 28, 28), 10)
+    with pytest.raises(ParameterError, match="arms"):
+        experiment.check_arms(["CLAT", "TRADES"])
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match="device"):
+            experiment.resolve_device("cuda")
 
 
 def test_paired_difference_and_best_minus_last():

@@ -6,10 +6,13 @@ and size), how it is obtained offline (``provider``), which chapters use it and 
 - ``generator``: a function ``module:function(path)`` writes the file into the cache (e.g. stdlib text corpora);
 - ``pypi``: files inside an installed package's folder (e.g. model weights shipped in a wheel);
 - ``debian``: absolute paths installed by a Debian package;
-- ``hub``: a Hugging Face hub repository at a pinned revision, read from the local hub cache only (``paper`` profile).
+- ``hub``: a Hugging Face hub repository at a pinned revision, read from the local hub cache only (``paper`` profile);
+- ``local``: files the user has put in a folder, named by an environment variable (``env``) or a ``default`` path
+  (``paper`` profile datasets that have no offline source, e.g. CIFAR).
 
-Every file with a sha256 is verified before use; a missing asset raises :class:`AssetUnavailable`, an altered one
-:class:`ChecksumMismatch`, each naming the manifest and the fix.
+Every file with a sha256 (or, where the canonical source publishes only that, an md5) is verified before use; a
+missing asset raises :class:`AssetUnavailable`, an altered one :class:`ChecksumMismatch`, each naming the
+manifest and the fix.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import yaml
 
 from replbook.paths import cache_dir, project_root
 
-PROVIDERS = ("generator", "pypi", "debian", "hub")
+PROVIDERS = ("generator", "pypi", "debian", "hub", "local")
 KINDS = ("dataset", "model", "tokenizer")
 
 
@@ -45,6 +48,7 @@ class AssetFile:
     path: str
     sha256: str | None = None
     size: int | None = None
+    md5: str | None = None  # only where the canonical source publishes md5 and no sha256
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ class Manifest:
             return p.get("install", f"pip install {p['package']}")
         if p["type"] == "debian":
             return f"apt-get install {p['package']}"
+        if p["type"] == "local":
+            return (f"put the files in a folder and set {p['env']} to it (default {p.get('default')}); "
+                    f"source: {self.source.get('url')}")
         if p["type"] == "hub":
             repo_type = f" --repo-type {p['repo_type']}" if p.get("repo_type", "model") != "model" else ""
             return (
@@ -96,7 +103,9 @@ def _parse_manifest(path: Path) -> Manifest:
         raise AssetError(f"{path}: provider.type {ptype!r} is not one of {PROVIDERS}.")
     if path.stem != raw["name"]:
         raise AssetError(f"{path}: the file must be named after the asset, {raw['name']}.yaml.")
-    files = tuple(AssetFile(f["path"], f.get("sha256"), f.get("size")) for f in raw["files"])
+    files = tuple(AssetFile(f["path"], f.get("sha256"), f.get("size"), f.get("md5")) for f in raw["files"])
+    if ptype == "local" and "env" not in raw["provider"]:
+        raise AssetError(f"{path}: a local provider needs `env`, the environment variable naming the folder.")
     return Manifest(
         name=raw["name"], kind=raw["kind"], source=raw["source"], licence=raw["licence"], provider=raw["provider"],
         files=files, used_by=tuple(raw["used_by"]), stand_in_for=raw.get("stand_in_for"),
@@ -117,8 +126,8 @@ def load_manifest(name: str) -> Manifest:
     return _parse_manifest(path)
 
 
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: Path, block: int = 1 << 20, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         while chunk := handle.read(block):
             digest.update(chunk)
@@ -142,6 +151,13 @@ def _base_folder(m: Manifest) -> Path:
         return Path(next(iter(spec.submodule_search_locations)))
     if p["type"] == "debian":
         return Path("/")
+    if p["type"] == "local":
+        import os
+
+        folder = os.environ.get(p["env"]) or p.get("default")
+        if not folder:
+            raise AssetUnavailable(f"asset {m.name!r} ({where}): no folder given; {m.install_hint}.")
+        return Path(folder).expanduser()
     # hub: the local Hugging Face cache only; nothing is downloaded.
     try:
         from huggingface_hub import snapshot_download
@@ -184,6 +200,13 @@ def resolve(name: str, verify: bool = True) -> dict[str, Path]:
             if actual != f.sha256:
                 raise ChecksumMismatch(
                     f"asset {m.name!r} ({where}): sha256 of {path} is {actual}, the manifest says {f.sha256}; "
+                    f"the file was altered or comes from another version; fix: {m.install_hint}."
+                )
+        if verify and f.md5 and not f.sha256:
+            actual = sha256_file(path, algorithm="md5")
+            if actual != f.md5:
+                raise ChecksumMismatch(
+                    f"asset {m.name!r} ({where}): md5 of {path} is {actual}, the manifest says {f.md5}; "
                     f"the file was altered or comes from another version; fix: {m.install_hint}."
                 )
         out[f.path] = path

@@ -38,7 +38,7 @@ def save_state(model: nn.Module, path: Path) -> None:
         if tensor.data_ptr() in seen:  # tied weights (e.g. an LM head sharing the embedding)
             continue
         seen.add(tensor.data_ptr())
-        state[name] = tensor.contiguous()
+        state[name] = tensor.detach().cpu().contiguous()
     tmp = path.with_suffix(".partial")
     save_file(state, str(tmp))
     tmp.replace(path)

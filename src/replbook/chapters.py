@@ -33,7 +33,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("fedprophet", "FedProphet: memory-efficient federated adversarial training", "2409.08372",
             "method, federated"),
     Chapter("clat", "CLAT: critical-layer adversarial training", "2408.10204", "method",
-            {"smoke": 0.5, "cpu": 5.0, "paper": 120.0}),
+            {"smoke": 0.5, "cpu": 14.0, "paper": 600.0}),
     Chapter("oodv2", "Generalized OOD detection and beyond in the VLM era", "2407.21794",
             "survey: detector benchmark and taxonomy"),
     Chapter("cgr", "CGR: comprehensive generative replay for task-incremental segmentation", "2406.19796",

@@ -81,12 +81,14 @@ def criticality_index(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, la
     raise ValueError(f"reduce must be 'ratio_of_means' or 'mean_of_ratios'; got {reduce!r}.")
 
 
-def top_k_layers(crit: torch.Tensor, k: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
-    """Indices (0-based, into the layer list) of the k most critical layers, excluding ``exclude``, sorted."""
+def top_k_layers(crit: torch.Tensor, k: int, exclude: set[int] | frozenset[int] = frozenset(),
+                 largest: bool = True) -> list[int]:
+    """Indices (0-based, into the layer list) of the k most critical layers (the k least critical with
+    ``largest=False``, a control), excluding ``exclude``, sorted."""
     candidates = [i for i in range(len(crit)) if i not in exclude]
     if not 0 < k <= len(candidates):
         raise ValueError(f"k must lie in [1, {len(candidates)}] (the candidate layers); got {k}.")
-    ranked = sorted(candidates, key=lambda i: float(crit[i]), reverse=True)
+    ranked = sorted(candidates, key=lambda i: float(crit[i]), reverse=largest)
     return sorted(ranked[:k])
 
 
@@ -109,10 +111,15 @@ def freeze_except(model: nn.Module, layers: list[nn.Module], keep: list[int]) ->
     for i in keep:
         for p in layers[i].parameters():
             p.requires_grad_(True)
+    freeze_batchnorm_statistics(model)
+    return trainable_fraction(model)
+
+
+def freeze_batchnorm_statistics(model: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode (running statistics used, not updated); call after ``model.train()``."""
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
-    return trainable_fraction(model)
 
 
 def trainable_fraction(model: nn.Module) -> float:
@@ -134,20 +141,27 @@ def clat_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.T
     return F.cross_entropy(logits, y) + beta * torch.stack(terms).mean()
 
 
+SELECTIONS = ("top", "bottom", "random")
+
 
 def clat_finetune(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, y: torch.Tensor, epochs: int,
                   k: int, beta: float, lr: float, eps: float, alpha: float, steps: int, batch_size: int,
                   generator: torch.Generator, reselect_every: int = 10, exclude: frozenset[int] | None = None,
-                  probe_size: int = 256, on_epoch=None) -> list[dict]:
+                  probe_size: int = 256, on_epoch=None, selection: str = "top", augment=None) -> list[dict]:
     """Stage 2 of CLAT: every ``reselect_every`` epochs, measure criticality on ``probe_size`` training samples
-    against PGD examples of the current model, select the top-k layers (the logit layer excluded unless
-    ``exclude`` says otherwise), freeze the rest, then train on :func:`clat_loss` with SGD (momentum 0.9).
+    against PGD examples of the current model, select k layers (the logit layer excluded unless ``exclude`` says
+    otherwise), freeze the rest (BatchNorm statistics included), then train on :func:`clat_loss` with SGD
+    (momentum 0.9).
 
-    Returns one record per selection: epoch, selected layer indices, criticality per layer, trainable fraction.
-    ``on_epoch(epoch, model)`` is called after each epoch.
+    ``selection``: ``top`` is CLAT (the k most critical); ``bottom`` (the k least critical) and ``random`` (k
+    candidates drawn with ``generator``) are controls with the same loss and budget. ``augment(x, generator)``
+    transforms each training batch. Returns one record per selection: epoch, selected layer indices, criticality per
+    layer, trainable fraction. ``on_epoch(epoch, model)`` is called after each epoch.
     """
     from replbook.attacks import pgd_ce
 
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}; got {selection!r}.")
     exclude = frozenset({len(layers) - 1}) if exclude is None else exclude
     history: list[dict] = []
     optimizer = None
@@ -155,19 +169,31 @@ def clat_finetune(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, y:
     for epoch in range(epochs):
         if epoch % reselect_every == 0:
             probe = torch.randperm(len(x), generator=generator)[:probe_size]
+            model.eval()  # the probe attack must not move BatchNorm statistics either
             x_adv = pgd_ce(model, x[probe], y[probe], eps, alpha, steps, generator=generator)
             crit = criticality_index(model, x[probe], x_adv, layers)
-            selected = top_k_layers(crit, k, exclude)
+            if selection == "random":
+                candidates = [i for i in range(len(layers)) if i not in exclude]
+                if not 0 < k <= len(candidates):
+                    raise ValueError(f"k must lie in [1, {len(candidates)}] (the candidate layers); got {k}.")
+                pick = torch.randperm(len(candidates), generator=generator)[:k]
+                selected = sorted(candidates[int(j)] for j in pick)
+            else:
+                selected = top_k_layers(crit, k, exclude, largest=selection == "top")
             fraction = freeze_except(model, layers, selected)
             optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
             history.append({"epoch": epoch, "selected": selected, "criticality": crit.tolist(),
-                            "trainable_fraction": fraction})
+                             "trainable_fraction": fraction})
         model.train()
+        freeze_batchnorm_statistics(model)  # frozen layers keep their statistics through the epoch too
         order = torch.randperm(len(x), generator=generator)
         for i in range(0, len(x), batch_size):
             idx = order[i : i + batch_size]
-            x_adv = pgd_ce(model, x[idx], y[idx], eps, alpha, steps, generator=generator)
-            loss = clat_loss(model, x[idx], y[idx], x_adv, layers, selected, beta)
+            xb, yb = x[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb, generator)
+            x_adv = pgd_ce(model, xb, yb, eps, alpha, steps, generator=generator)
+            loss = clat_loss(model, xb, yb, x_adv, layers, selected, beta)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -29,3 +29,16 @@ def load_fashion_mnist(split: str = "train") -> tuple[torch.Tensor, torch.Tensor
     images = _read_idx(files[f"{folder}{prefix}-images-idx3-ubyte.gz"], 16).reshape(-1, 1, 28, 28)
     labels = _read_idx(files[f"{folder}{prefix}-labels-idx1-ubyte.gz"], 8)
     return torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels.astype(np.int64))
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """The standard CIFAR augmentation on a batch [B, C, H, W]: zero-pad by ``pad``, crop back to H×W at a random
+    offset per image, flip half of the images horizontally."""
+    b, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
+    flip = torch.rand(b, generator=generator) < 0.5
+    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+    out[flip.to(x.device)] = out[flip.to(x.device)].flip(-1)
+    return out

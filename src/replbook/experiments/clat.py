@@ -1,6 +1,7 @@
 """The CLAT miniature: PGD adversarial training on a small Fashion-MNIST subset until it overfits robustly (stage 1),
-then the same budget of continued PGD-AT on all layers against CLAT on its k most critical layers (stage 2), over
-several seeds with paired differences."""
+then the same budget of continued PGD-AT on all layers against CLAT on its k most critical layers and the controls
+(stage 2), over several seeds with paired differences. The ``paper`` profile runs the same protocol on CIFAR-10/100
+with the paper's Wide-ResNet from local files (``data_manifests/cifar10.yaml``)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,33 @@ from scipy import stats
 
 from replbook import attacks, clat
 from replbook.cache import cache_key, is_cached, load_state, model_path, save_state, tensor_hash
-from replbook.data.images import load_fashion_mnist
-from replbook.models import SmallCNN
-from replbook.profiles import ChapterParams, Param
+from replbook.data.images import load_fashion_mnist, random_crop_flip
+from replbook.models import PreActResNet18, SmallCNN, WideResNet
+from replbook.profiles import ChapterParams, Param, ParameterError
 from replbook.progress import progress
+
+BASELINE, CLAT = "continued AT", "CLAT"
+# Stage-2 arms: name → (how it trains, its options). All start from the same stage-1 model, see the same batches
+# and attack starts, and run the same number of epochs.
+ARM_SPECS: dict[str, dict[str, Any]] = {
+    BASELINE: {"kind": "at"},
+    "continued AT, lr/10": {"kind": "at", "lr_factor": 0.1},  # is CLAT only a smaller effective step?
+    "TRADES": {"kind": "trades"},
+    CLAT: {"kind": "clat", "selection": "top"},
+    "CLAT loss, random layers": {"kind": "clat", "selection": "random"},
+    "CLAT loss, least critical layers": {"kind": "clat", "selection": "bottom"},
+}
+IMAGE_SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
+ARCHS = ("small-cnn", "preact-resnet18", "wrn-34-10", "wrn-70-16", "wrn-10-1")
 
 PARAMS = ChapterParams(
     slug="clat",
     params=(
+        Param("dataset", str, "Data set (CIFAR from local files: paper profile).",
+              choices=("fashion-mnist", "cifar10", "cifar100")),
+        Param("arch", str, "Network: small-cnn for Fashion-MNIST, the residual networks for CIFAR.", choices=ARCHS),
+        Param("arms", list, "Stage-2 arms; must include 'continued AT' and 'CLAT'.", choices=tuple(ARM_SPECS),
+              item=str),
         Param("seeds", int, "Seeds (subset, initialisation, attacks).", 1, 20),
         Param("n_train", int, "Training images: small, so that adversarial training overfits.", 32, 60_000),
         Param("n_test", int, "Test images for the final evaluation.", 32, 10_000),
@@ -31,33 +51,96 @@ PARAMS = ChapterParams(
         Param("train_steps", int, "PGD steps during training.", 1, 50),
         Param("eval_steps", int, "PGD steps of the final evaluation.", 1, 200),
         Param("curve_steps", int, "PGD steps of the per-epoch curves.", 1, 50),
+        Param("strong_eval", str, "Stronger final evaluation of stage 1, continued AT and CLAT (torchattacks).",
+              choices=("none", *attacks.STRONG_ATTACKS)),
+        Param("n_strong", int, "Test images of the strong evaluation.", 8, 10_000),
+        Param("strong_steps", int, "APGD iterations of the strong evaluation.", 5, 1000),
         Param("stage1_epochs", int, "Epochs of stage-1 PGD-AT.", 1, 500),
         Param("eps_warmup", int, "Stage-1 epochs over which eps ramps up linearly (0 for none).", 0, 500),
         Param("stage2_epochs", int, "Epochs of each stage-2 arm.", 1, 500),
         Param("lr1", float, "Stage-1 learning rate (SGD, momentum 0.9).", 1e-5, 1.0),
-        Param("lr2", float, "Stage-2 learning rate of both arms.", 1e-5, 1.0),
-        Param("k", int, "Critical layers CLAT trains.", 1, 10),
+        Param("lr2", float, "Stage-2 learning rate of the arms.", 1e-5, 1.0),
+        Param("k", int, "Critical layers CLAT trains.", 1, 64),
         Param("beta", float, "Weight of the criticality term.", 0.0, 100.0),
+        Param("trades_beta", float, "TRADES' weight of the KL term.", 0.0, 100.0),
         Param("reselect_every", int, "Epochs between reselections.", 1, 500),
         Param("candidates", str, "Layers CLAT may select.", choices=("conv", "all-but-logit")),
+        Param("augment", bool, "Random crop (pad 4) and horizontal flip of training batches (CIFAR)."),
         Param("batch_size", int, "Training batch size.", 8, 4096),
+        Param("eval_batch_size", int, "Batch size of the evaluations.", 8, 100_000),
+        Param("device", str, "Where to train: auto picks CUDA when present.", choices=("auto", "cpu", "cuda")),
         Param("threads", int, "torch threads.", 1, 64),
     ),
     defaults={
-        "smoke": dict(seeds=2, n_train=64, n_test=64, n_curve=32, eps=0.1, alpha=0.025, train_steps=2,
-                      eval_steps=5, curve_steps=2, stage1_epochs=3, eps_warmup=1, stage2_epochs=2, lr1=0.05,
-                      lr2=0.01, k=2, beta=0.1, reselect_every=1, candidates="conv", batch_size=32, threads=2),
-        "cpu": dict(seeds=5, n_train=128, n_test=1000, n_curve=150, eps=0.1, alpha=0.025, train_steps=3,
-                    eval_steps=20, curve_steps=3, stage1_epochs=40, eps_warmup=5, stage2_epochs=12, lr1=0.05,
-                    lr2=0.01, k=2, beta=0.1, reselect_every=4, candidates="conv", batch_size=32, threads=2),
-        "paper": dict(seeds=5, n_train=60_000, n_test=10_000, n_curve=1000, eps=0.1, alpha=0.01, train_steps=10,
-                      eval_steps=50, curve_steps=10, stage1_epochs=60, eps_warmup=5, stage2_epochs=20, lr1=0.05,
-                      lr2=0.01, k=2, beta=0.1, reselect_every=10, candidates="conv", batch_size=128, threads=16),
+        "smoke": dict(dataset="fashion-mnist", arch="small-cnn", arms=list(ARM_SPECS), seeds=2, n_train=64,
+                      n_test=64, n_curve=32, eps=0.1, alpha=0.025, train_steps=2, eval_steps=5, curve_steps=2,
+                      strong_eval="apgd", n_strong=16, strong_steps=5, stage1_epochs=3, eps_warmup=1,
+                      stage2_epochs=2, lr1=0.05, lr2=0.01, k=2, beta=0.1, trades_beta=6.0, reselect_every=1,
+                      candidates="conv", augment=False, batch_size=32, eval_batch_size=1000, device="cpu",
+                      threads=2),
+        "cpu": dict(dataset="fashion-mnist", arch="small-cnn", arms=list(ARM_SPECS), seeds=5, n_train=128,
+                    n_test=500, n_curve=150, eps=0.1, alpha=0.025, train_steps=3, eval_steps=20, curve_steps=3,
+                    strong_eval="apgd", n_strong=200, strong_steps=50, stage1_epochs=40, eps_warmup=5,
+                    stage2_epochs=12, lr1=0.05, lr2=0.01, k=2, beta=0.1, trades_beta=6.0, reselect_every=4,
+                    candidates="conv", augment=False, batch_size=32, eval_batch_size=1000, device="cpu",
+                    threads=2),
+        # The paper's regime [abs/recon]: CIFAR-10, WRN-34-10, eps 8/255, step 2/255, PGD-10 training; stage 1 at
+        # 100 epochs, then CLAT fine-tuning with reselection every 10 epochs (check the split in the paper).
+        "paper": dict(dataset="cifar10", arch="wrn-34-10", arms=list(ARM_SPECS), seeds=5, n_train=50_000,
+                      n_test=10_000, n_curve=1000, eps=8 / 255, alpha=2 / 255, train_steps=10, eval_steps=20,
+                      curve_steps=10, strong_eval="autoattack", n_strong=1000, strong_steps=100,
+                      stage1_epochs=100, eps_warmup=0, stage2_epochs=20, lr1=0.1, lr2=0.01, k=5, beta=0.1,
+                      trades_beta=6.0, reselect_every=10, candidates="conv", augment=True, batch_size=128,
+                      eval_batch_size=500, device="auto", threads=16),
     },
-    assets={"smoke": ["fashion-mnist"], "cpu": ["fashion-mnist"], "paper": ["fashion-mnist"]},
+    assets={"smoke": ["fashion-mnist"], "cpu": ["fashion-mnist"], "paper": ["cifar10"]},
 )
 
-ARMS = ("continued AT", "CLAT")
+
+def load_data(dataset: str) -> dict[str, Any]:
+    """Train and test tensors (images in [0, 1]) and the number of classes."""
+    if dataset == "fashion-mnist":
+        (x, y), (xt, yt) = load_fashion_mnist("train"), load_fashion_mnist("test")
+        return {"x": x, "y": y, "xt": xt, "yt": yt, "num_classes": 10}
+    from replbook.data.cifar import load_cifar
+
+    x, y, classes = load_cifar(dataset, "train")
+    xt, yt, _ = load_cifar(dataset, "test")
+    return {"x": x, "y": y, "xt": xt, "yt": yt, "num_classes": len(classes)}
+
+
+def build_model(arch: str, image_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+    """The network named by ``arch``, checked against the images it will see ([C, H, W])."""
+    if arch == "small-cnn":
+        if tuple(image_shape) != (1, 28, 28):
+            raise ParameterError(f"parameter 'arch': small-cnn takes 1×28×28 images, the data set has "
+                                 f"{tuple(image_shape)}; use a residual network for CIFAR.")
+        return SmallCNN(num_classes=num_classes)
+    if tuple(image_shape) != (3, 32, 32):
+        raise ParameterError(f"parameter 'arch': {arch} takes 3×32×32 images, the data set has "
+                             f"{tuple(image_shape)}; use small-cnn for Fashion-MNIST.")
+    if arch == "preact-resnet18":
+        return PreActResNet18(num_classes)
+    depth, widen = (int(v) for v in arch.removeprefix("wrn-").split("-"))
+    return WideResNet(depth, widen, num_classes)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'.")
+    return torch.device(name)
+
+
+def check_arms(arms: list[str]) -> None:
+    missing = [a for a in (BASELINE, CLAT) if a not in arms]
+    if missing:
+        raise ParameterError(f"parameter 'arms' must include {missing}: the claims compare CLAT with continued AT.")
+
+
+STRONG_MODELS = ("stage 1", BASELINE, CLAT)  # the strong evaluation is costly: the models the claims compare
+CURVE_ARMS = (BASELINE, CLAT)  # the arms whose robust accuracy is tracked every epoch (claim C4)
 
 
 @dataclass
@@ -65,11 +148,11 @@ class SeedResult:
     seed: int
     stage1_curve: list[dict] = field(default_factory=list)  # per epoch: clean, robust
     curves: dict[str, list[dict]] = field(default_factory=dict)  # arm → per epoch of stage 2
-    final: dict[str, dict[str, float]] = field(default_factory=dict)  # "stage 1" and arms → clean, robust
-    selections: list[dict] = field(default_factory=list)
+    final: dict[str, dict[str, float]] = field(default_factory=dict)  # "stage 1" and arms → clean, robust(, strong)
+    selections: dict[str, list[dict]] = field(default_factory=dict)  # CLAT-loss arms → one record per selection
 
 
-def _exclude(model: SmallCNN, candidates: str) -> frozenset[int]:
+def _exclude(model: torch.nn.Module, candidates: str) -> frozenset[int]:
     layers = model.layers
     logit = {len(layers) - 1}
     if candidates == "conv":
@@ -80,24 +163,50 @@ def _exclude(model: SmallCNN, candidates: str) -> frozenset[int]:
 def _evaluate(model, x, y, p: dict[str, Any], steps: int, seed: int) -> dict[str, float]:
     """Clean and PGD-``steps`` robust accuracy (eval mode)."""
     model.eval()
-    return {"clean": attacks.accuracy(model, x, y),
-            "robust": attacks.robust_accuracy(model, x, y, p["eps"], p["alpha"], steps, seed=seed)}
+    return {"clean": attacks.accuracy(model, x, y, p["eval_batch_size"]),
+            "robust": attacks.robust_accuracy(model, x, y, p["eps"], p["alpha"], steps, seed=seed,
+                                              batch_size=p["eval_batch_size"])}
 
 
-def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> SeedResult:
+def _final(model, data: dict[str, torch.Tensor], p: dict[str, Any], seed: int, name: str,
+           num_classes: int) -> dict[str, Any]:
+    """Clean and PGD-``eval_steps`` accuracy on the test images; for :data:`STRONG_MODELS`, on the first
+    ``n_strong`` of them, the worst case over that PGD and the strong attacks (``strong``) beside the PGD value on
+    the same images (``robust_subset``), so the two read on one footing."""
+    model.eval()
+    x, y = data["xt"], data["yt"]
+    mask = attacks.robust_mask(model, x, y, p["eps"], p["alpha"], p["eval_steps"], seed=seed,
+                               batch_size=p["eval_batch_size"])
+    out = {"clean": attacks.accuracy(model, x, y, p["eval_batch_size"]), "robust": float(mask.float().mean())}
+    if p["strong_eval"] != "none" and name in STRONG_MODELS:
+        n = p["n_strong"]
+        out["robust_subset"] = float(mask[:n].float().mean())
+        out["strong"] = attacks.strong_robust_accuracy(
+            model, x[:n], y[:n], p["eps"], p["strong_eval"], p["strong_steps"], num_classes, seed,
+            p["eval_batch_size"], robust=mask[:n])
+    return out
+
+
+def run_seed(p: dict[str, Any], data: dict[str, Any], seed: int) -> SeedResult:
+    """Stage 1 (cached by content hash) and every stage-2 arm in ``p["arms"]`` for one seed."""
+    check_arms(p["arms"])
     torch.set_num_threads(p["threads"])
+    device = resolve_device(p["device"])
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data["x"]), generator=gen)[: p["n_train"]]
     x, y = data["x"][idx], data["y"][idx]
-    xc, yc = data["xt"][: p["n_curve"]], data["yt"][: p["n_curve"]]
-    xt, yt = data["xt"][: p["n_test"]], data["yt"][: p["n_test"]]
+    key = cache_key(stage=1, data=tensor_hash(x), seed=seed, dataset=p["dataset"], arch=p["arch"], **{k: p[k] for k in (
+        "eps", "eps_warmup", "alpha", "train_steps", "stage1_epochs", "lr1", "batch_size", "augment")}, v=2)
+    x, y = x.to(device), y.to(device)
+    test = {"xt": data["xt"][: p["n_test"]].to(device), "yt": data["yt"][: p["n_test"]].to(device)}
+    xc, yc = test["xt"][: p["n_curve"]], test["yt"][: p["n_curve"]]
+    augment = random_crop_flip if p["augment"] else None
+    num_classes = data["num_classes"]
     result = SeedResult(seed)
 
     torch.manual_seed(seed)
-    model = SmallCNN()
-    key = cache_key(stage=1, data=tensor_hash(x), seed=seed, **{k: p[k] for k in (
-        "eps", "eps_warmup", "alpha", "train_steps", "stage1_epochs", "lr1", "batch_size")}, v=1)
-    path = model_path("clat-stage1", key)
+    model = build_model(p["arch"], tuple(x.shape[1:]), num_classes).to(device)
+    path = model_path(f"clat-stage1-{p['arch']}", key)
     curve_path = path.with_suffix(".curve.json")
     if is_cached(path) and curve_path.exists():
         load_state(model, path)
@@ -108,37 +217,45 @@ def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> See
             # A linear eps ramp: PGD-AT from scratch at full eps can sit at chance for many epochs.
             ramp = min(1.0, (epoch + 1) / p["eps_warmup"]) if p["eps_warmup"] else 1.0
             attacks.adversarial_train_epoch(model, x, y, opt, p["eps"] * ramp, p["alpha"] * ramp,
-                                            p["train_steps"], p["batch_size"], gen)
+                                            p["train_steps"], p["batch_size"], gen, augment=augment)
             result.stage1_curve.append(_evaluate(model, xc, yc, p, p["curve_steps"], seed))
         save_state(model, path)
         curve_path.write_text(json.dumps(result.stage1_curve))
     stage1_state = {k: v.clone() for k, v in model.state_dict().items()}
-    result.final["stage 1"] = _evaluate(model, xt, yt, p, p["eval_steps"], seed)
+    result.final["stage 1"] = _final(model, test, p, seed, "stage 1", num_classes)
 
-    for arm in ARMS:
+    for arm in progress(p["arms"], desc=f"seed {seed} stage 2", leave=False):
+        spec = ARM_SPECS[arm]
         model.load_state_dict(stage1_state)
-        arm_gen = torch.Generator().manual_seed(seed + 1000)  # both arms see the same batches and starts
+        arm_gen = torch.Generator().manual_seed(seed + 1000)  # every arm sees the same batches and starts
         curve: list[dict] = []
-        if arm == "continued AT":
-            opt = torch.optim.SGD(model.parameters(), lr=p["lr2"], momentum=0.9)
+
+        def record(m, curve=curve, arm=arm):
+            if arm in CURVE_ARMS:  # the controls skip the per-epoch curve: it is half their cost on CPU
+                curve.append(_evaluate(m, xc, yc, p, p["curve_steps"], seed))
+
+        if spec["kind"] in ("at", "trades"):
+            lr = p["lr2"] * spec.get("lr_factor", 1.0)
+            opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
             for _ in range(p["stage2_epochs"]):
-                attacks.adversarial_train_epoch(model, x, y, opt, p["eps"], p["alpha"], p["train_steps"],
-                                                p["batch_size"], arm_gen)
-                curve.append(_evaluate(model, xc, yc, p, p["curve_steps"], seed))
+                attacks.adversarial_train_epoch(
+                    model, x, y, opt, p["eps"], p["alpha"], p["train_steps"], p["batch_size"], arm_gen,
+                    loss="pgd" if spec["kind"] == "at" else "trades", trades_beta=p["trades_beta"], augment=augment)
+                record(model)
         else:
-            result.selections = clat.clat_finetune(
+            result.selections[arm] = clat.clat_finetune(
                 model, model.layers, x, y, p["stage2_epochs"], p["k"], p["beta"], p["lr2"], p["eps"], p["alpha"],
                 p["train_steps"], p["batch_size"], arm_gen, p["reselect_every"], _exclude(model, p["candidates"]),
-                on_epoch=lambda _e, m, curve=curve: curve.append(_evaluate(m, xc, yc, p, p["curve_steps"], seed)))
-        result.curves[arm] = curve
-        result.final[arm] = _evaluate(model, xt, yt, p, p["eval_steps"], seed)
+                on_epoch=lambda _e, m, record=record: record(m), selection=spec["selection"], augment=augment)
+        if curve:
+            result.curves[arm] = curve
+        result.final[arm] = _final(model, test, p, seed, arm, num_classes)
     return result
 
 
 def run(p: dict[str, Any]) -> list[SeedResult]:
-    x, y = load_fashion_mnist("train")
-    xt, yt = load_fashion_mnist("test")
-    data = {"x": x, "y": y, "xt": xt, "yt": yt}
+    check_arms(p["arms"])
+    data = load_data(p["dataset"])
     return [run_seed(p, data, seed) for seed in progress(range(p["seeds"]), desc="seeds")]
 
 

@@ -7,88 +7,142 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
-from replbook.experiments.clat import ARMS, SeedResult, best_minus_last, paired_difference
-from replbook.models import SmallCNN
+from replbook.experiments.clat import (
+    BASELINE,
+    CLAT,
+    IMAGE_SHAPES,
+    SeedResult,
+    best_minus_last,
+    build_model,
+    paired_difference,
+)
 from replbook.record import Claim
 
 SOURCE = "abstract and public reviews [abs]; Table 1 not transcribed"
-LAYER_NAMES = ["conv1", "conv2", "conv3", "conv4", "fc1", "fc2 (logits)"]
+
+
+def _arms(results: list[SeedResult]) -> list[str]:
+    return [name for name in results[0].final if name != "stage 1"]
 
 
 def plot_curves(results: list[SeedResult]):
-    """Robust test accuracy during stage 1 and, continuing from it, each stage-2 arm (mean ± sd over seeds)."""
-    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    """Robust test accuracy during stage 1 and, continuing from it, continued AT and CLAT (mean ± sd over seeds)."""
+    fig, ax = plt.subplots(figsize=(7.4, 4.2))
     s1 = np.array([[c["robust"] for c in r.stage1_curve] for r in results])
     e1 = np.arange(1, s1.shape[1] + 1)
     ax.plot(e1, s1.mean(0), color="black", label="stage 1: PGD-AT")
     ax.fill_between(e1, s1.mean(0) - s1.std(0), s1.mean(0) + s1.std(0), color="black", alpha=0.1)
-    for arm in ARMS:
+    for arm in results[0].curves:
         a = np.array([[c["robust"] for c in r.curves[arm]] for r in results])
         e2 = np.arange(len(e1) + 1, len(e1) + a.shape[1] + 1)
         ax.plot(e2, a.mean(0), label=f"stage 2: {arm}")
         ax.fill_between(e2, a.mean(0) - a.std(0), a.mean(0) + a.std(0), alpha=0.15)
     ax.axvline(len(e1) + 0.5, color="grey", ls=":", lw=0.8)
     ax.set(xlabel="epoch", ylabel="robust test accuracy (PGD)", title="Robust accuracy during training")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def final_table(results: list[SeedResult]) -> pd.DataFrame:
+    """Mean and sd over seeds of the final clean, PGD and (where run) strong robust accuracy of every model."""
     rows = []
-    for name in ("stage 1", *ARMS):
-        for metric in ("clean", "robust"):
-            vals = [r.final[name][metric] for r in results]
-            rows.append({"model": name, "metric": metric, "mean": np.mean(vals),
-                         "sd": np.std(vals, ddof=1) if len(vals) > 1 else 0.0})
-    return pd.DataFrame(rows).pivot_table(index="model", columns="metric", values=["mean", "sd"]).round(3)
+    for name in ("stage 1", *_arms(results)):
+        row = {"model": name}
+        for metric in ("clean", "robust", "robust_subset", "strong"):
+            vals = [r.final[name][metric] for r in results if metric in r.final[name]]
+            if vals:
+                sd = np.std(vals, ddof=1) if len(vals) > 1 else 0.0
+                row[metric] = f"{np.mean(vals):.3f} ± {sd:.3f}"
+        rows.append(row)
+    columns = {"clean": "clean", "robust": "PGD", "robust_subset": "PGD, strong subset",
+               "strong": "worst of PGD and strong, subset"}
+    return pd.DataFrame(rows).set_index("model").rename(columns=columns).fillna("–")
+
+
+def paired_table(results: list[SeedResult]) -> pd.DataFrame:
+    """Each stage-2 arm minus continued AT, paired over seeds (points, Student-t 95% interval)."""
+    rows = []
+    for arm in _arms(results):
+        if arm == BASELINE:
+            continue
+        row = {"arm − continued AT": arm}
+        for metric in ("clean", "robust", "strong"):
+            if all(metric in r.final[arm] and metric in r.final[BASELINE] for r in results):
+                d = paired_difference([r.final[arm][metric] for r in results],
+                                      [r.final[BASELINE][metric] for r in results])
+                row[metric] = _fmt(d, short=True)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("arm − continued AT").fillna("–")
 
 
 def plot_final(results: list[SeedResult]):
-    fig, ax = plt.subplots(figsize=(6.0, 3.6))
-    names = ["stage 1", *ARMS]
-    for j, metric in enumerate(("clean", "robust")):
-        means = [np.mean([r.final[n][metric] for r in results]) for n in names]
-        sds = [np.std([r.final[n][metric] for r in results]) for n in names]
-        ax.bar(np.arange(len(names)) + 0.38 * j, means, 0.38, yerr=sds, capsize=3, label=metric)
-    ax.set_xticks(np.arange(len(names)) + 0.19, names)
-    ax.set(ylabel="test accuracy", title="Final accuracy (mean ± sd over seeds; robust = PGD)")
-    ax.legend()
+    names = ["stage 1", *_arms(results)]
+    fig, ax = plt.subplots(figsize=(8.0, 3.8))
+    metrics = [m for m in ("clean", "robust", "strong") if any(m in results[0].final[n] for n in names)]
+    width = 0.8 / len(metrics)
+    for j, metric in enumerate(metrics):
+        means = [np.mean([r.final[n].get(metric, np.nan) for r in results]) for n in names]
+        sds = [np.std([r.final[n].get(metric, np.nan) for r in results]) for n in names]
+        label = {"clean": "clean", "robust": "PGD", "strong": "worst of PGD and APGD / AutoAttack (subset)"}[metric]
+        ax.bar(np.arange(len(names)) + width * j, means, width, yerr=sds, capsize=2, label=label)
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, [n.replace(", ", ",\n") for n in names], fontsize=7)
+    ax.set(ylabel="test accuracy", title="Final accuracy (mean ± sd over seeds)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_selection(results: list[SeedResult]):
-    """How often each layer was selected at each reselection epoch, over seeds."""
-    epochs = [s["epoch"] for s in results[0].selections]
-    counts = np.zeros((len(LAYER_NAMES), len(epochs)))
-    for r in results:
-        for j, s in enumerate(r.selections):
-            for i in s["selected"]:
-                counts[i, j] += 1
-    fig, ax = plt.subplots(figsize=(5.6, 3.4))
-    im = ax.imshow(counts, aspect="auto", cmap="Blues", vmin=0, vmax=len(results))
-    ax.set_yticks(range(len(LAYER_NAMES)), LAYER_NAMES)
-    ax.set_xticks(range(len(epochs)), [f"ep {e}" for e in epochs])
-    ax.set(title="Layers CLAT selected (seeds per cell)")
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
+def layer_names(params: dict[str, Any]) -> list[str]:
+    model = _model(params)
+    names = {id(m): n for n, m in model.named_modules()}
+    out = [names[id(layer)] for layer in model.layers]
+    out[-1] += " (logits)"
+    return out
+
+
+def _model(params: dict[str, Any]):
+    classes = 100 if params["dataset"] == "cifar100" else 10
+    with torch.device("meta"):
+        return build_model(params["arch"], IMAGE_SHAPES[params["dataset"]], classes)
+
+
+def plot_selection(results: list[SeedResult], params: dict[str, Any]):
+    """How often each layer was selected at each reselection epoch, over seeds (CLAT and its layer controls)."""
+    names = layer_names(params)
+    arms = [a for a in _arms(results) if a in results[0].selections]
+    epochs = [s["epoch"] for s in results[0].selections[CLAT]]
+    fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms) + 1.5, 0.25 * len(names) + 1.8), sharey=True,
+                             squeeze=False)
+    for ax, arm in zip(axes[0], arms, strict=True):
+        counts = np.zeros((len(names), len(epochs)))
+        for r in results:
+            for j, s in enumerate(r.selections[arm]):
+                for i in s["selected"]:
+                    counts[i, j] += 1
+        im = ax.imshow(counts, aspect="auto", cmap="Blues", vmin=0, vmax=len(results))
+        ax.set_xticks(range(len(epochs)), [f"ep {e}" for e in epochs], fontsize=7)
+        ax.set_title(arm, fontsize=8)
+    axes[0][0].set_yticks(range(len(names)), names, fontsize=7)
+    fig.colorbar(im, ax=axes[0].tolist(), label="seeds")
     return fig
 
 
-def layer_shares() -> pd.DataFrame:
-    model = SmallCNN()
+def layer_shares(params: dict[str, Any]) -> pd.DataFrame:
+    model = _model(params)
     total = sum(p.numel() for p in model.parameters())
     return pd.DataFrame([{"layer": n, "parameters": sum(p.numel() for p in layer.parameters()),
                           "share": sum(p.numel() for p in layer.parameters()) / total}
-                         for n, layer in zip(LAYER_NAMES, model.layers, strict=True)])
+                         for n, layer in zip(layer_names(params), model.layers, strict=True)])
 
 
-def _fmt(d: dict[str, float]) -> str:
+def _fmt(d: dict[str, float], short: bool = False) -> str:
     if np.isnan(d["lo"]):
-        return f"{100 * d['mean']:+.1f} points (n = {d['n']}, no interval)"
-    return f"{100 * d['mean']:+.1f} points [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] (n = {d['n']} seeds)"
+        return f"{100 * d['mean']:+.1f}" + ("" if short else f" points (n = {d['n']}, no interval)")
+    ci = f"{100 * d['mean']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
+    return ci if short else f"{ci} points (n = {d['n']} seeds)"
 
 
 def _verdict(d: dict[str, float]) -> str:
@@ -104,20 +158,25 @@ def _verdict(d: dict[str, float]) -> str:
 def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim]:
     profile = params["profile"]
     claims = []
-    for cid, metric, what in (("C1", "robust", "robust (PGD) accuracy"), ("C2", "clean", "clean accuracy")):
-        d = paired_difference([r.final["CLAT"][metric] for r in results],
-                              [r.final["continued AT"][metric] for r in results])
+    rows = [("C1", "robust", f"robust accuracy (PGD-{params['eval_steps']})"), ("C2", "clean", "clean accuracy")]
+    if params["strong_eval"] != "none":
+        label = {"apgd": "APGD-CE + APGD-DLR", "autoattack": "AutoAttack"}[params["strong_eval"]]
+        rows.insert(1, ("C1b", "strong", f"robust accuracy (worst of PGD-{params['eval_steps']} and {label}, "
+                                         f"{params['n_strong']} images)"))
+    for cid, metric, what in rows:
+        d = paired_difference([r.final[CLAT][metric] for r in results],
+                              [r.final[BASELINE][metric] for r in results])
         claims.append(Claim(f"{cid}: CLAT improves {what} over continued AT", "> 2 points [abs]", SOURCE,
                             "CLAT − continued AT: " + _fmt(d), profile, _verdict(d),
                             "rule: paired t-interval over seeds above 0 (reproduced), below 0 (not reproduced), "
                             "straddling 0 with a positive mean (partly)"))
-    fractions = [s["trainable_fraction"] for r in results for s in r.selections]
+    fractions = [s["trainable_fraction"] for r in results for s in r.selections[CLAT]]
     claims.append(Claim("C3: CLAT trains about 5% of the parameters", "≈ 5% [abs]", SOURCE,
                         f"{100 * np.mean(fractions):.1f}% (range {100 * min(fractions):.1f}–"
                         f"{100 * max(fractions):.1f}%) with k = {params['k']} of {params['candidates']} layers",
                         profile, "reproduced" if max(fractions) <= 0.10 else "not reproduced",
                         "rule: at most 10% of the parameters trainable"))
-    gaps = {arm: np.mean([best_minus_last(r.curves[arm]) for r in results]) for arm in ARMS}
+    gaps = {arm: np.mean([best_minus_last(r.curves[arm]) for r in results]) for arm in (BASELINE, CLAT)}
     claims.append(Claim("C4: CLAT mitigates robust overfitting", "qualitative [abs]", SOURCE,
                         f"best − last robust accuracy in stage 2: CLAT {100 * gaps['CLAT']:.1f} vs continued AT "
                         f"{100 * gaps['continued AT']:.1f} points (seed mean)", profile,

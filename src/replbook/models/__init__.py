@@ -1,6 +1,7 @@
-"""The tiny models the miniatures train from scratch."""
+"""The models the chapters train: tiny ones for the miniatures, the papers' own architectures for ``paper``."""
 
+from replbook.models.resnet import PreActResNet18, WideResNet
 from replbook.models.small_cnn import SmallCNN
 from replbook.models.tiny_gpt import TinyGPT, TinyGPTConfig
 
-__all__ = ["SmallCNN", "TinyGPT", "TinyGPTConfig"]
+__all__ = ["PreActResNet18", "SmallCNN", "TinyGPT", "TinyGPTConfig", "WideResNet"]
