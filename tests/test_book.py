@@ -46,7 +46,7 @@ def html_root(tmp_path_factory) -> Path:
     sandbox = tmp_path_factory.mktemp("book")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, sandbox / name)
-    for folder in ("notebooks", "data_manifests"):
+    for folder in ("notebooks", "data_manifests", "data"):
         shutil.copytree(ROOT / folder, sandbox / folder)
     shutil.copytree(ROOT / "book", sandbox / "book", ignore=shutil.ignore_patterns("chapters"))
     # What a developer's tree holds after `make test`: the build must not warn about it (warnings are errors).

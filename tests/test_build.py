@@ -47,6 +47,15 @@ def test_outputs_do_not_change_the_hash(sandbox):
     assert build.chapter_hash("minkpp", smoke) == before
 
 
+def test_a_notebook_without_a_parameters_cell_is_refused(sandbox):
+    path = sandbox / "notebooks" / "minkpp.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].metadata["tags"] = []
+    nbformat.write(nb, path)
+    with pytest.raises(build.ChapterFailed, match="no cell tagged 'parameters'"):
+        build.run_chapter("minkpp", "smoke", progress=False)
+
+
 def test_failing_chapter_keeps_the_last_good_notebook(sandbox):
     good = build.executed_notebook("minkpp")
     good.parent.mkdir(parents=True)

@@ -89,6 +89,11 @@ def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] 
 
     chapter(slug)
     params = resolve(chapter_params(slug), profile, overrides)
+    source = json.loads(source_notebook(slug).read_text(encoding="utf-8"))
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in source["cells"]):
+        # papermill only warns, then runs the stored values: a cpu build would silently be a smoke run
+        raise ChapterFailed(f"notebooks/{slug}.ipynb has no cell tagged 'parameters', so the {profile} values "
+                            f"cannot be injected; tag its first cell 'parameters'.")
     out = executed_notebook(slug)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{slug}.partial.ipynb")

@@ -25,6 +25,13 @@ def tensor_hash(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:24]
 
 
+def architecture_key(model: nn.Module) -> str:
+    """A short hash of a model's state-dict names and shapes: part of a cache key, so that changing the
+    architecture never loads weights trained for another one."""
+    shapes = {name: list(t.shape) for name, t in model.state_dict().items()}
+    return hashlib.sha256(json.dumps(shapes, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def model_path(prefix: str, key: str) -> Path:
     folder = cache_dir() / "models"
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,7 +61,11 @@ def is_cached(path: Path) -> bool:
 def load_state(model: nn.Module, path: Path) -> None:
     """Load a verified cached state; keys absent from the file must be tied to keys present."""
     state = load_file(str(path))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes differ
+        raise RuntimeError(f"cached state {path} does not match the model ({str(err).splitlines()[0]}); "
+                           f"delete it to retrain.") from err
     tied = {n for n, t in model.state_dict().items() if any(t.data_ptr() == model.state_dict()[k].data_ptr()
                                                                for k in state if k != n)}
     if unexpected or set(missing) - tied:

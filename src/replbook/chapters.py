@@ -35,7 +35,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("clat", "CLAT: critical-layer adversarial training", "2408.10204", "method",
             {"smoke": 0.5, "cpu": 14.0, "paper": 600.0}),
     Chapter("oodv2", "Generalized OOD detection and beyond in the VLM era", "2407.21794",
-            "survey: detector benchmark and taxonomy"),
+            "survey: detector benchmark and taxonomy", {"smoke": 0.5, "cpu": 6.0, "paper": 30.0}),
     Chapter("cgr", "CGR: comprehensive generative replay for task-incremental segmentation", "2406.19796",
             "method, diffusion replay"),
     Chapter("smg", "SMG-Learning: synchronous memorizability and generalizability", "2406.18037",

@@ -77,3 +77,54 @@ class PreActResNet18(_PreActNet):
     def __init__(self, num_classes: int = 10, width: int = 64):
         super().__init__(width, [(width, 2, 1), (2 * width, 2, 2), (4 * width, 2, 2), (8 * width, 2, 2)],
                          num_classes)
+
+
+class _BasicBlock(nn.Module):
+    """Post-activation basic block: conv–BN–ReLU–conv–BN, plus the shortcut (1×1 conv + BN when the shape changes),
+    then ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet18(nn.Module):
+    """ResNet-18 for 32×32 inputs (3×3 stem, no max-pool; He et al. 2016), the classifier of OpenOOD v1.5's CIFAR
+    benchmarks. Module names follow OpenOOD's ``ResNet18_32x32`` (``conv1``, ``bn1``, ``layer1``–``layer4``,
+    ``fc``) so that its released ``best.ckpt`` state dicts load unchanged; ``width`` shrinks it for tests."""
+
+    def __init__(self, num_classes: int = 10, width: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        ch, stages = width, []
+        for i, stride in enumerate((1, 2, 2, 2)):
+            out_ch = width * 2**i
+            stages.append(nn.Sequential(_BasicBlock(ch, out_ch, stride), _BasicBlock(out_ch, out_ch, 1)))
+            ch = out_ch
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.fc = nn.Linear(ch, num_classes)
+
+    @property
+    def head(self) -> nn.Linear:
+        """The classifier that maps :meth:`features` to logits."""
+        return self.fc
+
+    def features(self, x):
+        """The penultimate features [B, 8·width] (global average of the last stage)."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+    def forward(self, x):
+        return self.fc(self.features(x))

@@ -25,10 +25,21 @@ class SmallCNN(nn.Module):
         """The layers criticality is measured on, in forward order (the logit layer last)."""
         return [self.conv1, self.conv2, self.conv3, self.conv4, self.fc1, self.fc2]
 
-    def forward(self, x):
+    @property
+    def head(self) -> nn.Linear:
+        """The classifier that maps :meth:`features` to logits."""
+        return self.fc2
+
+    def feature_map(self, x):
+        """The last convolutional map [B, c3, 7, 7]."""
         x = self.act(self.conv1(x))
         x = self.pool(self.act(self.conv2(x)))
         x = self.act(self.conv3(x))
-        x = self.pool(self.act(self.conv4(x)))
-        x = self.act(self.fc1(x.flatten(1)))
-        return self.fc2(x)
+        return self.pool(self.act(self.conv4(x)))
+
+    def features(self, x):
+        """The penultimate features [B, hidden] (after ReLU), which the head ``fc2`` maps to logits."""
+        return self.act(self.fc1(self.feature_map(x).flatten(1)))
+
+    def forward(self, x):
+        return self.fc2(self.features(x))

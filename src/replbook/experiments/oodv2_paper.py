@@ -1,0 +1,213 @@
+"""The OOD chapter's ``paper`` profile: OpenOOD v1.5's CIFAR benchmarks with its released ResNet-18 checkpoints, and
+zero-shot MCM / GL-MCM with CLIP on the same splits, scored by the same detectors as the miniature.
+
+Layout expected under ``$REPLBOOK_OPENOOD`` (``data_manifests/openood-v15.yaml``), as OpenOOD's download scripts
+leave it::
+
+    data/benchmark_imglist/<benchmark>/{train,test}_<benchmark>.txt, test_<ood>.txt   ("path label" per line)
+    data/images_classic/...                                                             (the images)
+    results/<benchmark>_resnet18_32x32_base_e100_lr0.1_default/s{0,1,2}/best.ckpt       (state dicts)
+
+CLIP comes from the local Hugging Face cache (``data_manifests/clip-vit-base-patch16.yaml``) or a folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from replbook import ood
+from replbook.assets import AssetUnavailable, resolve
+from replbook.experiments.oodv2 import SeedResult, _metric_rows, score_all
+from replbook.models import CifarResNet18
+from replbook.progress import progress
+
+# OpenOOD v1.5's splits and preprocessing (its configs/datasets/<benchmark>/*_ood.yml and base preprocessor).
+SPLITS = {
+    "cifar10": {"near": ["cifar100", "tin"], "far": ["mnist", "svhn", "texture", "places365"]},
+    "cifar100": {"near": ["cifar10", "tin"], "far": ["mnist", "svhn", "texture", "places365"]},
+}
+NORMALISATION = {"cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+                 "cifar100": ([0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762])}
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR100_CLASSES = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can castle "
+    "caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin elephant "
+    "flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man "
+    "maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree "
+    "plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper "
+    "snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor train "
+    "trout tulip turtle wardrobe whale willow_tree wolf woman worm").split()
+
+
+def openood_root() -> Path:
+    """The OpenOOD folder named by ``data_manifests/openood-v15.yaml`` (its environment variable), checked to hold
+    the manifest's files."""
+    rel, path = next(iter(resolve("openood-v15").items()))
+    return Path(str(path)[: -len(rel)])
+
+
+def read_imglist(path: Path) -> list[tuple[str, int]]:
+    """OpenOOD image list: one "relative/path label" per line."""
+    if not path.exists():
+        raise AssetUnavailable(f"OpenOOD image list {path} is missing; download OpenOOD v1.5's benchmark_imglist "
+                               f"(see data_manifests/openood-v15.yaml).")
+    entries = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            name, *label = line.split()
+            entries.append((name, int(label[0]) if label else -1))
+    return entries
+
+
+def load_images(image_root: Path, entries: list[tuple[str, int]], benchmark: str, size: int = 32,
+                limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [N, 3, size, size] preprocessed as OpenOOD's test preprocessor does (RGB, bilinear resize of the
+    short side, centre crop, ToTensor, the benchmark's normalisation), and labels [N]."""
+    from PIL import Image
+
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALISATION[benchmark])
+    entries = entries[:limit] if limit else entries
+    out = torch.empty(len(entries), 3, size, size)
+    for i, (name, _) in enumerate(entries):
+        with Image.open(image_root / name) as img:
+            img = img.convert("RGB")
+            w, h = img.size
+            scale = size / min(w, h)
+            img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+            w, h = img.size
+            left, top = (w - size) // 2, (h - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+            arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        out[i] = (arr - mean) / std
+    return out, torch.tensor([label for _, label in entries])
+
+
+def load_openood_checkpoint(path: Path, num_classes: int, width: int = 64) -> CifarResNet18:
+    """A released ``best.ckpt`` (a state dict, loaded with ``weights_only=True``) in OpenOOD's ResNet18_32x32."""
+    if not path.exists():
+        raise AssetUnavailable(f"OpenOOD checkpoint {path} is missing; download OpenOOD v1.5's checkpoints "
+                               f"(see data_manifests/openood-v15.yaml).")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = CifarResNet18(num_classes, width)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def run_openood(p: dict[str, Any], root: Path | None = None, width: int = 64, limit: int | None = None,
+                ) -> list[SeedResult]:
+    """Every detector on the benchmark's near and far splits, for each released checkpoint (s0, s1, s2 = our
+    seeds). ``limit`` caps the images per list (a quick look; the leaderboard uses all)."""
+    bench = p["benchmark"]
+    root = root or openood_root()
+    lists = root / "data" / "benchmark_imglist" / bench
+    images = root / "data" / "images_classic"
+    classes = 10 if bench == "cifar10" else 100
+    x_id, y_id = load_images(images, read_imglist(lists / f"test_{bench}.txt"), bench, limit=limit)
+    x_train, y_train = load_images(images, read_imglist(lists / f"train_{bench}.txt"), bench,
+                                   limit=limit or p["n_train"])
+    val_list = lists / f"val_{bench}.txt"  # TempScale's held-out ID images (OpenOOD's validation list)
+    x_val, y_val = (load_images(images, read_imglist(val_list), bench, limit=limit or p["n_val"]) if val_list.exists()
+                    else (x_train, y_train))
+    splits = {f"{group}: {name}": load_images(images, read_imglist(lists / f"test_{name}.txt"), bench,
+                                              limit=limit)[0]
+              for group, names in SPLITS[bench].items() for name in names}
+    results = []
+    for seed in progress(range(p["seeds"]), desc="checkpoints"):
+        ckpt = root / "results" / f"{bench}_resnet18_32x32_base_e100_lr0.1_default" / f"s{seed}" / "best.ckpt"
+        model = load_openood_checkpoint(ckpt, classes, width)
+        with torch.no_grad():
+            fit_feats = torch.cat([model.features(x_train[i : i + 500]) for i in range(0, len(x_train), 500)])
+            val_logits = model(x_val)
+        result = SeedResult(seed, temperature=ood.fit_temperature(val_logits, y_val))
+        x_by_split = {"ID": x_id, **splits}
+        scores = score_all(model, p, fit_feats, y_train, result.temperature, x_by_split)
+        result.metrics = _metric_rows(scores, list(splits), seed)
+        with torch.no_grad():
+            result.accuracy = {"clean": float((model(x_id).argmax(1) == y_id).float().mean())}
+        results.append(result)
+    return results
+
+
+# --- CLIP: MCM and GL-MCM --------------------------------------------------------------------------------------
+
+
+def load_clip(name_or_folder: str):
+    """CLIPModel, tokenizer and image processor from a folder, or from the local Hugging Face cache (never the
+    network)."""
+    from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+
+    folder = name_or_folder if os.path.isdir(name_or_folder) else None
+    if folder is None:
+        files = resolve("clip-vit-base-patch16")
+        folder = str(next(iter(files.values())).parent)
+    model = CLIPModel.from_pretrained(folder, local_files_only=True).eval()
+    return model, AutoTokenizer.from_pretrained(folder, local_files_only=True), \
+        CLIPImageProcessor.from_pretrained(folder, local_files_only=True)
+
+
+@torch.no_grad()
+def clip_text_embeddings(model, tokenizer, class_names: list[str]) -> torch.Tensor:
+    """[K, D]: projected text embeddings of "a photo of a {class}." (MCM's prompt)."""
+    prompts = [f"a photo of a {c.replace('_', ' ')}." for c in class_names]
+    batch = tokenizer(prompts, padding=True, return_tensors="pt")
+    out = model.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return model.text_projection(out.pooler_output)
+
+
+@torch.no_grad()
+def clip_image_embeddings(model, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global [N, D] (the projected class token) and local [N, P, D] embeddings (the patch tokens through the
+    final layer norm and the same projection: GL-MCM's local features)."""
+    out = model.vision_model(pixel_values=pixel_values)
+    local = model.visual_projection(model.vision_model.post_layernorm(out.last_hidden_state[:, 1:]))
+    return model.visual_projection(out.pooler_output), local
+
+
+def run_clip(p: dict[str, Any], root: Path | None = None, clip: tuple | None = None, limit: int | None = None,
+             ) -> SeedResult:
+    """Zero-shot MCM and GL-MCM on the benchmark's ID test set against its near and far splits."""
+    from PIL import Image
+
+    bench = p["benchmark"]
+    root = root or openood_root()
+    model, tokenizer, processor = clip or load_clip(p["clip_model"])
+    lists = root / "data" / "benchmark_imglist" / bench
+    images = root / "data" / "images_classic"
+    text = clip_text_embeddings(model, tokenizer, CIFAR10_CLASSES if bench == "cifar10" else CIFAR100_CLASSES)
+
+    def embed(entries):
+        glob, loc = [], []
+        for i in range(0, len(entries), 64):
+            pil = [Image.open(images / name).convert("RGB") for name, _ in entries[i : i + 64]]
+            g, lo = clip_image_embeddings(model, processor(images=pil, return_tensors="pt")["pixel_values"])
+            glob.append(g)
+            loc.append(lo)
+        return torch.cat(glob), torch.cat(loc)
+
+    sets = {"ID": read_imglist(lists / f"test_{bench}.txt")[:limit]}
+    for group, names in SPLITS[bench].items():
+        for name in names:
+            sets[f"{group}: {name}"] = read_imglist(lists / f"test_{name}.txt")[:limit]
+    scores: dict[str, dict[str, torch.Tensor]] = {"MCM (CLIP)": {}, "GL-MCM (CLIP)": {}}
+    for split, entries in sets.items():
+        g, lo = embed(entries)
+        scores["MCM (CLIP)"][split] = ood.mcm(g, text, p["clip_temperature"])
+        scores["GL-MCM (CLIP)"][split] = ood.glmcm(g, lo, text, p["clip_temperature"])
+    result = SeedResult(0)
+    result.metrics = _metric_rows(scores, [s for s in sets if s != "ID"], 0)
+    return result
+
+
+def run_paper(p: dict[str, Any]) -> list[SeedResult]:
+    """OpenOOD's checkpoints (one result per checkpoint) with CLIP's zero-shot rows added to the first."""
+    results = run_openood(p)
+    if p["vlm"]:
+        results[0].metrics += run_clip(p).metrics
+    return results
