@@ -68,6 +68,7 @@ test: setup apt-test lint
 
 bench: setup
 	$(BIN)/python benchmarks/minkpp.py
+	$(BIN)/python benchmarks/speechprune.py
 
 clean:
 	rm -rf _build book/chapters results
