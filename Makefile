@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
 # Debian packages: what the chapters read (book) and what the tests add (a browser).
-APT_BOOK := dataset-fashion-mnist
+APT_BOOK := dataset-fashion-mnist espeak-ng
 APT_TEST := $(APT_BOOK) chromium
 
 .PHONY: setup apt-book apt-test book smoke test bench lint clean
