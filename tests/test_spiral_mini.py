@@ -23,6 +23,10 @@ def test_items_are_reproducible_and_record_the_key_sentence():
                 assert any(choice in s for s in others)  # every distractor also occurs in a filler
         assert not any(answer in s and subject in s for s in others)
         assert len(item.speakers) == len(item.sentences)
+        # the key sentence shares the most words with the question (SPIRAL's questions are written about it)
+        question = set(item.question.lower().rstrip("?").split())
+        overlap = [len(question & set(s.split())) for s in item.sentences]
+        assert overlap[item.key_index] == max(overlap) and overlap.count(max(overlap)) == 1
 
 
 def test_answer_positions_and_key_positions_are_spread():

@@ -26,7 +26,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("minkpp", "Min-K%++: detecting pre-training data from LLMs", "2404.02936", "method",
             {"smoke": 0.5, "cpu": 6.0, "paper": 10.0}),
     Chapter("speechprune", "SpeechPrune: context-aware token pruning for speech information retrieval",
-            "2412.12009", "method"),
+            "2412.12009", "method", {"smoke": 0.5, "cpu": 6.0, "paper": 60.0}),
     Chapter("lobam", "LoBAM: LoRA-based backdoor attack on model merging", "2411.16746", "method (attack)"),
     Chapter("hwsw", "Collaborative hardware and software design in the era of LLMs", "2410.07265",
             "survey: cost model and measured roofline", {"smoke": 0.3, "cpu": 1.5, "paper": 3.0}),

@@ -4,8 +4,9 @@ transcripts; this is a templated stand-in from a closed vocabulary).
 Each item is a lecture, meeting or conversation passage of filler sentences with one key sentence at a random
 position. The key sentence binds a subject to a fact of one type (a place, a day, a number, a colour, an object); the
 question asks for that fact with four choices. The three distractors are facts of the same type that also occur in
-filler sentences, bound to other subjects, so word overlap with the choices does not give the answer away; only the
-key sentence binds the asked subject to its fact.
+filler sentences, bound to other subjects in other statements, so the choices alone do not give the answer away; the
+key sentence is the one that answers the question, and it shares the most words with it, as in SPIRAL, where the
+question is written about the key sentence.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ TEMPLATES = {
     "number": ("{s} ordered {f} new chairs last month", "How many new chairs did {s} order last month?"),
     "colour": ("{s} painted the front door {f} this spring", "What colour did {s} paint the front door?"),
     "object": ("{s} bought {f} for the new room", "What did {s} buy for the new room?"),
+}
+# other statements that mention a fact of the same type (where the distractors occur)
+MENTIONS = {
+    "place": ("{s} moved its office {f} last year", "{s} held a small party {f}", "{s} keeps old boxes {f}"),
+    "day": ("{s} cleans the windows {f}", "{s} takes photographs {f}", "{s} sends letters {f}"),
+    "number": ("{s} invited {f} guests to dinner", "{s} planted {f} trees near the road", "{s} sold {f} tickets"),
+    "colour": ("{s} chose {f} paper for the posters", "{s} wears {f} shirts at events", "{s} printed {f} flyers"),
+    "object": ("{s} lost {f} during the trip", "{s} repaired {f} after the storm", "{s} borrowed {f} from a friend"),
 }
 OPENERS = {
     "lecture": ("today we look at how local groups plan their year", "let us start with a few facts about the town",
@@ -72,7 +81,7 @@ def make_item(rng: random.Random, n_fillers: int = 12) -> Item:
     subjects = rng.sample(SUBJECTS, 4)
     facts = rng.sample(FACTS[fact_type], 4)  # facts[0] is the answer, the rest distractors
     key = statement.format(s=subjects[0], f=facts[0])
-    fillers = [statement.format(s=s, f=f) for s, f in zip(subjects[1:], facts[1:], strict=True)]
+    fillers = [rng.choice(MENTIONS[fact_type]).format(s=s, f=f) for s, f in zip(subjects[1:], facts[1:], strict=True)]
     while len(fillers) < n_fillers:
         other = rng.choice([t for t in sorted(FACTS) if t != fact_type])
         s_other = rng.choice([s for s in SUBJECTS if s != subjects[0]])

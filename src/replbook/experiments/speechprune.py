@@ -1,0 +1,335 @@
+"""The SpeechPrune miniature, SPIRAL-mini spoken: passages about three reader windows long, a question about one key
+sentence, and a small speech LLM whose window holds ``b_max`` speech tokens. The conditions of the paper's Table I
+and Fig. 3 (Original, RAP, RAC, Phase-1 only, Phase-2 only, SpeechPrune) plus an oracle that keeps the key sentence.
+
+Backends. ``espeak``: each sentence is spoken by espeak-ng (a voice and rate per speaker), sentences are packed into
+30-s windows and encoded by the real Whisper tiny.en encoder, and each sentence's states (20 ms) are cut out and
+averaged ``pool`` at a time into speech tokens; word labels per token come from a proportional (character-count)
+alignment. ``pseudo`` (smoke): each word becomes 2-4 tokens of a fixed random "acoustic" vector plus noise.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from replbook import speechprune as sp
+from replbook.cache import architecture_key, cache_key, is_cached, load_state, model_path, save_state
+from replbook.data.spiral_mini import Item, make_items, vocabulary
+from replbook.models.speech_reader import SpeechReader
+from replbook.paths import cache_dir
+from replbook.profiles import ChapterParams, Param
+from replbook.progress import progress
+
+VOICES = ("en-us+m1", "en-us+f2", "en-us+m3", "en-gb+f4", "en-us+m7")
+ENCODER_DIM = 384  # Whisper tiny.en
+SPECIALS = ("[PAD]", "[SIL]")
+
+PARAMS = ChapterParams(
+    slug="speechprune",
+    params=(
+        Param("backend", str, "Speech: espeak-ng + Whisper tiny.en, or pseudo-speech.", choices=("pseudo", "espeak")),
+        Param("n_train", int, "Training items (the reader learns from short clips cut from them).", 10, 20_000),
+        Param("n_test", int, "Test passages.", 10, 5000),
+        Param("n_fillers", int, "Filler sentences per passage.", 3, 60),
+        Param("clips_per_item", int, "Training clips per training item.", 1, 50),
+        Param("b_max", int, "Speech tokens the reader's window holds (the 30-s analogue).", 8, 4096),
+        Param("pool", int, "Whisper states (20 ms each) averaged into one speech token.", 1, 16),
+        Param("d_model", int, "Reader width.", 16, 1024),
+        Param("layers", int, "Reader layers.", 1, 12),
+        Param("heads", int, "Reader attention heads (and Phase 2's).", 1, 16),
+        Param("epochs", int, "Reader training epochs.", 1, 200),
+        Param("lr", float, "AdamW learning rate.", 1e-5, 1.0),
+        Param("batch_size", int, "Training batch size.", 4, 1024),
+        Param("align_weight", float, "Weight of the loss that aligns speech tokens with the spoken words.", 0.0, 10.0),
+        Param("token_dropout", float, "Training clips lose a random share of their tokens, up to this fraction.", 0.0,
+              0.95),
+        Param("prune_rates", list, "Prune rates PR, relative to the window b_max.", 0.0, 0.95, item=float),
+        Param("random_seeds", int, "Seeds of RAP and RAC.", 1, 50),
+        Param("frame_size", int, "Phase-1 frame in speech tokens (the paper: 25 tokens, 1 s).", 1, 1000),
+        Param("seed", int, "Seed of the items and the reader.", 0, 10_000),
+        Param("threads", int, "torch threads.", 1, 64),
+    ),
+    defaults={
+        "smoke": dict(backend="pseudo", n_train=60, n_test=24, n_fillers=10, clips_per_item=4, b_max=40, pool=4,
+                      d_model=48, layers=2, heads=4, epochs=3, lr=2e-3, batch_size=32, align_weight=1.0,
+                      token_dropout=0.5, prune_rates=[0.2, 0.4, 0.6, 0.8], random_seeds=2, frame_size=4, seed=0,
+                      threads=2),
+        "cpu": dict(backend="espeak", n_train=300, n_test=200, n_fillers=12, clips_per_item=8, b_max=128, pool=4,
+                    d_model=128, layers=2, heads=4, epochs=10, lr=1e-3, batch_size=32, align_weight=1.0,
+                    token_dropout=0.5, prune_rates=[0.2, 0.4, 0.6, 0.8], random_seeds=5, frame_size=12, seed=0,
+                    threads=2),
+        "paper": dict(backend="espeak", n_train=2000, n_test=1000, n_fillers=12, clips_per_item=8, b_max=128,
+                      pool=4, d_model=256, layers=4, heads=8, epochs=20, lr=5e-4, batch_size=64, align_weight=1.0,
+                      token_dropout=0.5, prune_rates=[0.2, 0.4, 0.6, 0.8], random_seeds=5, frame_size=12, seed=0,
+                      threads=16),
+    },
+    assets={"smoke": [], "cpu": ["whisper-tiny-en"], "paper": ["whisper-tiny-en"]},
+)
+
+
+# --- speech tokens per sentence -------------------------------------------------------------------------------------
+
+
+def _word_labels(sentence: str, n_tokens: int, word_ids: dict[str, int]) -> np.ndarray:
+    """Proportional alignment: token t (centre (t + ½)/n of the sentence) is labelled with the word whose share of the
+    sentence's characters covers that point."""
+    words = sentence.lower().split()
+    ends = np.cumsum([len(w) + 1 for w in words]) / sum(len(w) + 1 for w in words)
+    centres = (np.arange(n_tokens) + 0.5) / n_tokens
+    return np.array([word_ids[words[min(int(np.searchsorted(ends, c)), len(words) - 1)]] for c in centres])
+
+
+def _pseudo_tokens(sentences: list[str], word_ids: dict[str, int], seed: int) -> dict[str, tuple]:
+    rng = np.random.default_rng(seed)
+    acoustic = rng.normal(size=(len(word_ids), ENCODER_DIM)).astype(np.float32)
+    out = {}
+    for sentence in sentences:
+        states, labels = [], []
+        for word in sentence.lower().split():
+            for _ in range(int(rng.integers(2, 5))):
+                states.append(acoustic[word_ids[word]] + 0.5 * rng.normal(size=ENCODER_DIM).astype(np.float32))
+                labels.append(word_ids[word])
+        out[sentence] = (np.stack(states), np.array(labels))
+    return out
+
+
+def _espeak_tokens(keys: list[tuple[str, int]], word_ids: dict[str, int], pool: int) -> dict[tuple, tuple]:
+    """(sentence, voice) → (tokens [T, 384], labels [T]): sentences packed into 30-s windows for the encoder."""
+    from replbook.data.speech import SAMPLE_RATE, synthesize
+    from replbook.models.whisper_ct2 import load_whisper_tiny_en
+
+    model, extractor, _ = load_whisper_tiny_en()
+    encoder = model.model.encoder
+    audio = {k: synthesize(k[0], VOICES[k[1] % len(VOICES)], rate=150 + 10 * (k[1] % 5))
+             for k in progress(keys, desc="espeak-ng", leave=False)}
+    window, gap = 30 * SAMPLE_RATE, int(0.2 * SAMPLE_RATE)
+    packs, current, used = [], [], 0
+    for k in keys:
+        n = min(len(audio[k]), window - gap)
+        if used + n + gap > window:
+            packs.append(current)
+            current, used = [], 0
+        current.append((k, used, n))
+        used += n + gap
+    packs.append(current)
+    out = {}
+    for pack in progress(packs, desc="Whisper encoder", leave=False):
+        wave = np.zeros(window, dtype=np.float32)
+        for k, start, n in pack:
+            wave[start : start + n] = audio[k][:n]
+        feats = extractor(wave, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        with torch.no_grad():
+            states = encoder(feats).last_hidden_state[0].numpy()  # [1500, 384], 20 ms each
+        for k, start, n in pack:
+            first, last = start // 320, max(start // 320 + pool, (start + n) // 320)
+            seg = states[first:last]
+            seg = seg[: len(seg) // pool * pool].reshape(-1, pool, ENCODER_DIM).mean(1)
+            out[k] = (seg.astype(np.float32), _word_labels(k[0], len(seg), word_ids))
+    return out
+
+
+@dataclass
+class Passage:
+    tokens: torch.Tensor  # [N, 384] encoder states, one row per speech token
+    labels: torch.Tensor  # [N] word id per token
+    key_span: tuple[int, int]
+    question: torch.Tensor  # [L] word ids
+    choices: torch.Tensor  # [4, C] word ids
+    answer: int
+
+
+def _ids(text: str, word_ids: dict[str, int]) -> list[int]:
+    return [word_ids[w] for w in text.lower().replace("?", " ").split()]
+
+
+def build_passages(items: list[Item], features, word_ids: dict[str, int], backend: str,
+                   sentence_order: list[list[int]] | None = None) -> list[Passage]:
+    """Concatenate each item's sentence tokens (in ``sentence_order`` if given) into a passage."""
+    out = []
+    for n, item in enumerate(items):
+        order = sentence_order[n] if sentence_order else list(range(len(item.sentences)))
+        parts, start, key_span = [], 0, (0, 0)
+        for j in order:
+            key = item.sentences[j] if backend == "pseudo" else (item.sentences[j], item.speakers[j])
+            states, labels = features[key]
+            if j == item.key_index:
+                key_span = (start, start + len(states))
+            parts.append((states, labels))
+            start += len(states)
+        choices = [_ids(c, word_ids) for c in item.choices]
+        width = max(len(c) for c in choices)
+        out.append(Passage(torch.from_numpy(np.concatenate([s for s, _ in parts])),
+                           torch.from_numpy(np.concatenate([lab for _, lab in parts])), key_span,
+                           torch.tensor(_ids(item.question, word_ids)),
+                           torch.tensor([c + [0] * (width - len(c)) for c in choices]), item.answer))
+    return out
+
+
+def make_data(p: dict[str, Any]) -> dict[str, Any]:
+    """Items, vocabulary, speech tokens (cached on disk for espeak), test passages and training clips."""
+    train_items = make_items(p["n_train"], p["seed"], p["n_fillers"])
+    test_items = make_items(p["n_test"], p["seed"] + 10_000, p["n_fillers"])
+    words = list(SPECIALS) + vocabulary(train_items + test_items)
+    word_ids = {w: i for i, w in enumerate(words)}
+    all_items = train_items + test_items
+    if p["backend"] == "pseudo":
+        features = _pseudo_tokens(sorted({s for it in all_items for s in it.sentences}), word_ids, p["seed"])
+    else:
+        keys = sorted({(s, spk) for it in all_items for s, spk in zip(it.sentences, it.speakers, strict=True)})
+        key = cache_key(kind="speechprune-espeak", keys=keys, pool=p["pool"], voices=VOICES, v=1)
+        path = cache_dir() / "speechprune" / f"tokens-{key}.npz"
+        if path.exists():
+            stored = np.load(path, allow_pickle=False)
+            features = {k: (stored[f"s{i}"], stored[f"l{i}"]) for i, k in enumerate(keys)}
+        else:
+            features = _espeak_tokens(keys, word_ids, p["pool"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".partial.npz")
+            np.savez(tmp, **{f"s{i}": features[k][0] for i, k in enumerate(keys)},
+                     **{f"l{i}": features[k][1] for i, k in enumerate(keys)})
+            tmp.replace(path)
+    rng = random.Random(p["seed"])
+    clip_orders = []
+    clip_items = []
+    for item in train_items:
+        others = [j for j in range(len(item.sentences)) if j != item.key_index]
+        for _ in range(p["clips_per_item"]):
+            order = [item.key_index, *rng.sample(others, rng.randint(0, 3))]
+            rng.shuffle(order)
+            clip_items.append(item)
+            clip_orders.append(order)
+    clips = build_passages(clip_items, features, word_ids, p["backend"], clip_orders)
+    return {"words": words, "test": build_passages(test_items, features, word_ids, p["backend"]), "clips": clips,
+            "test_items": test_items}
+
+
+# --- the reader -----------------------------------------------------------------------------------------------------
+
+
+def _batch(passages: list[Passage], indices: list[torch.Tensor] | None, model: SpeechReader):
+    """Pad the selected speech tokens (projected), questions and choices of a batch."""
+    sel = [ps.tokens if idx is None else ps.tokens[idx] for ps, idx in
+           zip(passages, indices or [None] * len(passages), strict=True)]
+    sel = [s[: model.b_max] for s in sel]
+    s_len = max(len(s) for s in sel)
+    speech = torch.zeros(len(sel), s_len, ENCODER_DIM)
+    mask = torch.zeros(len(sel), s_len, dtype=torch.bool)
+    for i, s in enumerate(sel):
+        speech[i, : len(s)], mask[i, : len(s)] = s, True
+    q_len = max(len(ps.question) for ps in passages)
+    questions = torch.stack([F.pad(ps.question, (0, q_len - len(ps.question))) for ps in passages])
+    c_len = max(ps.choices.shape[1] for ps in passages)
+    choices = torch.stack([F.pad(ps.choices, (0, c_len - ps.choices.shape[1])) for ps in passages])
+    return model.project(speech), mask, questions, choices
+
+
+def train_reader(p: dict[str, Any], data: dict[str, Any]) -> tuple[SpeechReader, list[float]]:
+    """Train (or load from the cache) the projector and reader on the clips; returns the per-epoch mean loss."""
+    torch.manual_seed(p["seed"])
+    model = SpeechReader(len(data["words"]), ENCODER_DIM, p["d_model"], p["layers"], p["heads"], p["b_max"])
+    clips = data["clips"]
+    fingerprint = cache_key(tokens=[float(c.tokens.sum()) for c in clips[:50]], n=len(clips))
+    key = cache_key(kind="speechprune-reader", arch=architecture_key(model), data=fingerprint, **{
+        k: p[k] for k in ("backend", "epochs", "lr", "batch_size", "align_weight", "token_dropout", "seed", "n_train",
+                          "clips_per_item", "n_fillers", "pool")}, v=3)
+    path = model_path("speechprune-reader", key)
+    losses_path = path.with_suffix(".losses.json")
+    if is_cached(path) and losses_path.exists():
+        load_state(model, path)
+        return model.eval(), json.loads(losses_path.read_text())
+    opt = torch.optim.AdamW(model.parameters(), lr=p["lr"])
+    gen = torch.Generator().manual_seed(p["seed"])
+    losses = []
+    for _ in progress(range(p["epochs"]), desc="reader", leave=False):
+        model.train()
+        order = torch.randperm(len(clips), generator=gen).tolist()
+        total = 0.0
+        for i in range(0, len(order), p["batch_size"]):
+            batch = [clips[j] for j in order[i : i + p["batch_size"]]]
+            # pruned inputs have gaps; a 7B LLM copes with them, a reader this small must see some in training
+            keep = []
+            for c in batch:
+                n = min(len(c.tokens), model.b_max)
+                drop = int(float(torch.rand(1, generator=gen)) * p["token_dropout"] * n)
+                keep.append(torch.randperm(n, generator=gen)[: n - drop].sort().values)
+            speech, mask, questions, choices = _batch(batch, keep, model)
+            loss = F.cross_entropy(model(speech, mask, questions, choices), torch.tensor([c.answer for c in batch]))
+            if p["align_weight"] > 0:
+                labels = torch.zeros(mask.shape, dtype=torch.long)
+                for k, (c, idx) in enumerate(zip(batch, keep, strict=True)):
+                    labels[k, : len(idx)] = c.labels[idx]
+                loss = loss + p["align_weight"] * F.cross_entropy(model.word_logits(speech[mask]), labels[mask])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(batch)
+        losses.append(total / len(clips))
+    save_state(model, path)
+    losses_path.write_text(json.dumps(losses))
+    return model.eval(), losses
+
+
+# --- conditions -----------------------------------------------------------------------------------------------------
+
+
+def condition_indices(p: dict[str, Any], model: SpeechReader, passage: Passage, item_index: int,
+                      ) -> dict[tuple[str, float, int], torch.Tensor]:
+    """(condition, prune rate, seed) → kept token indices for one passage. PR is relative to the window b_max."""
+    n = len(passage.tokens)
+    n1 = min(p["b_max"], n)
+    out = {("Original", 0.0, 0): sp.truncate_indices(n, n1),
+           ("Oracle (key sentence)", 0.0, 0): torch.arange(*passage.key_span)[: p["b_max"]]}
+    with torch.no_grad():
+        speech = model.project(passage.tokens)[None]
+        text = model.embed(passage.question)[None]
+    w_q, w_k = model.first_layer_qk()
+    for pr in p["prune_rates"]:
+        k = sp.kept_count(n1, pr)
+        for s in range(p["random_seeds"]):
+            gen = torch.Generator().manual_seed(1000 * item_index + s)
+            out[("RAP", pr, s)] = sp.random_prune_indices(n, k, gen)
+            out[("RAC", pr, s)] = sp.random_crop_indices(n, k, gen)
+        for name, phase1, phase2 in (("Phase 1 only", True, False), ("Phase 2 only", False, True),
+                                     ("SpeechPrune", True, True)):
+            out[(name, pr, 0)] = sp.speechprune_select(speech, text, w_q, w_k, n1, pr, p["frame_size"], p["heads"],
+                                                       use_phase1=phase1, use_phase2=phase2)[0]
+    return out
+
+
+@dataclass
+class Results:
+    rows: list[dict] = field(default_factory=list)  # item, condition, pr, seed, correct, retention, kept
+    losses: list[float] = field(default_factory=list)
+    passage_tokens: list[int] = field(default_factory=list)
+    key_tokens: list[int] = field(default_factory=list)
+    key_in_window: float = 0.0
+
+
+def run(p: dict[str, Any]) -> Results:
+    torch.set_num_threads(p["threads"])
+    data = make_data(p)
+    model, losses = train_reader(p, data)
+    test = data["test"]
+    res = Results(losses=losses, passage_tokens=[len(t.tokens) for t in test],
+                  key_tokens=[t.key_span[1] - t.key_span[0] for t in test])
+    res.key_in_window = float(np.mean([t.key_span[1] <= p["b_max"] for t in test]))
+    selections = [condition_indices(p, model, t, i) for i, t in enumerate(progress(test, desc="selection",
+                                                                                  leave=False))]
+    for cond in selections[0]:
+        for start in range(0, len(test), 64):
+            batch = test[start : start + 64]
+            idx = [selections[start + i][cond] for i in range(len(batch))]
+            with torch.no_grad():
+                pred = model(*_batch(batch, idx, model)).argmax(-1)
+            for i, passage in enumerate(batch):
+                res.rows.append({"item": start + i, "condition": cond[0], "pr": cond[1], "seed": cond[2],
+                                 "correct": bool(pred[i] == passage.answer), "kept": len(idx[i]),
+                                 "retention": sp.key_sentence_retention(idx[i], passage.key_span)})
+    return res
