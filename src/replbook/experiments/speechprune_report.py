@@ -26,6 +26,17 @@ PAPER_COST = pd.DataFrame({"PR": ["–", 0.2, 0.4, 0.6, 0.8], "TFLOPS": [12.20, 
 CONDITION_ORDER = ["SpeechPrune", "Phase 1 only", "Phase 2 only", "RAC", "RAP"]
 
 
+def summary_table(res: Results, p: dict[str, Any]) -> pd.DataFrame:
+    """Passages, the window and the training: what bounds each condition."""
+    rows = {"speech tokens per passage": f"{np.mean(res.passage_tokens):.0f}", "window (tokens)": p["b_max"]}
+    if res.key_tokens:
+        rows["tokens per key sentence"] = f"{np.mean(res.key_tokens):.0f}"
+        rows["key sentence inside the first window"] = f"{100 * res.key_in_window:.0f}%"
+    if res.losses:
+        rows["training loss, first and last epoch"] = f"{res.losses[0]:.3f} → {res.losses[-1]:.3f}"
+    return pd.DataFrame({"value": rows})
+
+
 def frame(res: Results) -> pd.DataFrame:
     return pd.DataFrame(res.rows)
 
