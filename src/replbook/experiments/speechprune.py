@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,27 +284,42 @@ def train_reader(p: dict[str, Any], data: dict[str, Any]) -> tuple[SpeechReader,
 # --- conditions -----------------------------------------------------------------------------------------------------
 
 
+PHASES = (("Phase 1 only", True, False), ("Phase 2 only", False, True), ("SpeechPrune", True, True))
+
+
+def pruning_conditions(n: int, n1: int, prune_rates: list[float], random_seeds: int, item_index: int,
+                       select: Callable[[float, bool, bool], torch.Tensor],
+                       ) -> dict[tuple[str, float, int], torch.Tensor]:
+    """(condition, prune rate, seed) → kept indices of one passage of ``n`` tokens with window ``n1``: Original, RAP
+    and RAC per seed, and the three SpeechPrune variants from ``select(prune_rate, use_phase1, use_phase2)``."""
+    out = {("Original", 0.0, 0): sp.truncate_indices(n, n1)}
+    for pr in prune_rates:
+        k = sp.kept_count(n1, pr)
+        for s in range(random_seeds):
+            gen = torch.Generator().manual_seed(1000 * item_index + s)
+            out[("RAP", pr, s)] = sp.random_prune_indices(n, k, gen)
+            out[("RAC", pr, s)] = sp.random_crop_indices(n, k, gen)
+        for name, phase1, phase2 in PHASES:
+            out[(name, pr, 0)] = select(pr, phase1, phase2)
+    return out
+
+
 def condition_indices(p: dict[str, Any], model: SpeechReader, passage: Passage, item_index: int,
                       ) -> dict[tuple[str, float, int], torch.Tensor]:
-    """(condition, prune rate, seed) → kept token indices for one passage. PR is relative to the window b_max."""
+    """Every condition's kept indices for one passage, plus the key-sentence oracle. PR is relative to b_max."""
     n = len(passage.tokens)
     n1 = min(p["b_max"], n)
-    out = {("Original", 0.0, 0): sp.truncate_indices(n, n1),
-           ("Oracle (key sentence)", 0.0, 0): torch.arange(*passage.key_span)[: p["b_max"]]}
     with torch.no_grad():
         speech = model.project(passage.tokens)[None]
         text = model.embed(passage.question)[None]
     w_q, w_k = model.first_layer_qk()
-    for pr in p["prune_rates"]:
-        k = sp.kept_count(n1, pr)
-        for s in range(p["random_seeds"]):
-            gen = torch.Generator().manual_seed(1000 * item_index + s)
-            out[("RAP", pr, s)] = sp.random_prune_indices(n, k, gen)
-            out[("RAC", pr, s)] = sp.random_crop_indices(n, k, gen)
-        for name, phase1, phase2 in (("Phase 1 only", True, False), ("Phase 2 only", False, True),
-                                     ("SpeechPrune", True, True)):
-            out[(name, pr, 0)] = sp.speechprune_select(speech, text, w_q, w_k, n1, pr, p["frame_size"], p["heads"],
-                                                       use_phase1=phase1, use_phase2=phase2)[0]
+
+    def select(pr: float, phase1: bool, phase2: bool) -> torch.Tensor:
+        return sp.speechprune_select(speech, text, w_q, w_k, n1, pr, p["frame_size"], p["heads"],
+                                     use_phase1=phase1, use_phase2=phase2)[0]
+
+    out = pruning_conditions(n, n1, p["prune_rates"], p["random_seeds"], item_index, select)
+    out[("Oracle (key sentence)", 0.0, 0)] = torch.arange(*passage.key_span)[: p["b_max"]]
     return out
 
 

@@ -127,7 +127,7 @@ def run_paper(p: dict, bundle: tuple | None = None, folder=None):
 
     from replbook.assets import resolve
     from replbook.data.speech import read_wav
-    from replbook.experiments.speechprune import Results
+    from replbook.experiments.speechprune import Results, pruning_conditions
     from replbook.progress import progress
 
     model, tokenizer, extractor = bundle or load_qwen2_audio(p["model"])
@@ -144,17 +144,11 @@ def run_paper(p: dict, bundle: tuple | None = None, folder=None):
         n = len(tokens)
         n1 = min(p["b_max"], n)
         res.passage_tokens.append(n)
-        conditions = {("Original", 0.0, 0): sp.truncate_indices(n, n1)}
-        for pr in p["prune_rates"]:
-            k = sp.kept_count(n1, pr)
-            for s in range(p["random_seeds"]):
-                gen = torch.Generator().manual_seed(1000 * i + s)
-                conditions[("RAP", pr, s)] = sp.random_prune_indices(n, k, gen)
-                conditions[("RAC", pr, s)] = sp.random_crop_indices(n, k, gen)
-            for name, phase1, phase2 in (("Phase 1 only", True, False), ("Phase 2 only", False, True),
-                                         ("SpeechPrune", True, True)):
-                conditions[(name, pr, 0)] = select(model, tokenizer, tokens, item["question"], item["choices"],
-                                                   n1, pr, p["frame_size"], use_phase1=phase1, use_phase2=phase2)
+        conditions = pruning_conditions(
+            n, n1, p["prune_rates"], p["random_seeds"], i,
+            lambda pr, phase1, phase2, tokens=tokens, item=item, n1=n1: select(
+                model, tokenizer, tokens, item["question"], item["choices"], n1, pr, p["frame_size"],
+                use_phase1=phase1, use_phase2=phase2))
         for (name, pr, seed), idx in conditions.items():
             correct = answer(model, tokenizer, tokens[idx], item["question"], item["choices"]) == item["answer"]
             res.rows.append({"item": i, "condition": name, "pr": pr, "seed": seed, "correct": bool(correct),
