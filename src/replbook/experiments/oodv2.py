@@ -188,9 +188,12 @@ def _outputs(model: torch.nn.Module, x: torch.Tensor, batch: int = 2000) -> tupl
 
 def score_all(model: torch.nn.Module, p: dict[str, Any], fit_feats: torch.Tensor, fit_labels: torch.Tensor,
               temperature: float, x_by_split: dict[str, torch.Tensor],
+              outputs: dict[str, tuple[torch.Tensor, torch.Tensor]],
               ) -> dict[str, dict[str, torch.Tensor]]:
     """detector → split → outlier scores [N] (higher = more OOD). ``model`` has ``features(x)`` (penultimate
-    features) and ``head`` (the linear classifier on them); the feature detectors are fitted on ``fit_feats``."""
+    features) and ``head`` (the linear classifier on them); the feature detectors are fitted on ``fit_feats``.
+    ``outputs``: split → (features, logits) of ``x_by_split`` (:func:`_outputs`); ODIN reruns the model on the
+    inputs."""
     w, b = model.head.weight.detach(), model.head.bias.detach()
     fitted = {
         "Mahalanobis": lambda: ood.Mahalanobis().fit(fit_feats, fit_labels),
@@ -205,7 +208,6 @@ def score_all(model: torch.nn.Module, p: dict[str, Any], fit_feats: torch.Tensor
     }
     logit_fns = {"MSP": ood.msp, "TempScale": lambda f: ood.msp(f, temperature), "MaxLogit": ood.max_logit,
                  "Energy": ood.energy, "Entropy": ood.entropy, "GEN": ood.gen}
-    outputs = {name: _outputs(model, x) for name, x in x_by_split.items()}
     scores: dict[str, dict[str, torch.Tensor]] = {}
     for det in p["detectors"]:
         if det in logit_fns:
@@ -286,14 +288,13 @@ def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> See
     _, val_logits = _outputs(model, sets["x_val"])
     result.temperature = ood.fit_temperature(val_logits, sets["y_val"])
     x_by_split = {"ID": sets["x_test"], **sets["ood"], **sets["covariate"]}
-    scores = score_all(model, p, fit_feats, sets["y_train"], result.temperature, x_by_split)
+    outputs = {name: _outputs(model, x) for name, x in x_by_split.items()}
+    scores = score_all(model, p, fit_feats, sets["y_train"], result.temperature, x_by_split, outputs)
     splits = [s for s in x_by_split if s != "ID"]
     result.metrics = _metric_rows(scores, splits, seed)
-    with torch.no_grad():
-        result.accuracy = {"clean": float((_outputs(model, sets["x_test"])[1].argmax(1) == sets["y_test"])
-                                          .float().mean())}
-        for split, x in sets["covariate"].items():
-            result.accuracy[split] = float((_outputs(model, x)[1].argmax(1) == sets["y_test"]).float().mean())
+    result.accuracy = {"clean" if split == "ID" else split: float((outputs[split][1].argmax(1) == sets["y_test"])
+                                                                   .float().mean())
+                       for split in ("ID", *sets["covariate"])}
     if p["vlm"]:
         names = [FASHION_MNIST_CLASSES[c] for c in p["id_classes"]]
         text = text_embeddings(names)

@@ -22,7 +22,7 @@ import torch
 
 from replbook import ood
 from replbook.assets import AssetUnavailable, resolve
-from replbook.experiments.oodv2 import SeedResult, _metric_rows, score_all
+from replbook.experiments.oodv2 import SeedResult, _metric_rows, _outputs, score_all
 from replbook.models import CifarResNet18
 from replbook.progress import progress
 
@@ -127,10 +127,10 @@ def run_openood(p: dict[str, Any], root: Path | None = None, width: int = 64, li
             val_logits = model(x_val)
         result = SeedResult(seed, temperature=ood.fit_temperature(val_logits, y_val))
         x_by_split = {"ID": x_id, **splits}
-        scores = score_all(model, p, fit_feats, y_train, result.temperature, x_by_split)
+        outputs = {name: _outputs(model, x) for name, x in x_by_split.items()}
+        scores = score_all(model, p, fit_feats, y_train, result.temperature, x_by_split, outputs)
         result.metrics = _metric_rows(scores, list(splits), seed)
-        with torch.no_grad():
-            result.accuracy = {"clean": float((model(x_id).argmax(1) == y_id).float().mean())}
+        result.accuracy = {"clean": float((outputs["ID"][1].argmax(1) == y_id).float().mean())}
         results.append(result)
     return results
 
@@ -185,7 +185,10 @@ def run_clip(p: dict[str, Any], root: Path | None = None, clip: tuple | None = N
     def embed(entries):
         glob, loc = [], []
         for i in range(0, len(entries), 64):
-            pil = [Image.open(images / name).convert("RGB") for name, _ in entries[i : i + 64]]
+            pil = []
+            for name, _ in entries[i : i + 64]:
+                with Image.open(images / name) as img:
+                    pil.append(img.convert("RGB"))
             g, lo = clip_image_embeddings(model, processor(images=pil, return_tensors="pt")["pixel_values"])
             glob.append(g)
             loc.append(lo)

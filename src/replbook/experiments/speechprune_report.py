@@ -72,7 +72,7 @@ def accuracy_table(res: Results, p: dict[str, Any]) -> pd.DataFrame:
         rows.append({"condition": cond, "PR": pr if cond not in ("Original", "Oracle (key sentence)") else "–",
                      "kept tokens": f"{g['kept'].mean():.0f}", "ours: accuracy %": ours,
                      "key sentence kept %": f"{100 * g['retention'].mean():.1f}",
-                     "paper: SPIRAL %": "–" if paper is None else f"{paper:.2f}"})
+                     "paper: SPIRAL % (Table I, unverified)": "–" if paper is None else f"{paper:.2f}"})
     return pd.DataFrame(rows).set_index(["condition", "PR"])
 
 

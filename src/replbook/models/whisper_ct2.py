@@ -148,7 +148,6 @@ def load_whisper_tiny_en():
     files = resolve("whisper-tiny-en")
     bin_sha = next(f.sha256 for f in load_manifest("whisper-tiny-en").files if f.path.endswith("model.bin"))
     path = model_path("whisper-tiny-en", cache_key(source=bin_sha, v=1))
-    variables = None
     if is_cached(path):
         from transformers import WhisperConfig, WhisperForConditionalGeneration
 
@@ -157,8 +156,7 @@ def load_whisper_tiny_en():
         load_state(model, path)
         model.tie_weights()
     else:
-        variables = read_ct2(files["model/model.bin"])
-        model = convert(variables)
+        model = convert(read_ct2(files["model/model.bin"]))
         save_state(model, path)
         model.config.to_json_file(str(path.with_suffix(".config.json")))
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(files["model/tokenizer.json"]))
