@@ -12,7 +12,8 @@ import json
 import torch
 
 from replbook import costmodel as cm
-from replbook.experiments import hwsw
+from replbook.experiments.hwsw import PARAMS
+from replbook.experiments.hwsw import miniature as hwsw
 from replbook.profiles import resolve
 
 
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, choices=["cpu", "cuda"])
     parser.add_argument("--out", default=None, help="write the table as JSON here")
     args = parser.parse_args()
-    params = resolve(hwsw.PARAMS, args.profile, {"device": args.device}, check_assets=False)
+    params = resolve(PARAMS, args.profile, {"device": args.device}, check_assets=False)
     measured = hwsw.measure_machine(params)
     table = hwsw.measured_table(measured)
     machine = measured["machine"]

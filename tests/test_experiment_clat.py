@@ -7,6 +7,7 @@ import torch
 from conftest import write_fake_cifar
 
 from replbook.experiments import clat as experiment
+from replbook.experiments.clat import common, paper
 from replbook.profiles import ParameterError, resolve
 
 TINY = {"seeds": 1, "n_train": 32, "n_test": 32, "n_curve": 32, "stage1_epochs": 2, "stage2_epochs": 2,
@@ -21,19 +22,19 @@ def tiny_data():
 
 def test_one_seed_runs_both_arms_and_selects_only_convolutions(tmp_cache):
     params = resolve(experiment.PARAMS, "smoke", TINY, check_assets=False)
-    result = experiment.run_seed(params, tiny_data(), seed=0)
-    assert set(result.final) == {"stage 1", *experiment.ARM_SPECS}
+    result = common.run_seed(params, tiny_data(), seed=0, device=torch.device("cpu"))
+    assert set(result.final) == {"stage 1", *common.ARM_SPECS}
     assert len(result.stage1_curve) == 2 and all(len(c) == 2 for c in result.curves.values())
-    assert set(result.selections) == {a for a, s in experiment.ARM_SPECS.items() if s["kind"] == "clat"}
+    assert set(result.selections) == {a for a, s in common.ARM_SPECS.items() if s["kind"] == "clat"}
     for selection in result.selections["CLAT"]:
         assert set(selection["selected"]) <= {0, 1, 2, 3}  # convolutions only; fc1 and the logit layer excluded
         assert 0 < selection["trainable_fraction"] < 0.1
     strong = {name for name, f in result.final.items() if "strong" in f}
-    assert strong == set(experiment.STRONG_MODELS)
+    assert strong == set(common.STRONG_MODELS)
     assert all(f["strong"] <= f["robust_subset"] for f in result.final.values() if "strong" in f)
-    assert set(result.curves) == set(experiment.CURVE_ARMS)
+    assert set(result.curves) == set(common.CURVE_ARMS)
     assert len(list((tmp_cache / "models").glob("clat-stage1-*.safetensors"))) == 1
-    again = experiment.run_seed(params, tiny_data(), seed=0)  # stage 1 from the cache
+    again = common.run_seed(params, tiny_data(), seed=0, device=torch.device("cpu"))  # stage 1 from the cache
     assert again.stage1_curve == result.stage1_curve and again.final == result.final
 
 
@@ -51,22 +52,22 @@ def test_paper_profile_runs_end_to_end_on_a_tiny_wide_resnet_and_generated_cifar
     assert set(result.final) == {"stage 1", "continued AT", "CLAT"}
     (selection,) = result.selections["CLAT"]
     assert len(selection["selected"]) == 2 and 0 < selection["trainable_fraction"] < 0.5
-    assert len(selection["criticality"]) == len(experiment.build_model("wrn-10-1", (3, 32, 32), 10).layers)
+    assert len(selection["criticality"]) == len(common.build_model("wrn-10-1", (3, 32, 32), 10).layers)
 
 
 def test_mismatched_architecture_device_and_arms_are_refused():
     with pytest.raises(ParameterError, match="arch"):
-        experiment.build_model("small-cnn", (3, 32, 32), 10)
+        common.build_model("small-cnn", (3, 32, 32), 10)
     with pytest.raises(ParameterError, match="arch"):
-        experiment.build_model("wrn-34-10", (1, 28, 28), 10)
+        common.build_model("wrn-34-10", (1, 28, 28), 10)
     with pytest.raises(ParameterError, match="arms"):
-        experiment.check_arms(["CLAT", "TRADES"])
+        common.check_arms(["CLAT", "TRADES"])
     if not torch.cuda.is_available():
         with pytest.raises(ParameterError, match="device"):
-            experiment.resolve_device("cuda")
+            paper.resolve_device("cuda")
 
 
 def test_paired_difference_and_best_minus_last():
-    d = experiment.paired_difference([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
+    d = common.paired_difference([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
     assert d["mean"] == pytest.approx(0.1) and d["lo"] == pytest.approx(0.1) and d["hi"] == pytest.approx(0.1)
-    assert experiment.best_minus_last([{"robust": 0.3}, {"robust": 0.5}, {"robust": 0.4}]) == pytest.approx(0.1)
+    assert common.best_minus_last([{"robust": 0.3}, {"robust": 0.5}, {"robust": 0.4}]) == pytest.approx(0.1)

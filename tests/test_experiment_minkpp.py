@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from replbook import minkpp
+from replbook.data.wikimia import load_wikimia
 from replbook.experiments import minkpp as experiment
+from replbook.experiments.minkpp import common, miniature, paper, report
 from replbook.profiles import resolve
 
 TINY = {"max_chunks": 80, "chunk_len": 16, "vocab_size": 128, "d_model": 16, "epochs": 2, "n_boot": 20,
@@ -17,8 +19,8 @@ TINY = {"max_chunks": 80, "chunk_len": 16, "vocab_size": 128, "d_model": 16, "ep
 
 def run_once():
     params = resolve(experiment.PARAMS, "smoke", TINY)
-    corpus = experiment.load_corpus(params)
-    return experiment.run_seed(params, corpus, seed=0)
+    corpus = miniature.load_corpus(params)
+    return miniature.run_seed(params, corpus, seed=0)
 
 
 def flat_metrics(result):
@@ -54,7 +56,7 @@ def test_an_altered_checkpoint_is_retrained(tmp_cache):
 
 
 def test_split_is_half_members_with_stratified_validation():
-    split = experiment.split_indices(101, seed=0, val_fraction=0.3)
+    split = common.split_indices(101, seed=0, val_fraction=0.3)
     assert split["labels"].sum() == 50
     assert set(split["val"]).isdisjoint(split["test"])
     assert len(split["val"]) + len(split["test"]) == 101
@@ -64,18 +66,18 @@ def test_split_is_half_members_with_stratified_validation():
 def test_method_scores_agree_with_the_kernels():
     torch.manual_seed(0)
     logits, ids = torch.randn(4, 10, 30), torch.randint(0, 30, (4, 10))
-    stats = experiment.stats_from_logits(logits, ids)
-    scores = experiment.method_scores(stats, ["a b", "c", "d e f", "g"], np.zeros(4), [0.2, 0.5])
+    stats = common.stats_from_logits(logits, ids)
+    scores = common.method_scores(stats, ["a b", "c", "d e f", "g"], np.zeros(4), [0.2, 0.5])
     assert np.allclose(scores["minkpp@0.5"], minkpp.minkpp_score(logits, ids, 0.5).numpy(), atol=1e-6)
     assert np.allclose(scores["mink@0.2"], minkpp.mink_score(logits, ids, 0.2).numpy(), atol=1e-6)
     assert np.allclose(scores["ref"], scores["loss"])
 
 
 def test_verdict_rule():
-    assert experiment.verdict_by_seeds(2, 3) == "reproduced"
-    assert experiment.verdict_by_seeds(1, 3) == "partly"
-    assert experiment.verdict_by_seeds(0, 3, partly_extra=True) == "partly"
-    assert experiment.verdict_by_seeds(0, 3) == "not reproduced"
+    assert common.verdict_by_seeds(2, 3) == "reproduced"
+    assert common.verdict_by_seeds(1, 3) == "partly"
+    assert common.verdict_by_seeds(0, 3, partly_extra=True) == "partly"
+    assert common.verdict_by_seeds(0, 3) == "not reproduced"
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +99,11 @@ def tiny_neox(tmp_path_factory):
 
 
 def test_hf_scoring_with_padding_matches_one_text_at_a_time(tiny_neox):
-    model, tok = experiment.load_causal_lm(str(tiny_neox))
+    model, tok = paper.load_causal_lm(str(tiny_neox))
     texts = ["the cat sat on the mat", "a dog ran", "the dog ran far away in 1990"]
-    batched = experiment.score_texts_hf(model, tok, texts, batch_size=3)
+    batched = paper.score_texts_hf(model, tok, texts, batch_size=3)
     for i, text in enumerate(texts):
-        alone = experiment.score_texts_hf(model, tok, [text], batch_size=1)
+        alone = paper.score_texts_hf(model, tok, [text], batch_size=1)
         n = alone.valid.sum()
         assert batched.valid[i].sum() == n
         assert np.allclose(batched.target_logp[i, :n], alone.target_logp[0, :n], atol=1e-5)
@@ -117,14 +119,12 @@ def test_paper_profile_runs_on_a_tiny_model_and_local_wikimia(tiny_neox, tmp_pat
     params = resolve(experiment.PARAMS, "paper", {
         "target_model": str(tiny_neox), "reference_model": str(tiny_neox), "dataset": str(data), "n_boot": 20,
         "threads": 1}, check_assets=False)
-    results = experiment.run_paper(params)
+    results = experiment.run(params)  # the one entry picks the paper profile
     test = results[0].epochs[0]["test"]
     assert 0.0 <= test["minkpp@0.2"]["auroc"] <= 1.0
     assert np.allclose(results[0].scores[0]["ref"], 0.0, atol=1e-5)  # the same model as its own reference
 
     # The chapter's report works on the paper profile's result too: claims with the Pythia-2.8B comparison rows.
-    from replbook.experiments import minkpp_report as report
-
     claims = report.make_claims(results, params)
     assert [c.claim for c in claims][-2:] == [
         f"{method} AUROC, WikiMIA_length32, {tiny_neox}, best k" for method in ("Min-K%", "Min-K%++")]
@@ -139,4 +139,4 @@ def test_wikimia_rows_need_input_and_label(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"text": "x"}))
     with pytest.raises(ValueError, match="'input' and 'label'"):
-        experiment.load_wikimia(str(bad))
+        load_wikimia(str(bad))

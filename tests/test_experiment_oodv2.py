@@ -6,7 +6,7 @@ import torch
 
 from replbook.data.ood_images import CORRUPTIONS, FAR_SOURCES, corrupt, far_ood
 from replbook.experiments import oodv2 as experiment
-from replbook.experiments import oodv2_report as report
+from replbook.experiments.oodv2 import miniature, report
 from replbook.profiles import ParameterError, resolve
 
 
@@ -50,14 +50,14 @@ def tiny_data():
 def test_one_seed_scores_every_detector_on_every_split(tmp_cache):
     p = resolve(experiment.PARAMS, "smoke", {"n_train": 200, "n_val": 50, "n_test": 60, "n_ood": 50},
                 check_assets=False)
-    result = experiment.run_seed(p, tiny_data(), seed=0)
+    result = miniature.run_seed(p, tiny_data(), seed=0)
     splits = {"near: held-out garments"} | {f"far: {s}" for s in FAR_SOURCES} | {f"covariate: {c}"
                                                                                   for c in CORRUPTIONS}
     detectors = set(experiment.DETECTORS) | {"MCM (toy VLM)", "GL-MCM (toy VLM)"}
     assert {(r["detector"], r["split"]) for r in result.metrics} == {(d, s) for d in detectors for s in splits}
     assert set(result.accuracy) == {"clean", *[f"covariate: {c}" for c in CORRUPTIONS],
                                     "toy VLM (zero-shot prompts)"}
-    again = experiment.run_seed(p, tiny_data(), seed=0)  # models from the cache: identical numbers
+    again = miniature.run_seed(p, tiny_data(), seed=0)  # models from the cache: identical numbers
     assert again.metrics == result.metrics
     assert len(list((tmp_cache / "models").glob("oodv2-*.safetensors"))) == 2
 
@@ -65,9 +65,9 @@ def test_one_seed_scores_every_detector_on_every_split(tmp_cache):
 def test_parameter_conflicts_are_named():
     p = resolve(experiment.PARAMS, "smoke", {"near_classes": [4, 0]}, check_assets=False)
     with pytest.raises(ParameterError, match="share \\[0\\]"):
-        experiment.check_classes(p)
+        miniature.check_classes(p)
     with pytest.raises(ParameterError, match="vim_dim"):
-        experiment.check_classes(resolve(experiment.PARAMS, "smoke", {"vim_dim": 64}, check_assets=False))
+        miniature.check_classes(resolve(experiment.PARAMS, "smoke", {"vim_dim": 64}, check_assets=False))
 
 
 def test_taxonomy_loads_renders_and_rejects_an_unknown_status(tmp_path):

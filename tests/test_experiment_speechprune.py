@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from replbook.experiments import speechprune as experiment
-from replbook.experiments import speechprune_report as report
+from replbook.experiments.speechprune import miniature, report
 from replbook.models.speech_reader import SpeechReader
 from replbook.profiles import resolve
 
@@ -41,7 +41,7 @@ def test_the_reader_refuses_more_tokens_than_its_window():
 
 def test_proportional_alignment_labels_words_in_order():
     ids = {"a": 1, "bb": 2, "cccc": 3}
-    labels = experiment._word_labels("a bb cccc", 10, ids)
+    labels = miniature._word_labels("a bb cccc", 10, ids)
     assert labels.tolist() == sorted(labels.tolist()) and set(labels.tolist()) == {1, 2, 3}
     assert (labels == 3).sum() > (labels == 1).sum()  # the long word gets more tokens
 

@@ -6,8 +6,8 @@ import pytest
 
 from replbook import costmodel as cm
 from replbook import measure
-from replbook.experiments import hwsw
-from replbook.experiments import hwsw_report as report
+from replbook.experiments.hwsw import PARAMS, report
+from replbook.experiments.hwsw import miniature as hwsw
 from replbook.profiles import resolve
 
 
@@ -43,7 +43,7 @@ def test_llm_analysis_agrees_on_kv_and_within_five_percent_on_latency():
 
 
 def test_measurement_plumbing_and_claims_on_tiny_sizes():
-    params = resolve(hwsw.PARAMS, "smoke", {"matmul_sizes": [32], "gemv_n": 64, "bandwidth_mib": 1,
+    params = resolve(PARAMS, "smoke", {"matmul_sizes": [32], "gemv_n": 64, "bandwidth_mib": 1,
                                             "lm_d_model": 64, "lm_vocab": 128, "lm_seq": 8, "repeats": 1})
     measured = hwsw.measure_machine(params)
     table = hwsw.measured_table(measured)
@@ -61,7 +61,7 @@ def test_measure_rejects_cuda_without_a_gpu():
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    params = resolve(hwsw.PARAMS, "smoke", {"device": "cuda"})
+    params = resolve(PARAMS, "smoke", {"device": "cuda"})
     with pytest.raises(RuntimeError, match="parameter 'device' is 'cuda' but no GPU"):
         hwsw.measure_machine(params)
 

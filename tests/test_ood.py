@@ -153,3 +153,14 @@ def test_glmcm_adds_the_best_local_patch():
     assert ood.glmcm(image, local, text, 0.1, local_weight=0.0).item() == pytest.approx(-1 / 3)
     with pytest.raises(ValueError, match="local_embeddings"):
         ood.glmcm(image, local[0], text)
+
+
+def test_temperature_hand_case_and_separable_logits():
+    # Two of three items labelled 0 with logits (1, 0): mean NLL log(1 + e^β) − 2β/3 is least where σ(β) = 2/3,
+    # β = log 2, so T = 1 / log 2.
+    logits = torch.tensor([[1.0, 0.0]] * 3)
+    assert ood.fit_temperature(logits, torch.tensor([0, 0, 1])) == pytest.approx(1 / math.log(2), rel=1e-4)
+    # Every label the argmax: the NLL falls as T falls (flat to float precision near the bound); the search ends
+    # near its lower bound instead of running to T = 0 and NaN.
+    separable = torch.tensor([[3.0, 0.0], [0.0, 2.0]])
+    assert 0.05 <= ood.fit_temperature(separable, torch.tensor([0, 1]), t_min=0.05) < 0.1

@@ -7,8 +7,9 @@ import torch
 from PIL import Image
 
 from replbook.assets import AssetUnavailable
+from replbook.data import openood
 from replbook.experiments import oodv2 as experiment
-from replbook.experiments import oodv2_paper as paper
+from replbook.experiments.oodv2 import paper
 from replbook.models import CifarResNet18
 from replbook.profiles import resolve
 
@@ -48,8 +49,8 @@ def paper_params(**overrides):
 def test_preprocessing_crops_the_centre_and_normalises(tmp_path):
     ramp = np.tile(np.arange(64, dtype=np.uint8)[None, :, None] * 4, (32, 1, 3))  # value = 4·column, 64×32
     Image.fromarray(ramp).save(tmp_path / "wide.png")
-    x, labels = paper.load_images(tmp_path, [("wide.png", 3)], "cifar10")
-    mean, std = paper.NORMALISATION["cifar10"]
+    x, labels = openood.load_images(tmp_path, [("wide.png", 3)], "cifar10")
+    mean, std = openood.NORMALISATION["cifar10"]
     expected = (torch.arange(16, 48).float() * 4 / 255 - mean[0]) / std[0]
     assert x.shape == (1, 3, 32, 32) and labels.tolist() == [3]
     assert torch.allclose(x[0, 0, 5], expected, atol=1e-5)
@@ -62,7 +63,7 @@ def test_checkpoint_loader_strips_the_prefix_and_names_missing_files(openood_roo
     with pytest.raises(AssetUnavailable, match="checkpoint"):
         paper.load_openood_checkpoint(ckpt.with_name("missing.ckpt"), 10)
     with pytest.raises(AssetUnavailable, match="image list"):
-        paper.read_imglist(openood_root / "nope.txt")
+        openood.read_imglist(openood_root / "nope.txt")
 
 
 def test_openood_run_scores_every_detector_on_every_split(openood_root):
@@ -80,7 +81,7 @@ def tiny_clip(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
 
-    words = sorted({w for c in paper.CIFAR10_CLASSES for w in f"a photo of a {c}.".replace(".", " .").split()})
+    words = sorted({w for c in openood.CIFAR10_CLASSES for w in f"a photo of a {c}.".replace(".", " .").split()})
     vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}, "[EOS]": len(words) + 2}
     core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
@@ -104,7 +105,7 @@ def tiny_clip(tmp_path):
 
 def test_clip_mcm_and_glmcm_run_zero_shot_on_the_benchmark(openood_root, tiny_clip):
     clip = paper.load_clip(str(tiny_clip))
-    text = paper.clip_text_embeddings(clip[0], clip[1], paper.CIFAR10_CLASSES)
+    text = paper.clip_text_embeddings(clip[0], clip[1], openood.CIFAR10_CLASSES)
     assert text.shape == (10, 8)
     result = paper.run_clip(paper_params(), root=openood_root, clip=clip)
     detectors = {r["detector"] for r in result.metrics}

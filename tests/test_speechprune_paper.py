@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from replbook.experiments import speechprune_paper as paper
+from replbook.data.spiral import load_spiral
+from replbook.experiments.speechprune import paper
 
 WORDS = ["A", "B", "C", "D", "where", "will", "the", "lab", "meet", "?", ".", "Answer", "with", "letter", "near",
          "river", "north", "hall", "top", "floor", "old", "station"]
@@ -101,7 +102,7 @@ def test_run_paper_on_a_generated_spiral_folder(tiny_qwen2_audio, tmp_path):
                                                    "correct_answer": choices[k]},
                                  "metadata": {"id": f"item{k}", "transcript_type": "lecture"}}))
     (tmp_path / "data.jsonl").write_text("\n".join(lines) + "\n")
-    items = paper.load_spiral(tmp_path)
+    items = load_spiral(tmp_path)
     assert [i["answer"] for i in items] == [0, 1] and items[0]["choices"][0] == "near the river"
     p = resolve(experiment.PARAMS, "paper", {"random_seeds": 1, "prune_rates": [0.2, 0.8]}, check_assets=False)
     res = paper.run_paper(p, bundle=tiny_qwen2_audio, folder=tmp_path)
@@ -115,4 +116,4 @@ def test_missing_spiral_is_named(tmp_path):
     from replbook.assets import AssetUnavailable
 
     with pytest.raises(AssetUnavailable, match="SPIRAL_Dataset"):
-        paper.load_spiral(tmp_path)
+        load_spiral(tmp_path)

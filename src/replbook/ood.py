@@ -31,6 +31,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import minimize_scalar
 from torch import nn
 
 from replbook.stats import auroc_rank
@@ -57,21 +58,22 @@ def msp(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return -F.softmax(_check_logits(logits) / temperature, dim=1).amax(1)
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 200) -> float:
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, t_min: float = 0.01, t_max: float = 100.0) -> float:
     """TempScale's T: the temperature minimising the negative log-likelihood of held-out ID logits [N, K] with
-    labels [N] (Guo et al. 2017), by L-BFGS on log T."""
-    logits = _check_logits(logits).detach()
-    log_t = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=steps)
+    labels [N] (Guo et al. 2017), searched within [t_min, t_max].
 
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), labels)
-        loss.backward()
-        return loss
+    The NLL, mean(logsumexp(β f) − β f_y), is convex in β = 1/T, so a bounded scalar search finds its minimum
+    exactly; on separable logits (every label the argmax) it decreases without end and T stops at ``t_min``,
+    where an unbounded optimiser runs to T = 0 and returns NaN.
+    """
+    logits = _check_logits(logits).detach().double()
+    target = logits.gather(1, labels.view(-1, 1)).squeeze(1)
 
-    opt.step(closure)
-    return float(log_t.detach().exp())
+    def nll(beta: float) -> float:
+        return float((torch.logsumexp(beta * logits, dim=1) - beta * target).mean())
+
+    best = minimize_scalar(nll, bounds=(1.0 / t_max, 1.0 / t_min), method="bounded", options={"xatol": 1e-6})
+    return float(1.0 / best.x)
 
 
 def max_logit(logits: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from replbook.experiments.minkpp import LABELS, SeedResult, k_spread, verdict_by_seeds
+from replbook.experiments.minkpp.common import LABELS, SeedResult, k_spread, verdict_by_seeds
 from replbook.minkpp import score_name
 from replbook.record import Claim, format_ci
 

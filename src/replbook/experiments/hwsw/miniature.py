@@ -6,6 +6,7 @@ Every table here is a function of ``replbook.costmodel`` (exact, analytical) or 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -14,43 +15,10 @@ import torch
 
 from replbook import costmodel as cm
 from replbook import measure
-from replbook.profiles import ChapterParams, Param
 from replbook.progress import progress
 
 MODELS = {"Llama-2-7B": cm.LLAMA2_7B, "Llama-2-70B": cm.LLAMA2_70B, "Llama-3-8B": cm.LLAMA3_8B}
 
-PARAMS = ChapterParams(
-    slug="hwsw",
-    params=(
-        Param("hardware", list, "Accelerators of data_manifests/hardware_specs.csv to draw.", item=str),
-        Param("prompt_len", int, "Prompt tokens N of the modelled prefill.", 1, 1_000_000),
-        Param("context", int, "Context T of the modelled decode step.", 1, 1_000_000),
-        Param("batches", list, "Batch sizes of the modelled points.", 1, 4096, item=int),
-        Param("matmul_sizes", list, "n of the measured n³ matmuls.", 16, 16384, item=int),
-        Param("gemv_n", int, "n of the measured n² GEMV.", 16, 65536),
-        Param("bandwidth_mib", int, "Copy/sum array size, beyond the last-level cache.", 1, 65536),
-        Param("lm_d_model", int, "Width of the measured tiny Llama.", 16, 8192),
-        Param("lm_layers", int, "Layers of the measured tiny Llama.", 1, 64),
-        Param("lm_vocab", int, "Vocabulary of the measured tiny Llama.", 64, 200_000),
-        Param("lm_seq", int, "Measured prefill length and decode context.", 2, 32768),
-        Param("lm_batches", list, "Batch sizes of the measured tiny-Llama phases.", 1, 512, item=int),
-        Param("repeats", int, "Timed repeats (the best is kept).", 1, 100),
-        Param("threads", int, "torch threads on CPU.", 1, 256),
-        Param("device", str, "Where to measure.", choices=("cpu", "cuda")),
-    ),
-    defaults={
-        "smoke": dict(hardware=["h100-sxm", "a100-sxm-80gb"], prompt_len=512, context=4096, batches=[1, 16],
-                      matmul_sizes=[128, 256], gemv_n=1024, bandwidth_mib=16, lm_d_model=128, lm_layers=2,
-                      lm_vocab=1024, lm_seq=64, lm_batches=[1], repeats=2, threads=2, device="cpu"),
-        "cpu": dict(hardware=["h100-sxm", "h200", "a100-sxm-80gb", "tpu-v5e"], prompt_len=512, context=4096,
-                    batches=[1, 16], matmul_sizes=[256, 512, 1024], gemv_n=4096, bandwidth_mib=256, lm_d_model=512,
-                    lm_layers=4, lm_vocab=8192, lm_seq=256, lm_batches=[1, 4], repeats=5, threads=2, device="cpu"),
-        "paper": dict(hardware=["h100-sxm", "h200", "a100-sxm-80gb", "tpu-v5e"], prompt_len=512, context=4096,
-                      batches=[1, 16], matmul_sizes=[1024, 4096, 8192], gemv_n=16384, bandwidth_mib=4096,
-                      lm_d_model=2048, lm_layers=8, lm_vocab=32000, lm_seq=1024, lm_batches=[1, 16], repeats=10,
-                      threads=16, device="cuda"),
-    },
-)
 
 
 # ---------------------------------------------------------------------------------------------------- modelled
@@ -301,3 +269,35 @@ def fedprophet_module_table(batch: int = 64, budget_fraction: float = 0.5) -> pd
             for m, mem in zip(modules, fedprophet.module_memory(profiles, modules), strict=True)]
     rows.append({"module": "whole model (end-to-end)", "memory kB": full / 1e3, "share of whole model": 1.0})
     return pd.DataFrame(rows)
+
+
+@dataclass
+class HwswResults:
+    """Everything the chapter shows: modelled tables, the llm-analysis comparison (None when it is not installed)
+    and the measured points."""
+
+    points: pd.DataFrame
+    kv: pd.DataFrame
+    quant: pd.DataFrame
+    sparsity: pd.DataFrame
+    flash: pd.DataFrame
+    spec: pd.DataFrame
+    zero: pd.DataFrame
+    comparison: pd.DataFrame | None
+    measured: dict[str, Any]
+
+
+def run_all(params: dict[str, Any]) -> HwswResults:
+    """The modelled tables at the chapter's presets (Llama-2-7B for the per-model tables, on the first accelerator of
+    ``params["hardware"]``) and the measured points of this machine."""
+    return HwswResults(
+        points=roofline_points(params["hardware"], params["prompt_len"], params["context"], params["batches"]),
+        kv=kv_table([512, 2048, 8192, 32768, 131072], [1, 8]),
+        quant=quantisation_table(cm.LLAMA2_7B, params["hardware"][0], params["context"]),
+        sparsity=sparsity_table(cm.LLAMA2_7B, params["hardware"][0], params["context"]),
+        flash=flash_table([512, 1024, 2048, 4096, 8192, 16384]),
+        spec=spec_table([round(0.05 * i, 2) for i in range(0, 20)], [1, 2, 4, 8], 0.05),
+        zero=zero_table(7.5e9, 64),
+        comparison=compare_llm_analysis(params["prompt_len"]) if llm_analysis_available() else None,
+        measured=measure_machine(params),
+    )

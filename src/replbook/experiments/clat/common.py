@@ -1,7 +1,5 @@
-"""The CLAT miniature: PGD adversarial training on a small Fashion-MNIST subset until it overfits robustly (stage 1),
-then the same budget of continued PGD-AT on all layers against CLAT on its k most critical layers and the controls
-(stage 2), over several seeds with paired differences. The ``paper`` profile runs the same protocol on CIFAR-10/100
-with the paper's Wide-ResNet from local files (``data_manifests/cifar10.yaml``)."""
+"""The CLAT protocol both profiles run: stage 1 (PGD-AT, cached by content hash), then every stage-2 arm from the
+same stage-1 weights, the same batches and the same attack starts; final clean, PGD and strong robust accuracy."""
 
 from __future__ import annotations
 
@@ -15,9 +13,9 @@ from scipy import stats
 
 from replbook import attacks, clat
 from replbook.cache import cache_key, is_cached, load_state, model_path, save_state, tensor_hash
-from replbook.data.images import load_fashion_mnist, random_crop_flip
+from replbook.data.images import random_crop_flip
 from replbook.models import PreActResNet18, SmallCNN, WideResNet
-from replbook.profiles import ChapterParams, Param, ParameterError
+from replbook.profiles import ParameterError
 from replbook.progress import progress
 
 BASELINE, CLAT = "continued AT", "CLAT"
@@ -34,80 +32,6 @@ ARM_SPECS: dict[str, dict[str, Any]] = {
 IMAGE_SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 ARCHS = ("small-cnn", "preact-resnet18", "wrn-34-10", "wrn-70-16", "wrn-10-1")
 
-PARAMS = ChapterParams(
-    slug="clat",
-    params=(
-        Param("dataset", str, "Data set (CIFAR from local files: paper profile).",
-              choices=("fashion-mnist", "cifar10", "cifar100")),
-        Param("arch", str, "Network: small-cnn for Fashion-MNIST, the residual networks for CIFAR.", choices=ARCHS),
-        Param("arms", list, "Stage-2 arms; must include 'continued AT' and 'CLAT'.", choices=tuple(ARM_SPECS),
-              item=str),
-        Param("seeds", int, "Seeds (subset, initialisation, attacks).", 1, 20),
-        Param("n_train", int, "Training images: small, so that adversarial training overfits.", 32, 60_000),
-        Param("n_test", int, "Test images for the final evaluation.", 32, 10_000),
-        Param("n_curve", int, "Test images for the per-epoch robust accuracy curves.", 32, 10_000),
-        Param("eps", float, "L-inf radius on [0, 1] images.", 0.0, 1.0),
-        Param("alpha", float, "PGD step size.", 1e-4, 1.0),
-        Param("train_steps", int, "PGD steps during training.", 1, 50),
-        Param("eval_steps", int, "PGD steps of the final evaluation.", 1, 200),
-        Param("curve_steps", int, "PGD steps of the per-epoch curves.", 1, 50),
-        Param("strong_eval", str, "Stronger final evaluation of stage 1, continued AT and CLAT (torchattacks).",
-              choices=("none", *attacks.STRONG_ATTACKS)),
-        Param("n_strong", int, "Test images of the strong evaluation.", 8, 10_000),
-        Param("strong_steps", int, "APGD iterations of the strong evaluation.", 5, 1000),
-        Param("stage1_epochs", int, "Epochs of stage-1 PGD-AT.", 1, 500),
-        Param("eps_warmup", int, "Stage-1 epochs over which eps ramps up linearly (0 for none).", 0, 500),
-        Param("stage2_epochs", int, "Epochs of each stage-2 arm.", 1, 500),
-        Param("lr1", float, "Stage-1 learning rate (SGD, momentum 0.9).", 1e-5, 1.0),
-        Param("lr2", float, "Stage-2 learning rate of the arms.", 1e-5, 1.0),
-        Param("k", int, "Critical layers CLAT trains.", 1, 64),
-        Param("beta", float, "Weight of the criticality term.", 0.0, 100.0),
-        Param("trades_beta", float, "TRADES' weight of the KL term.", 0.0, 100.0),
-        Param("reselect_every", int, "Epochs between reselections.", 1, 500),
-        Param("candidates", str, "Layers CLAT may select.", choices=("conv", "all-but-logit")),
-        Param("augment", bool, "Random crop (pad 4) and horizontal flip of training batches (CIFAR)."),
-        Param("batch_size", int, "Training batch size.", 8, 4096),
-        Param("eval_batch_size", int, "Batch size of the evaluations.", 8, 100_000),
-        Param("device", str, "Where to train: auto picks CUDA when present.", choices=("auto", "cpu", "cuda")),
-        Param("threads", int, "torch threads.", 1, 64),
-    ),
-    defaults={
-        "smoke": dict(dataset="fashion-mnist", arch="small-cnn", arms=list(ARM_SPECS), seeds=2, n_train=64,
-                      n_test=64, n_curve=32, eps=0.1, alpha=0.025, train_steps=2, eval_steps=5, curve_steps=2,
-                      strong_eval="apgd", n_strong=16, strong_steps=5, stage1_epochs=3, eps_warmup=1,
-                      stage2_epochs=2, lr1=0.05, lr2=0.01, k=2, beta=0.1, trades_beta=6.0, reselect_every=1,
-                      candidates="conv", augment=False, batch_size=32, eval_batch_size=1000, device="cpu",
-                      threads=2),
-        "cpu": dict(dataset="fashion-mnist", arch="small-cnn", arms=list(ARM_SPECS), seeds=5, n_train=128,
-                    n_test=500, n_curve=150, eps=0.1, alpha=0.025, train_steps=3, eval_steps=20, curve_steps=3,
-                    strong_eval="apgd", n_strong=200, strong_steps=50, stage1_epochs=40, eps_warmup=5,
-                    stage2_epochs=12, lr1=0.05, lr2=0.01, k=2, beta=0.1, trades_beta=6.0, reselect_every=4,
-                    candidates="conv", augment=False, batch_size=32, eval_batch_size=1000, device="cpu",
-                    threads=2),
-        # The paper's regime [abs/recon]: CIFAR-10, WRN-34-10, eps 8/255, step 2/255, PGD-10 training; stage 1 at
-        # 100 epochs, then CLAT fine-tuning with reselection every 10 epochs (check the split in the paper).
-        "paper": dict(dataset="cifar10", arch="wrn-34-10", arms=list(ARM_SPECS), seeds=5, n_train=50_000,
-                      n_test=10_000, n_curve=1000, eps=8 / 255, alpha=2 / 255, train_steps=10, eval_steps=20,
-                      curve_steps=10, strong_eval="autoattack", n_strong=1000, strong_steps=100,
-                      stage1_epochs=100, eps_warmup=0, stage2_epochs=20, lr1=0.1, lr2=0.01, k=5, beta=0.1,
-                      trades_beta=6.0, reselect_every=10, candidates="conv", augment=True, batch_size=128,
-                      eval_batch_size=500, device="auto", threads=16),
-    },
-    assets={"smoke": ["fashion-mnist"], "cpu": ["fashion-mnist"], "paper": ["cifar10"]},
-)
-
-
-def load_data(dataset: str) -> dict[str, Any]:
-    """Train and test tensors (images in [0, 1]) and the number of classes."""
-    if dataset == "fashion-mnist":
-        (x, y), (xt, yt) = load_fashion_mnist("train"), load_fashion_mnist("test")
-        return {"x": x, "y": y, "xt": xt, "yt": yt, "num_classes": 10}
-    from replbook.data.cifar import load_cifar
-
-    x, y, classes = load_cifar(dataset, "train")
-    xt, yt, _ = load_cifar(dataset, "test")
-    return {"x": x, "y": y, "xt": xt, "yt": yt, "num_classes": len(classes)}
-
 
 def build_model(arch: str, image_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
     """The network named by ``arch``, checked against the images it will see ([C, H, W])."""
@@ -123,14 +47,6 @@ def build_model(arch: str, image_shape: tuple[int, ...], num_classes: int) -> to
         return PreActResNet18(num_classes)
     depth, widen = (int(v) for v in arch.removeprefix("wrn-").split("-"))
     return WideResNet(depth, widen, num_classes)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'.")
-    return torch.device(name)
 
 
 def check_arms(arms: list[str]) -> None:
@@ -187,11 +103,10 @@ def _final(model, data: dict[str, torch.Tensor], p: dict[str, Any], seed: int, n
     return out
 
 
-def run_seed(p: dict[str, Any], data: dict[str, Any], seed: int) -> SeedResult:
+def run_seed(p: dict[str, Any], data: dict[str, Any], seed: int, device: torch.device) -> SeedResult:
     """Stage 1 (cached by content hash) and every stage-2 arm in ``p["arms"]`` for one seed."""
     check_arms(p["arms"])
     torch.set_num_threads(p["threads"])
-    device = resolve_device(p["device"])
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data["x"]), generator=gen)[: p["n_train"]]
     x, y = data["x"][idx], data["y"][idx]
@@ -253,10 +168,11 @@ def run_seed(p: dict[str, Any], data: dict[str, Any], seed: int) -> SeedResult:
     return result
 
 
-def run(p: dict[str, Any]) -> list[SeedResult]:
+
+def run_seeds(p: dict[str, Any], data: dict[str, Any], device: torch.device) -> list[SeedResult]:
+    """Every seed of the protocol on ``data`` (x, y, xt, yt, num_classes), with a progress bar over seeds."""
     check_arms(p["arms"])
-    data = load_data(p["dataset"])
-    return [run_seed(p, data, seed) for seed in progress(range(p["seeds"]), desc="seeds")]
+    return [run_seed(p, data, seed, device) for seed in progress(range(p["seeds"]), desc="seeds")]
 
 
 def paired_difference(a: list[float], b: list[float], level: float = 0.95) -> dict[str, float]:

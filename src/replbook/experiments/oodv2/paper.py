@@ -1,14 +1,8 @@
 """The OOD chapter's ``paper`` profile: OpenOOD v1.5's CIFAR benchmarks with its released ResNet-18 checkpoints, and
 zero-shot MCM / GL-MCM with CLIP on the same splits, scored by the same detectors as the miniature.
 
-Layout expected under ``$REPLBOOK_OPENOOD`` (``data_manifests/openood-v15.yaml``), as OpenOOD's download scripts
-leave it::
-
-    data/benchmark_imglist/<benchmark>/{train,test}_<benchmark>.txt, test_<ood>.txt   ("path label" per line)
-    data/images_classic/...                                                             (the images)
-    results/<benchmark>_resnet18_32x32_base_e100_lr0.1_default/s{0,1,2}/best.ckpt       (state dicts)
-
-CLIP comes from the local Hugging Face cache (``data_manifests/clip-vit-base-patch16.yaml``) or a folder.
+OpenOOD's layout is read by :mod:`replbook.data.openood`; CLIP comes from the local Hugging Face cache
+(``data_manifests/clip-vit-base-patch16.yaml``) or a folder.
 """
 
 from __future__ import annotations
@@ -17,74 +11,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from replbook import ood
 from replbook.assets import AssetUnavailable, resolve
-from replbook.experiments.oodv2 import SeedResult, _metric_rows, _outputs, score_all
+from replbook.data.openood import (
+    CIFAR10_CLASSES,
+    CIFAR100_CLASSES,
+    SPLITS,
+    load_images,
+    openood_root,
+    read_imglist,
+)
+from replbook.experiments.oodv2.common import SeedResult, metric_rows, model_outputs, score_all
 from replbook.models import CifarResNet18
 from replbook.progress import progress
-
-# OpenOOD v1.5's splits and preprocessing (its configs/datasets/<benchmark>/*_ood.yml and base preprocessor).
-SPLITS = {
-    "cifar10": {"near": ["cifar100", "tin"], "far": ["mnist", "svhn", "texture", "places365"]},
-    "cifar100": {"near": ["cifar10", "tin"], "far": ["mnist", "svhn", "texture", "places365"]},
-}
-NORMALISATION = {"cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
-                 "cifar100": ([0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762])}
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-CIFAR100_CLASSES = (
-    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can castle "
-    "caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin elephant "
-    "flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man "
-    "maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree "
-    "plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper "
-    "snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor train "
-    "trout tulip turtle wardrobe whale willow_tree wolf woman worm").split()
-
-
-def openood_root() -> Path:
-    """The OpenOOD folder named by ``data_manifests/openood-v15.yaml`` (its environment variable), checked to hold
-    the manifest's files."""
-    rel, path = next(iter(resolve("openood-v15").items()))
-    return Path(str(path)[: -len(rel)])
-
-
-def read_imglist(path: Path) -> list[tuple[str, int]]:
-    """OpenOOD image list: one "relative/path label" per line."""
-    if not path.exists():
-        raise AssetUnavailable(f"OpenOOD image list {path} is missing; download OpenOOD v1.5's benchmark_imglist "
-                               f"(see data_manifests/openood-v15.yaml).")
-    entries = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            name, *label = line.split()
-            entries.append((name, int(label[0]) if label else -1))
-    return entries
-
-
-def load_images(image_root: Path, entries: list[tuple[str, int]], benchmark: str, size: int = 32,
-                limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images [N, 3, size, size] preprocessed as OpenOOD's test preprocessor does (RGB, bilinear resize of the
-    short side, centre crop, ToTensor, the benchmark's normalisation), and labels [N]."""
-    from PIL import Image
-
-    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALISATION[benchmark])
-    entries = entries[:limit] if limit else entries
-    out = torch.empty(len(entries), 3, size, size)
-    for i, (name, _) in enumerate(entries):
-        with Image.open(image_root / name) as img:
-            img = img.convert("RGB")
-            w, h = img.size
-            scale = size / min(w, h)
-            img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
-            w, h = img.size
-            left, top = (w - size) // 2, (h - size) // 2
-            img = img.crop((left, top, left + size, top + size))
-            arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        out[i] = (arr - mean) / std
-    return out, torch.tensor([label for _, label in entries])
 
 
 def load_openood_checkpoint(path: Path, num_classes: int, width: int = 64) -> CifarResNet18:
@@ -127,9 +68,9 @@ def run_openood(p: dict[str, Any], root: Path | None = None, width: int = 64, li
             val_logits = model(x_val)
         result = SeedResult(seed, temperature=ood.fit_temperature(val_logits, y_val))
         x_by_split = {"ID": x_id, **splits}
-        outputs = {name: _outputs(model, x) for name, x in x_by_split.items()}
+        outputs = {name: model_outputs(model, x) for name, x in x_by_split.items()}
         scores = score_all(model, p, fit_feats, y_train, result.temperature, x_by_split, outputs)
-        result.metrics = _metric_rows(scores, list(splits), seed)
+        result.metrics = metric_rows(scores, list(splits), seed)
         result.accuracy = {"clean": float((outputs["ID"][1].argmax(1) == y_id).float().mean())}
         results.append(result)
     return results
@@ -204,7 +145,7 @@ def run_clip(p: dict[str, Any], root: Path | None = None, clip: tuple | None = N
         scores["MCM (CLIP)"][split] = ood.mcm(g, text, p["clip_temperature"])
         scores["GL-MCM (CLIP)"][split] = ood.glmcm(g, lo, text, p["clip_temperature"])
     result = SeedResult(0)
-    result.metrics = _metric_rows(scores, [s for s in sets if s != "ID"], 0)
+    result.metrics = metric_rows(scores, [s for s in sets if s != "ID"], 0)
     return result
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from replbook.experiments.clat import (
+from replbook.experiments.clat.common import (
     BASELINE,
     CLAT,
     IMAGE_SHAPES,

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from replbook.experiments.speechprune import ENCODER_DIM, Results
+from replbook.experiments.speechprune.common import Results
+from replbook.experiments.speechprune.miniature import ENCODER_DIM
 from replbook.models.speech_reader import SpeechReader
 from replbook.record import Claim
 

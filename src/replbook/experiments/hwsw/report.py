@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from replbook import costmodel as cm
-from replbook.experiments.hwsw import kv_crossover_tokens
+from replbook.experiments.hwsw.miniature import kv_crossover_tokens
 from replbook.record import Claim
 
 SURVEY_SOURCE = "survey abstract and inference section [abs/recon; no number in the survey]"

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,60 +22,14 @@ import torch.nn.functional as F
 from replbook import speechprune as sp
 from replbook.cache import architecture_key, cache_key, is_cached, load_state, model_path, save_state
 from replbook.data.spiral_mini import Item, make_items, vocabulary
+from replbook.experiments.speechprune.common import Results, pruning_conditions
 from replbook.models.speech_reader import SpeechReader
 from replbook.paths import cache_dir
-from replbook.profiles import ChapterParams, Param
 from replbook.progress import progress
 
 VOICES = ("en-us+m1", "en-us+f2", "en-us+m3", "en-gb+f4", "en-us+m7")
 ENCODER_DIM = 384  # Whisper tiny.en
 SPECIALS = ("[PAD]", "[SIL]")
-QWEN = "Qwen/Qwen2-Audio-7B-Instruct"
-
-PARAMS = ChapterParams(
-    slug="speechprune",
-    params=(
-        Param("backend", str, "Speech: espeak-ng + Whisper tiny.en, or pseudo-speech.", choices=("pseudo", "espeak")),
-        Param("n_train", int, "Training items (the reader learns from short clips cut from them).", 10, 20_000),
-        Param("n_test", int, "Test passages.", 10, 5000),
-        Param("n_fillers", int, "Filler sentences per passage.", 3, 60),
-        Param("clips_per_item", int, "Training clips per training item.", 1, 50),
-        Param("b_max", int, "Speech tokens the reader's window holds (the 30-s analogue).", 8, 4096),
-        Param("pool", int, "Whisper states (20 ms each) averaged into one speech token.", 1, 16),
-        Param("d_model", int, "Reader width.", 16, 1024),
-        Param("layers", int, "Reader layers.", 1, 12),
-        Param("heads", int, "Reader attention heads (and Phase 2's).", 1, 16),
-        Param("epochs", int, "Reader training epochs.", 1, 200),
-        Param("lr", float, "AdamW learning rate.", 1e-5, 1.0),
-        Param("batch_size", int, "Training batch size.", 4, 1024),
-        Param("align_weight", float, "Weight of the loss that aligns speech tokens with the spoken words.", 0.0, 10.0),
-        Param("token_dropout", float, "Training clips lose a random share of their tokens, up to this fraction.", 0.0,
-              0.95),
-        Param("prune_rates", list, "Prune rates PR, relative to the window b_max.", 0.0, 0.95, item=float),
-        Param("random_seeds", int, "Seeds of RAP and RAC.", 1, 50),
-        Param("frame_size", int, "Phase-1 frame in speech tokens (the paper: 25 tokens, 1 s).", 1, 1000),
-        Param("model", str, "Paper profile: the speech LLM's hub id (local cache) or folder."),
-        Param("seed", int, "Seed of the items and the reader.", 0, 10_000),
-        Param("threads", int, "torch threads.", 1, 64),
-    ),
-    defaults={
-        "smoke": dict(backend="pseudo", n_train=60, n_test=24, n_fillers=10, clips_per_item=4, b_max=40, pool=4,
-                      d_model=48, layers=2, heads=4, epochs=3, lr=2e-3, batch_size=32, align_weight=1.0,
-                      token_dropout=0.5, prune_rates=[0.2, 0.4, 0.6, 0.8], random_seeds=2, frame_size=4, model=QWEN,
-                      seed=0, threads=2),
-        "cpu": dict(backend="espeak", n_train=300, n_test=200, n_fillers=12, clips_per_item=8, b_max=128, pool=4,
-                    d_model=128, layers=2, heads=4, epochs=10, lr=1e-3, batch_size=32, align_weight=1.0,
-                    token_dropout=0.5, prune_rates=[0.2, 0.4, 0.6, 0.8], random_seeds=5, frame_size=12, model=QWEN,
-                    seed=0, threads=2),
-        # The paper profile runs run_paper: Qwen2-Audio on SPIRAL's 1,012 items, window N1 = 750 tokens (30 s),
-        # frames of 25 tokens (1 s); the miniature's training parameters are unused there.
-        "paper": dict(backend="espeak", n_train=2000, n_test=1012, n_fillers=12, clips_per_item=8, b_max=750,
-                      pool=4, d_model=256, layers=4, heads=8, epochs=20, lr=5e-4, batch_size=64, align_weight=1.0,
-                      token_dropout=0.5, prune_rates=[0.2, 0.4, 0.6, 0.8], random_seeds=5, frame_size=25,
-                      model=QWEN, seed=0, threads=16),
-    },
-    assets={"smoke": [], "cpu": ["whisper-tiny-en"], "paper": ["spiral"]},
-)
 
 
 # --- speech tokens per sentence -------------------------------------------------------------------------------------
@@ -284,26 +237,6 @@ def train_reader(p: dict[str, Any], data: dict[str, Any]) -> tuple[SpeechReader,
 # --- conditions -----------------------------------------------------------------------------------------------------
 
 
-PHASES = (("Phase 1 only", True, False), ("Phase 2 only", False, True), ("SpeechPrune", True, True))
-
-
-def pruning_conditions(n: int, n1: int, prune_rates: list[float], random_seeds: int, item_index: int,
-                       select: Callable[[float, bool, bool], torch.Tensor],
-                       ) -> dict[tuple[str, float, int], torch.Tensor]:
-    """(condition, prune rate, seed) → kept indices of one passage of ``n`` tokens with window ``n1``: Original, RAP
-    and RAC per seed, and the three SpeechPrune variants from ``select(prune_rate, use_phase1, use_phase2)``."""
-    out = {("Original", 0.0, 0): sp.truncate_indices(n, n1)}
-    for pr in prune_rates:
-        k = sp.kept_count(n1, pr)
-        for s in range(random_seeds):
-            gen = torch.Generator().manual_seed(1000 * item_index + s)
-            out[("RAP", pr, s)] = sp.random_prune_indices(n, k, gen)
-            out[("RAC", pr, s)] = sp.random_crop_indices(n, k, gen)
-        for name, phase1, phase2 in PHASES:
-            out[(name, pr, 0)] = select(pr, phase1, phase2)
-    return out
-
-
 def condition_indices(p: dict[str, Any], model: SpeechReader, passage: Passage, item_index: int,
                       ) -> dict[tuple[str, float, int], torch.Tensor]:
     """Every condition's kept indices for one passage, plus the key-sentence oracle. PR is relative to b_max."""
@@ -323,16 +256,7 @@ def condition_indices(p: dict[str, Any], model: SpeechReader, passage: Passage, 
     return out
 
 
-@dataclass
-class Results:
-    rows: list[dict] = field(default_factory=list)  # item, condition, pr, seed, correct, retention, kept
-    losses: list[float] = field(default_factory=list)
-    passage_tokens: list[int] = field(default_factory=list)
-    key_tokens: list[int] = field(default_factory=list)
-    key_in_window: float = 0.0
-
-
-def run(p: dict[str, Any]) -> Results:
+def run_miniature(p: dict[str, Any]) -> Results:
     torch.set_num_threads(p["threads"])
     data = make_data(p)
     model, losses = train_reader(p, data)
@@ -354,9 +278,3 @@ def run(p: dict[str, Any]) -> Results:
                                  "retention": sp.key_sentence_retention(idx[i], passage.key_span)})
     return res
 
-
-def run_paper(p: dict[str, Any]) -> Results:
-    """The paper profile: Qwen2-Audio on SPIRAL, pruned through ``inputs_embeds`` (``speechprune_paper``)."""
-    from replbook.experiments.speechprune_paper import run_paper as _run_paper
-
-    return _run_paper(p)

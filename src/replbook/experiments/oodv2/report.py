@@ -8,10 +8,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 import yaml
 from scipy.stats import spearmanr
 
-from replbook.experiments.oodv2 import FAMILY, OPENOOD_NAMES, SeedResult, mean_sd, metrics_frame
+from replbook.data import openood
+from replbook.data.images import load_fashion_mnist
+from replbook.experiments.oodv2.common import FAMILY, OPENOOD_NAMES, SeedResult, mean_sd, metrics_frame
+from replbook.experiments.oodv2.miniature import build_sets
 from replbook.paths import project_root
 from replbook.record import Claim
 
@@ -213,9 +217,6 @@ def plot_examples(p: dict[str, Any], seed: int = 0, per_split: int = 8):
     if p["profile"] == "paper":
         rows = _openood_examples(p, per_split)
     else:
-        from replbook.data.images import load_fashion_mnist
-        from replbook.experiments.oodv2 import build_sets
-
         (x, y), (xt, yt) = load_fashion_mnist("train"), load_fashion_mnist("test")
         small = {**p, "n_train": 100, "n_val": 50, "n_test": per_split, "n_ood": per_split}
         sets = build_sets(small, {"x": x, "y": y, "xt": xt, "yt": yt}, seed)
@@ -233,18 +234,14 @@ def plot_examples(p: dict[str, Any], seed: int = 0, per_split: int = 8):
 
 
 def _openood_examples(p: dict[str, Any], per_split: int) -> dict[str, Any]:
-    import torch
-
-    from replbook.experiments import oodv2_paper as paper
-
-    root = paper.openood_root()
+    root = openood.openood_root()
     lists = root / "data" / "benchmark_imglist" / p["benchmark"]
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in paper.NORMALISATION[p["benchmark"]])
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in openood.NORMALISATION[p["benchmark"]])
     names = {"ID (test)": f"test_{p['benchmark']}"}
-    names.update({f"{g}: {n}": f"test_{n}" for g, ns in paper.SPLITS[p["benchmark"]].items() for n in ns})
+    names.update({f"{g}: {n}": f"test_{n}" for g, ns in openood.SPLITS[p["benchmark"]].items() for n in ns})
     rows = {}
     for label, stem in names.items():
-        x, _ = paper.load_images(root / "data" / "images_classic", paper.read_imglist(lists / f"{stem}.txt"),
+        x, _ = openood.load_images(root / "data" / "images_classic", openood.read_imglist(lists / f"{stem}.txt"),
                                  p["benchmark"], limit=per_split)
         rows[label] = x * std + mean
     return rows

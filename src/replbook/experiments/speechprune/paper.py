@@ -10,10 +10,18 @@ model scores highest at the first generated position.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
+from scipy.signal import resample_poly
 
 from replbook import speechprune as sp
+from replbook.assets import AssetUnavailable, resolve
+from replbook.data.speech import read_wav
+from replbook.data.spiral import load_spiral
+from replbook.experiments.speechprune.common import Results, pruning_conditions
+from replbook.progress import progress
 
 SAMPLE_RATE = 16_000
 CHUNK_SECONDS = 30
@@ -23,8 +31,6 @@ LETTERS = ("A", "B", "C", "D")
 def load_qwen2_audio(name_or_folder: str = "Qwen/Qwen2-Audio-7B-Instruct", dtype=torch.bfloat16):
     """(model, tokenizer, feature extractor) from a folder or the local Hugging Face cache (never the network)."""
     from transformers import AutoTokenizer, Qwen2AudioForConditionalGeneration, WhisperFeatureExtractor
-
-    from replbook.assets import AssetUnavailable
 
     try:
         model = Qwen2AudioForConditionalGeneration.from_pretrained(name_or_folder, dtype=dtype,
@@ -91,45 +97,10 @@ def select(model, tokenizer, tokens: torch.Tensor, question: str, choices: list[
                                  num_heads=model.config.text_config.num_attention_heads, **flags)[0]
 
 
-# --- SPIRAL ---------------------------------------------------------------------------------------------------------
-
-
-def load_spiral(folder, limit: int | None = None, audio_pattern: str = "audio/{id}.wav") -> list[dict]:
-    """SPIRAL items from a local copy of linyueqian/SPIRAL_Dataset (``data.jsonl``) and its audio (not in git; the
-    file naming ``audio_pattern`` is our assumption: adjust it to the downloaded layout)."""
-    import json
-    from pathlib import Path
-
-    from replbook.assets import AssetUnavailable
-
-    folder = Path(folder)
-    rows_path = folder / "data.jsonl"
-    if not rows_path.exists():
-        raise AssetUnavailable(f"{rows_path} is missing; clone linyueqian/SPIRAL_Dataset into $REPLBOOK_SPIRAL "
-                               f"(data_manifests/spiral.yaml).")
-    items = []
-    for line in rows_path.read_text().splitlines()[:limit]:
-        row = json.loads(line)
-        test = row["test_question"]
-        choices = [c.split(". ", 1)[1] if c[:2] in ("A.", "B.", "C.", "D.") else c for c in test["choices"]]
-        items.append({"id": row["metadata"]["id"], "question": test["question"], "choices": choices,
-                      "answer": test["choices"].index(test["correct_answer"]),
-                      "audio": folder / audio_pattern.format(id=row["metadata"]["id"])})
-    return items
-
 
 def run_paper(p: dict, bundle: tuple | None = None, folder=None):
     """Qwen2-Audio on SPIRAL under every condition of the miniature (no key-sentence retention: SPIRAL's audio
     gives sentence indices, not times)."""
-    import os
-
-    from scipy.signal import resample_poly
-
-    from replbook.assets import resolve
-    from replbook.data.speech import read_wav
-    from replbook.experiments.speechprune import Results, pruning_conditions
-    from replbook.progress import progress
-
     model, tokenizer, extractor = bundle or load_qwen2_audio(p["model"])
     if folder is None:
         rel, path = next(iter(resolve("spiral").items()))

@@ -1,0 +1,28 @@
+"""The CLAT paper profile: the protocol of :mod:`.common` on CIFAR-10/100 from local files
+(``data_manifests/cifar10.yaml``, ``cifar100.yaml``) with the paper's residual networks, on a GPU when present."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from replbook.data.cifar import load_cifar
+from replbook.experiments.clat.common import SeedResult, run_seeds
+from replbook.profiles import ParameterError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'.")
+    return torch.device(name)
+
+
+def run_paper(p: dict[str, Any]) -> list[SeedResult]:
+    """Every seed of the protocol on the CIFAR set named by ``p["dataset"]``."""
+    x, y, classes = load_cifar(p["dataset"], "train")
+    xt, yt, _ = load_cifar(p["dataset"], "test")
+    data = {"x": x, "y": y, "xt": xt, "yt": yt, "num_classes": len(classes)}
+    return run_seeds(p, data, resolve_device(p["device"]))

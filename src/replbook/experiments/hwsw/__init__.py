@@ -1,0 +1,50 @@
+"""The HW/SW co-design survey (arXiv:2410.07265): the chapter's parameters and its one entry, :func:`run`.
+
+Every profile runs the same code (:mod:`.miniature`): the cost model's tables, the llm-analysis cross-check and the
+measured points of the machine at hand (``paper`` measures on a GPU).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from replbook.experiments.hwsw.miniature import HwswResults, run_all
+from replbook.profiles import ChapterParams, Param
+
+PARAMS = ChapterParams(
+    slug="hwsw",
+    params=(
+        Param("hardware", list, "Accelerators of data_manifests/hardware_specs.csv to draw.", item=str),
+        Param("prompt_len", int, "Prompt tokens N of the modelled prefill.", 1, 1_000_000),
+        Param("context", int, "Context T of the modelled decode step.", 1, 1_000_000),
+        Param("batches", list, "Batch sizes of the modelled points.", 1, 4096, item=int),
+        Param("matmul_sizes", list, "n of the measured n³ matmuls.", 16, 16384, item=int),
+        Param("gemv_n", int, "n of the measured n² GEMV.", 16, 65536),
+        Param("bandwidth_mib", int, "Copy/sum array size, beyond the last-level cache.", 1, 65536),
+        Param("lm_d_model", int, "Width of the measured tiny Llama.", 16, 8192),
+        Param("lm_layers", int, "Layers of the measured tiny Llama.", 1, 64),
+        Param("lm_vocab", int, "Vocabulary of the measured tiny Llama.", 64, 200_000),
+        Param("lm_seq", int, "Measured prefill length and decode context.", 2, 32768),
+        Param("lm_batches", list, "Batch sizes of the measured tiny-Llama phases.", 1, 512, item=int),
+        Param("repeats", int, "Timed repeats (the best is kept).", 1, 100),
+        Param("threads", int, "torch threads on CPU.", 1, 256),
+        Param("device", str, "Where to measure.", choices=("cpu", "cuda")),
+    ),
+    defaults={
+        "smoke": dict(hardware=["h100-sxm", "a100-sxm-80gb"], prompt_len=512, context=4096, batches=[1, 16],
+                      matmul_sizes=[128, 256], gemv_n=1024, bandwidth_mib=16, lm_d_model=128, lm_layers=2,
+                      lm_vocab=1024, lm_seq=64, lm_batches=[1], repeats=2, threads=2, device="cpu"),
+        "cpu": dict(hardware=["h100-sxm", "h200", "a100-sxm-80gb", "tpu-v5e"], prompt_len=512, context=4096,
+                    batches=[1, 16], matmul_sizes=[256, 512, 1024], gemv_n=4096, bandwidth_mib=256, lm_d_model=512,
+                    lm_layers=4, lm_vocab=8192, lm_seq=256, lm_batches=[1, 4], repeats=5, threads=2, device="cpu"),
+        "paper": dict(hardware=["h100-sxm", "h200", "a100-sxm-80gb", "tpu-v5e"], prompt_len=512, context=4096,
+                      batches=[1, 16], matmul_sizes=[1024, 4096, 8192], gemv_n=16384, bandwidth_mib=4096,
+                      lm_d_model=2048, lm_layers=8, lm_vocab=32000, lm_seq=1024, lm_batches=[1, 16], repeats=10,
+                      threads=16, device="cuda"),
+    },
+)
+
+
+def run(params: dict[str, Any]) -> HwswResults:
+    """Every modelled table and the measured points (on ``params["device"]``)."""
+    return run_all(params)

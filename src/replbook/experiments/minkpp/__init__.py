@@ -1,0 +1,67 @@
+"""Min-K%++ (arXiv:2404.02936): the chapter's parameters and its one entry, :func:`run`.
+
+Miniature (``smoke``/``cpu``, :mod:`.miniature`): chunks of the Python reference manual (``pydoc_topics``) are split
+50/50 at random into members and non-members; a tiny GPT is trained on the members only, for 1..E epochs (the
+exposure knob); a same-size reference LM is trained on stdlib docstrings (disjoint, same domain). Every chunk is
+scored after each epoch by Loss, Zlib, Ref, Min-K% and Min-K%++ over a sweep of k. Membership is by construction,
+with no temporal shift between members and non-members, so the miniature is a strict test (WikiMIA's split has such
+a shift).
+
+Paper (``paper``, :mod:`.paper`): the official models and WikiMIA from the Hugging Face cache, scored by the same
+kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from replbook.experiments.minkpp.common import K_SWEEP, SeedResult
+from replbook.experiments.minkpp.miniature import run_miniature
+from replbook.experiments.minkpp.paper import run_paper
+from replbook.profiles import ChapterParams, Param
+
+PARAMS = ChapterParams(
+    slug="minkpp",
+    params=(
+        Param("seeds", int, "Number of training seeds (split, init and data order all change with the seed).", 1, 10),
+        Param("max_chunks", int, "Largest number of 64-token chunks taken from the corpus.", 20, 100_000),
+        Param("chunk_len", int, "Tokens per chunk (the model context).", 8, 256),
+        Param("vocab_size", int, "Word-level vocabulary size, <unk> included.", 64, 50_000),
+        Param("d_model", int, "Width of the tiny GPT.", 8, 1024),
+        Param("n_layers", int, "Transformer blocks of the tiny GPT.", 1, 12),
+        Param("epochs", int, "Highest exposure: the target LM is scored after each epoch 1..epochs.", 1, 50),
+        Param("ref_epochs", int, "Epochs of the reference LM on the docstring corpus.", 1, 50),
+        Param("batch_size", int, "Training batch size.", 1, 1024),
+        Param("lr", float, "AdamW learning rate.", 1e-6, 1.0),
+        Param("ks", list, "The k values swept, each a fraction in (0, 1].", 0.01, 1.0, item=float),
+        Param("fixed_k", float, "The paper's default k.", 0.01, 1.0),
+        Param("val_fraction", float, "Fraction of chunks used to select k; the rest is the test set.", 0.05, 0.8),
+        Param("n_boot", int, "Bootstrap resamples for intervals.", 10, 100_000),
+        Param("threads", int, "torch threads.", 1, 64),
+        Param("target_model", str, "paper profile: hub id of the target model."),
+        Param("reference_model", str, "paper profile: hub id of the reference model for Ref."),
+        Param("dataset", str, "paper profile: WikiMIA split name, or a local .jsonl with fields input and label."),
+    ),
+    defaults={
+        "smoke": dict(seeds=2, max_chunks=240, chunk_len=32, vocab_size=512, d_model=32, n_layers=1, epochs=2,
+                      ref_epochs=1, batch_size=32, lr=3e-3, ks=[0.1, 0.2, 0.5, 1.0], fixed_k=0.2, val_fraction=0.3,
+                      n_boot=50, threads=2, target_model="-", reference_model="-", dataset="-"),
+        "cpu": dict(seeds=3, max_chunks=100_000, chunk_len=64, vocab_size=2048, d_model=96, n_layers=2, epochs=10,
+                    ref_epochs=1, batch_size=32, lr=3e-3, ks=K_SWEEP, fixed_k=0.2, val_fraction=0.3,
+                    n_boot=1000, threads=2, target_model="-", reference_model="-", dataset="-"),
+        "paper": dict(seeds=1, max_chunks=100_000, chunk_len=128, vocab_size=50_000, d_model=8, n_layers=1,
+                      epochs=1, ref_epochs=1, batch_size=8, lr=1e-3, ks=K_SWEEP, fixed_k=0.2, val_fraction=0.3,
+                      n_boot=1000, threads=8, target_model="EleutherAI/pythia-2.8b",
+                      reference_model="EleutherAI/pythia-70m", dataset="WikiMIA_length32"),
+    },
+    assets={
+        "smoke": ["pydoc-topics", "stdlib-docstrings"],
+        "cpu": ["pydoc-topics", "stdlib-docstrings"],
+        "paper": ["wikimia", "pythia-2.8b", "pythia-70m"],
+    },
+)
+
+
+def run(params: dict[str, Any]) -> list[SeedResult]:
+    """The chapter's experiment at ``params["profile"]``: WikiMIA with the paper's models, else the miniature."""
+    return run_paper(params) if params["profile"] == "paper" else run_miniature(params)

@@ -1,0 +1,146 @@
+"""What the Min-K%++ miniature and paper profile share: token statistics, the attacks' scores, the split and the
+evaluation of every score with paired intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from replbook import minkpp
+from replbook.minkpp import score_name
+from replbook.stats import auroc_rank, bootstrap_auroc_difference, bootstrap_metrics
+
+K_SWEEP = [round(0.1 * i, 1) for i in range(1, 11)]
+
+LABELS = {"loss": "Loss", "zlib": "Zlib", "ref": "Ref", "mink": "Min-K%", "minkpp": "Min-K%++"}
+
+
+# ---------------------------------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class ChunkStats:
+    """Per-token statistics of a set of texts under one model, numpy [N, T-1] each (see minkpp.token_logprob_stats)."""
+
+    target_logp: np.ndarray
+    mu: np.ndarray
+    sigma: np.ndarray
+    valid: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: Sequence[ChunkStats]) -> ChunkStats:
+        width = max(p.valid.shape[1] for p in parts)
+
+        def pad(a: np.ndarray, value: float) -> np.ndarray:
+            return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=value)
+
+        return cls(*(np.concatenate([pad(getattr(p, f), v) for p in parts])
+                     for f, v in (("target_logp", 0.0), ("mu", 0.0), ("sigma", 1.0), ("valid", False))))
+
+
+def stats_from_logits(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+                      ) -> ChunkStats:
+    out = minkpp.token_logprob_stats(logits, input_ids, attention_mask)
+    return ChunkStats(*(t.detach().cpu().numpy() for t in out))
+
+
+
+def method_scores(stats: ChunkStats, texts: Sequence[str], ref_loss: np.ndarray | None, ks: Sequence[float],
+                  ) -> dict[str, np.ndarray]:
+    """Every attack's sequence score [N] (higher = member): loss, zlib, ref, and mink/minkpp at each k."""
+    tensors = (torch.from_numpy(a).double() for a in (stats.target_logp, stats.mu, stats.sigma))
+    scores = minkpp.scores_from_stats(*tensors, torch.from_numpy(stats.valid), ks=ks)
+    scores["zlib"] = minkpp.zlib_score(scores["loss"], texts)
+    if ref_loss is not None:
+        scores["ref"] = minkpp.ref_score(scores["loss"], torch.from_numpy(ref_loss).double())
+    return {name: s.numpy() for name, s in scores.items()}
+
+
+def mean_loglik(stats: ChunkStats) -> np.ndarray:
+    return (stats.target_logp * stats.valid).sum(1) / stats.valid.sum(1)
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+
+
+def split_indices(n: int, seed: int, val_fraction: float, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """A random half of ``n`` items are members (unless ``labels`` are given, 1 = member); a stratified
+    ``val_fraction`` of each class selects k, the rest is the test set."""
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        order = rng.permutation(n)
+        labels = np.zeros(n, dtype=np.int64)
+        labels[order[: n // 2]] = 1
+    labels = np.asarray(labels, dtype=np.int64)
+    members, non_members = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    val = []
+    for group in (members, non_members):
+        val.append(rng.choice(group, size=max(1, int(round(len(group) * val_fraction))), replace=False))
+    val_idx = np.sort(np.concatenate(val))
+    test_idx = np.setdiff1d(np.arange(n), val_idx)
+    return {"members": members, "labels": labels, "val": val_idx, "test": test_idx}
+
+
+def evaluate(scores: dict[str, np.ndarray], labels: np.ndarray, val_idx: np.ndarray, test_idx: np.ndarray,
+             ks: Sequence[float], fixed_k: float, n_boot: int, seed: int) -> dict[str, Any]:
+    """Test-set metrics of every score, k selected on validation and on test, and paired differences.
+
+    Returns ``test`` (name → auroc, lo, hi, tpr05, tpr05_lo, tpr05_hi, tpr01, fpr95), ``val_auroc``
+    (name → auroc), ``k`` (method → {"fixed", "val", "best"}), and ``diff`` (baseline → paired
+    AUROC(minkpp) − AUROC(baseline) at the fixed k, and ``mink_best``: both at their best k on test).
+    """
+    y_test, y_val = labels[test_idx], labels[val_idx]
+    test = bootstrap_metrics({n: s[test_idx] for n, s in scores.items()}, y_test, n_boot, seed)
+    for name, s in scores.items():
+        m = minkpp.mia_metrics(s[test_idx], y_test)
+        boot = test[name]
+        test[name] = {"auroc": boot["auroc"], "lo": boot["lo"], "hi": boot["hi"], "tpr05": m["tpr05"],
+                      "tpr05_lo": boot["tpr_lo"], "tpr05_hi": boot["tpr_hi"], "tpr01": m["tpr01"], "fpr95": m["fpr95"]}
+    val_auroc = {n: float(auroc_rank(s[val_idx], y_val)) for n, s in scores.items()}
+    chosen = {}
+    for method in ("mink", "minkpp"):
+        chosen[method] = {
+            "fixed": fixed_k,
+            "val": max(ks, key=lambda k, m=method: val_auroc[score_name(m, k)]),
+            "best": max(ks, key=lambda k, m=method: test[score_name(m, k)]["auroc"]),
+        }
+    pp = scores[score_name("minkpp", fixed_k)][test_idx]
+    diff = {b: bootstrap_auroc_difference(pp, scores[name][test_idx], y_test, n_boot, seed)
+            for b, name in (("mink", score_name("mink", fixed_k)), ("loss", "loss"), ("zlib", "zlib"),
+                            ("ref", "ref")) if name in scores}
+    diff["mink_best"] = bootstrap_auroc_difference(
+        scores[score_name("minkpp", chosen["minkpp"]["best"])][test_idx],
+        scores[score_name("mink", chosen["mink"]["best"])][test_idx], y_test, n_boot, seed)
+    return {"test": test, "val_auroc": val_auroc, "k": chosen, "diff": diff}
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    split: dict[str, np.ndarray]
+    perplexity: dict[int, dict[str, float]] = field(default_factory=dict)
+    epochs: dict[int, dict[str, Any]] = field(default_factory=dict)  # epoch → evaluate() output
+    scores: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------- summaries
+
+
+def k_spread(result: SeedResult, epoch: int, method: str, ks: Sequence[float]) -> float:
+    """max − min of a method's test AUROC over the k sweep."""
+    vals = [result.epochs[epoch]["test"][score_name(method, k)]["auroc"] for k in ks]
+    return float(max(vals) - min(vals))
+
+
+def verdict_by_seeds(n_positive: int, n_seeds: int, partly_extra: bool = False) -> str:
+    """The chapter's rule: reproduced if the interval is above 0 in at least two thirds of the seeds, partly if in
+    at least one seed (or ``partly_extra``, e.g. only at the best k), else not reproduced."""
+    if n_positive * 3 >= 2 * n_seeds:
+        return "reproduced"
+    if n_positive >= 1 or partly_extra:
+        return "partly"
+    return "not reproduced"

@@ -1,0 +1,101 @@
+"""What the OOD miniature and paper profile share: the detector list, scoring every detector on a classifier's
+outputs, and the metric rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from replbook import ood
+
+#: Our detector names → OpenOOD v1.5's postprocessor names (``oodv2_openood_v15.csv``); Entropy has no row there.
+OPENOOD_NAMES = {"MSP": "MSP", "TempScale": "TempScale", "MaxLogit": "MLS", "Energy": "EBO", "GEN": "GEN",
+                 "ODIN": "ODIN", "Mahalanobis": "MDS", "RelativeMahalanobis": "RMDS", "KNN": "KNN", "ViM": "VIM",
+                 "ReAct": "ReAct", "ASH": "ASH", "SCALE": "SCALE", "DICE": "DICE", "SHE": "SHE"}
+DETECTORS = ("MSP", "TempScale", "MaxLogit", "Energy", "Entropy", "GEN", "ODIN", "Mahalanobis",
+             "RelativeMahalanobis", "KNN", "ViM", "ReAct", "ASH", "SCALE", "DICE", "SHE")
+#: The survey's grouping (and OpenOOD's): scores of the classifier's outputs vs of its features.
+FAMILY = {**{d: "output" for d in ("MSP", "TempScale", "MaxLogit", "Energy", "Entropy", "GEN", "ODIN")},
+          **{d: "feature" for d in ("Mahalanobis", "RelativeMahalanobis", "KNN", "ViM", "ReAct", "ASH", "SCALE",
+                                     "DICE", "SHE")}}
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    metrics: list[dict] = field(default_factory=list)  # one row per detector and split
+    accuracy: dict[str, float] = field(default_factory=dict)  # clean and per corruption
+    temperature: float = 1.0  # TempScale's fitted temperature
+
+
+
+@torch.no_grad()
+def model_outputs(model: torch.nn.Module, x: torch.Tensor, batch: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+    feats = torch.cat([model.features(x[i : i + batch]) for i in range(0, len(x), batch)])
+    return feats, model.head(feats)
+
+
+def score_all(model: torch.nn.Module, p: dict[str, Any], fit_feats: torch.Tensor, fit_labels: torch.Tensor,
+              temperature: float, x_by_split: dict[str, torch.Tensor],
+              outputs: dict[str, tuple[torch.Tensor, torch.Tensor]],
+              ) -> dict[str, dict[str, torch.Tensor]]:
+    """detector → split → outlier scores [N] (higher = more OOD). ``model`` has ``features(x)`` (penultimate
+    features) and ``head`` (the linear classifier on them); the feature detectors are fitted on ``fit_feats``.
+    ``outputs``: split → (features, logits) of ``x_by_split`` (:func:`model_outputs`); ODIN reruns the model on the
+    inputs."""
+    w, b = model.head.weight.detach(), model.head.bias.detach()
+    fitted = {
+        "Mahalanobis": lambda: ood.Mahalanobis().fit(fit_feats, fit_labels),
+        "RelativeMahalanobis": lambda: ood.RelativeMahalanobis().fit(fit_feats, fit_labels),
+        "KNN": lambda: ood.KNN(k=p["knn_k"]).fit(fit_feats),
+        "ViM": lambda: ood.ViM(p["vim_dim"], w, b).fit(fit_feats),
+        "ReAct": lambda: ood.ReAct(w, b, p["react_percentile"]).fit(fit_feats),
+        "ASH": lambda: ood.ASH(w, b, p["ash_percentile"]).fit(fit_feats),
+        "SCALE": lambda: ood.SCALE(w, b, p["scale_percentile"]).fit(fit_feats),
+        "DICE": lambda: ood.DICE(w, b, p["dice_percentile"]).fit(fit_feats),
+        "SHE": lambda: ood.SHE(w, b).fit(fit_feats, fit_labels),
+    }
+    logit_fns = {"MSP": ood.msp, "TempScale": lambda f: ood.msp(f, temperature), "MaxLogit": ood.max_logit,
+                 "Energy": ood.energy, "Entropy": ood.entropy, "GEN": ood.gen}
+    scores: dict[str, dict[str, torch.Tensor]] = {}
+    for det in p["detectors"]:
+        if det in logit_fns:
+            scores[det] = {s: logit_fns[det](logits) for s, (_, logits) in outputs.items()}
+        elif det == "ODIN":
+            scores[det] = {s: torch.cat([ood.odin(model, x[i : i + 1000], p["odin_temperature"], p["odin_epsilon"])
+                                         for i in range(0, len(x), 1000)]) for s, x in x_by_split.items()}
+        else:
+            detector = fitted[det]()
+            scores[det] = {s: detector.score(feats) for s, (feats, _) in outputs.items()}
+    return scores
+
+
+def metric_rows(scores: dict[str, dict[str, torch.Tensor]], splits: list[str], seed: int) -> list[dict]:
+    rows = []
+    for det, by_split in scores.items():
+        for split in splits:
+            m = ood.ood_metrics(by_split["ID"], by_split[split], positive="ood")
+            m_id = ood.ood_metrics(by_split["ID"], by_split[split], positive="id")
+            rows.append({"seed": seed, "detector": det, "split": split, "group": split.split(":")[0],
+                         "auroc": m["auroc"], "fpr95_ood": m["fpr95"], "fpr95_id": m_id["fpr95"],
+                         "aupr_in": m["aupr_in"], "aupr_out": m["aupr_out"]})
+    return rows
+
+
+
+def metrics_frame(results: list[SeedResult]) -> pd.DataFrame:
+    return pd.DataFrame([row for r in results for row in r.metrics])
+
+
+def summary(results: list[SeedResult], metric: str = "auroc") -> pd.DataFrame:
+    """detector × split: mean over seeds of ``metric``."""
+    return metrics_frame(results).pivot_table(index="detector", columns="split", values=metric, aggfunc="mean")
+
+
+def mean_sd(values: np.ndarray) -> str:
+    sd = np.std(values, ddof=1) if len(values) > 1 else 0.0
+    return f"{100 * np.mean(values):.1f} ± {100 * sd:.1f}"

@@ -1,0 +1,182 @@
+"""The generalized-OOD chapter's miniature: a classifier trained on seven Fashion-MNIST garments, sixteen post-hoc
+detectors scored on held-out garments (near-OOD), other image sources (far-OOD) and corrupted garments (covariate
+shift), and a toy vision-language tower for MCM / GL-MCM on real sentence-encoder embeddings.
+
+Detector hyperparameters are the methods' published defaults, fixed before any OOD data is seen (no tuning on the
+test OOD sets; TempScale's temperature is fitted on held-out ID validation images, as OpenOOD does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from replbook import ood
+from replbook.cache import architecture_key, cache_key, is_cached, load_state, model_path, save_state, tensor_hash
+from replbook.data.images import FASHION_MNIST_CLASSES, load_fashion_mnist
+from replbook.data.ood_images import corrupt, far_ood
+from replbook.experiments.oodv2.common import SeedResult, metric_rows, model_outputs, score_all
+from replbook.models import SmallCNN
+from replbook.models.toy_clip import ToyImageTower, contrastive_logits
+from replbook.profiles import ParameterError
+from replbook.progress import progress
+
+CORRUPTION_SEVERITY = {"gaussian_noise": 0.2, "blur": 1.0, "low_contrast": 0.6}
+
+
+def check_classes(p: dict[str, Any]) -> None:
+    overlap = set(p["id_classes"]) & set(p["near_classes"])
+    if overlap:
+        raise ParameterError(f"parameters 'id_classes' and 'near_classes' share {sorted(overlap)}; a class is either "
+                             f"in-distribution or near-OOD.")
+    if len(set(p["id_classes"])) < 2:
+        raise ParameterError("parameter 'id_classes' needs at least two distinct classes.")
+    if p["vim_dim"] >= p["hidden"]:
+        raise ParameterError(f"parameter 'vim_dim' ({p['vim_dim']}) must be below 'hidden' ({p['hidden']}).")
+
+
+def split_name(group: str, name: str) -> str:
+    return f"{group}: {name}"
+
+
+def build_sets(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> dict[str, Any]:
+    """ID train / validation / test, the near-OOD set, the far-OOD sets and the covariate-shifted ID test sets."""
+    gen = torch.Generator().manual_seed(seed)
+    id_map = torch.full((10,), -1, dtype=torch.long)
+    id_map[torch.tensor(p["id_classes"])] = torch.arange(len(p["id_classes"]))
+    is_id = id_map[data["y"]] >= 0
+    idx = torch.nonzero(is_id).flatten()
+    idx = idx[torch.randperm(len(idx), generator=gen)]
+    if len(idx) < p["n_train"] + p["n_val"]:
+        raise ParameterError(f"parameters 'n_train' + 'n_val' ({p['n_train'] + p['n_val']}) exceed the {len(idx)} "
+                             f"ID training images.")
+    train, val = idx[: p["n_train"]], idx[p["n_train"] : p["n_train"] + p["n_val"]]
+    test_id = torch.nonzero(id_map[data["yt"]] >= 0).flatten()
+    test_id = test_id[torch.randperm(len(test_id), generator=gen)[: p["n_test"]]]
+    near = torch.nonzero(torch.isin(data["yt"], torch.tensor(p["near_classes"]))).flatten()
+    near = near[torch.randperm(len(near), generator=gen)[: p["n_ood"]]]
+    x_test = data["xt"][test_id]
+    ood_sets = {split_name("near", "held-out garments"): data["xt"][near]}
+    for k, source in enumerate(p["far_sources"]):
+        ood_sets[split_name("far", source)] = far_ood(source, p["n_ood"], seed * 100 + k)
+    covariate = {split_name("covariate", kind): corrupt(x_test, kind, CORRUPTION_SEVERITY[kind], seed)
+                 for kind in p["corruptions"]}
+    return {"x_train": data["x"][train], "y_train": id_map[data["y"][train]], "x_val": data["x"][val],
+            "y_val": id_map[data["y"][val]], "x_test": x_test, "y_test": id_map[data["yt"][test_id]],
+            "ood": ood_sets, "covariate": covariate}
+
+
+def _train(model: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, p: dict[str, Any], seed: int,
+           desc: str) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=p["lr"])
+    model.train()
+    for _ in progress(range(p["epochs"]), desc=desc, leave=False):
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), p["batch_size"]):
+            b = order[i : i + p["batch_size"]]
+            loss = loss_fn(model(x[b]), y[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    model.eval()
+
+
+def train_classifier(p: dict[str, Any], sets: dict[str, Any], seed: int) -> SmallCNN:
+    """The ID classifier (cached by content hash: data, seed and training parameters)."""
+    torch.manual_seed(seed)
+    model = SmallCNN(hidden=p["hidden"], num_classes=len(p["id_classes"]))
+    key = cache_key(kind="oodv2-classifier", data=tensor_hash(sets["x_train"]), labels=tensor_hash(sets["y_train"]),
+                    seed=seed, arch=architecture_key(model),
+                    **{k: p[k] for k in ("epochs", "lr", "batch_size", "hidden")}, v=1)
+    path = model_path("oodv2-classifier", key)
+    if is_cached(path):
+        load_state(model, path)
+        return model.eval()
+    _train(model, F.cross_entropy, sets["x_train"], sets["y_train"], p, seed, f"seed {seed} classifier")
+    save_state(model, path)
+    return model
+
+
+
+def text_embeddings(class_names: list[str]) -> torch.Tensor:
+    """Unit-norm MiniLM embeddings of "a photo of a {name}." per class (cached in memory per process)."""
+    from replbook.data.text_encoder import encode_sentences
+
+    key = tuple(class_names)
+    if key not in _TEXT_CACHE:
+        _TEXT_CACHE[key] = encode_sentences([f"a photo of a {n.lower()}." for n in class_names])
+    return _TEXT_CACHE[key]
+
+
+_TEXT_CACHE: dict[tuple[str, ...], torch.Tensor] = {}
+
+
+def train_vlm(p: dict[str, Any], sets: dict[str, Any], text: torch.Tensor, seed: int) -> ToyImageTower:
+    """The toy image tower, trained so that images match their class prompt's embedding (text frozen)."""
+    torch.manual_seed(seed)
+    tower = ToyImageTower(embed_dim=text.shape[1])
+    key = cache_key(kind="oodv2-vlm", data=tensor_hash(sets["x_train"]), labels=tensor_hash(sets["y_train"]),
+                    text=tensor_hash(text), seed=seed, arch=architecture_key(tower),
+                    **{k: p[k] for k in ("epochs", "lr", "batch_size", "mcm_temperature")}, v=1)
+    path = model_path("oodv2-vlm", key)
+    if is_cached(path):
+        load_state(tower, path)
+        return tower.eval()
+
+    def loss_fn(emb, y):
+        return F.cross_entropy(contrastive_logits(emb, text, p["mcm_temperature"]), y)
+
+    _train(tower, loss_fn, sets["x_train"], sets["y_train"], p, seed, f"seed {seed} toy VLM")
+    save_state(tower, path)
+    return tower
+
+
+@torch.no_grad()
+def vlm_scores(tower: ToyImageTower, text: torch.Tensor, x_by_split: dict[str, torch.Tensor], tau: float,
+               ) -> dict[str, dict[str, torch.Tensor]]:
+    """MCM and GL-MCM outlier scores per split, with the ID class prompts only (zero-shot)."""
+    scores: dict[str, dict[str, torch.Tensor]] = {"MCM (toy VLM)": {}, "GL-MCM (toy VLM)": {}}
+    for split, x in x_by_split.items():
+        g, loc = tower.global_and_local(x)
+        scores["MCM (toy VLM)"][split] = ood.mcm(g, text, tau)
+        scores["GL-MCM (toy VLM)"][split] = ood.glmcm(g, loc, text, tau)
+    return scores
+
+
+def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> SeedResult:
+    check_classes(p)
+    torch.set_num_threads(p["threads"])
+    sets = build_sets(p, data, seed)
+    model = train_classifier(p, sets, seed)
+    result = SeedResult(seed)
+    fit_feats, _ = model_outputs(model, sets["x_train"])
+    _, val_logits = model_outputs(model, sets["x_val"])
+    result.temperature = ood.fit_temperature(val_logits, sets["y_val"])
+    x_by_split = {"ID": sets["x_test"], **sets["ood"], **sets["covariate"]}
+    outputs = {name: model_outputs(model, x) for name, x in x_by_split.items()}
+    scores = score_all(model, p, fit_feats, sets["y_train"], result.temperature, x_by_split, outputs)
+    splits = [s for s in x_by_split if s != "ID"]
+    result.metrics = metric_rows(scores, splits, seed)
+    result.accuracy = {"clean" if split == "ID" else split: float((outputs[split][1].argmax(1) == sets["y_test"])
+                                                                   .float().mean())
+                       for split in ("ID", *sets["covariate"])}
+    if p["vlm"]:
+        names = [FASHION_MNIST_CLASSES[c] for c in p["id_classes"]]
+        text = text_embeddings(names)
+        tower = train_vlm(p, sets, text, seed)
+        vscores = vlm_scores(tower, text, x_by_split, p["mcm_temperature"])
+        result.metrics += metric_rows(vscores, splits, seed)
+        with torch.no_grad():
+            zero_shot = contrastive_logits(tower(sets["x_test"]), text, 1.0).argmax(1)
+        result.accuracy["toy VLM (zero-shot prompts)"] = float((zero_shot == sets["y_test"]).float().mean())
+    return result
+
+
+def run_miniature(p: dict[str, Any]) -> list[SeedResult]:
+    check_classes(p)
+    (x, y), (xt, yt) = load_fashion_mnist("train"), load_fashion_mnist("test")
+    data = {"x": x, "y": y, "xt": xt, "yt": yt}
+    return [run_seed(p, data, seed) for seed in progress(range(p["seeds"]), desc="seeds")]
