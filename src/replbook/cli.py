@@ -79,11 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from replbook.assets import AssetError
-    from replbook.build import ChapterFailed
+    from replbook.build import ChapterFailed, ChapterInterrupted
     from replbook.profiles import ParameterError
 
     try:
         return args.func(args)
+    except ChapterInterrupted as err:
+        print(f"replbook: interrupted: {err}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("replbook: interrupted.", file=sys.stderr)
+        return 130
     except (ParameterError, AssetError, ChapterFailed, KeyError) as err:
         message = err.args[0] if isinstance(err, KeyError) else str(err)
         print(f"replbook: error: {message}", file=sys.stderr)
