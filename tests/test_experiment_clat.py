@@ -7,7 +7,7 @@ import torch
 from conftest import write_fake_cifar
 
 from replbook.experiments import clat as experiment
-from replbook.experiments.clat import common, paper
+from replbook.experiments.clat import common
 from replbook.profiles import ParameterError, resolve
 
 TINY = {"seeds": 1, "n_train": 32, "n_test": 32, "n_curve": 32, "stage1_epochs": 2, "stage2_epochs": 2,
@@ -64,7 +64,12 @@ def test_mismatched_architecture_device_and_arms_are_refused():
         common.check_arms(["CLAT", "TRADES"])
     if not torch.cuda.is_available():
         with pytest.raises(ParameterError, match="device"):
-            paper.resolve_device("cuda")
+            resolve(experiment.PARAMS, "smoke", {"device": "cuda"}, check_assets=False)
+    # the checks across parameters run in resolve, before any work
+    with pytest.raises(ParameterError, match="arms"):
+        resolve(experiment.PARAMS, "smoke", {"arms": ["CLAT"]}, check_assets=False)
+    with pytest.raises(ParameterError, match="small-cnn takes 1×28×28"):
+        resolve(experiment.PARAMS, "paper", {"arch": "small-cnn"}, check_assets=False)
 
 
 def test_paired_difference_and_best_minus_last():

@@ -62,12 +62,12 @@ def test_one_seed_scores_every_detector_on_every_split(tmp_cache):
     assert len(list((tmp_cache / "models").glob("oodv2-*.safetensors"))) == 2
 
 
-def test_parameter_conflicts_are_named():
-    p = resolve(experiment.PARAMS, "smoke", {"near_classes": [4, 0]}, check_assets=False)
+def test_parameter_conflicts_are_named_before_any_work():
     with pytest.raises(ParameterError, match="share \\[0\\]"):
-        miniature.check_classes(p)
+        resolve(experiment.PARAMS, "smoke", {"near_classes": [4, 0]}, check_assets=False)
     with pytest.raises(ParameterError, match="vim_dim"):
-        miniature.check_classes(resolve(experiment.PARAMS, "smoke", {"vim_dim": 64}, check_assets=False))
+        resolve(experiment.PARAMS, "smoke", {"vim_dim": 64}, check_assets=False)
+    assert resolve(experiment.PARAMS, "paper", {"vim_dim": 64}, check_assets=False)  # OpenOOD's 512-d features
 
 
 def test_taxonomy_loads_renders_and_rejects_an_unknown_status(tmp_path):

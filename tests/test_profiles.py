@@ -55,3 +55,28 @@ def test_missing_asset_stops_resolution():
 
 def test_minkpp_declares_every_profile():
     assert set(PARAMS.defaults) == {"smoke", "cpu", "paper"}
+
+
+def test_profiles_state_only_their_changes_from_smoke():
+    diff = ChapterParams("demo", SPEC.params, {"smoke": dict(epochs=1, rate=0.5, ks=[0.2], mode="a"),
+                                               "cpu": dict(epochs=5)})
+    assert diff.defaults["cpu"] == {"epochs": 5, "rate": 0.5, "ks": [0.2], "mode": "a"}
+    assert diff.changes("cpu") == {"epochs": 5}
+    with pytest.raises(ValueError, match="unknown parameters"):
+        ChapterParams("demo", SPEC.params, {"smoke": diff.defaults["smoke"], "cpu": dict(epoch=5)})
+
+
+def test_a_validator_and_asset_function_run_before_any_work():
+    def validate(p):
+        if p["mode"] == "b" and p["epochs"] < 3:
+            raise ParameterError("parameters 'mode' and 'epochs': mode b needs at least 3 epochs.")
+
+    spec = ChapterParams("demo", SPEC.params, SPEC.defaults, validate=validate,
+                         assets={"cpu": lambda p: [f"no-such-asset-{p['mode']}"]})
+    with pytest.raises(ParameterError, match="mode b needs at least 3 epochs"):
+        resolve(spec, "cpu", {"epochs": 2})
+    assert spec.assets_for(resolve(spec, "cpu", check_assets=False)) == ["no-such-asset-b"]
+    from replbook.assets import AssetUnavailable
+
+    with pytest.raises(AssetUnavailable, match="no-such-asset-b"):
+        resolve(spec, "cpu")

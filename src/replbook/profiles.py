@@ -8,9 +8,11 @@ two and checks every value, raising :class:`ParameterError` with one sentence na
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from replbook.assets import resolve as resolve_asset
 
 PROFILES = ("smoke", "cpu", "paper")
 
@@ -62,22 +64,43 @@ class Param:
 
 @dataclass(frozen=True)
 class ChapterParams:
-    """A chapter's parameters and their value in each profile; ``assets`` names the manifests each profile needs."""
+    """A chapter's parameters and their value in each profile.
+
+    ``defaults["smoke"]`` sets every parameter; every other profile states only what it changes from smoke (its
+    full set is merged here, and :meth:`changes` gives the diff back). ``assets`` names, per profile, the manifests
+    the run loads: a list, or a function of the resolved parameters that returns one (e.g. the data set a
+    parameter picks). ``validate`` checks what involves several parameters; :func:`resolve` calls it before any
+    work and it raises :class:`ParameterError`.
+    """
 
     slug: str
     params: tuple[Param, ...]
     defaults: Mapping[str, Mapping[str, Any]]
-    assets: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    assets: Mapping[str, Sequence[str] | Callable[[dict[str, Any]], Sequence[str]]] = field(default_factory=dict)
+    validate: Callable[[dict[str, Any]], None] | None = None
 
     def __post_init__(self) -> None:
         names = {p.name for p in self.params}
+        if "smoke" not in self.defaults:
+            raise ValueError(f"{self.slug}: defaults need a 'smoke' profile that sets every parameter.")
+        if set(self.defaults["smoke"]) != names:
+            raise ValueError(f"{self.slug}/smoke: defaults must set exactly {sorted(names)}.")
+        merged = {}
         for profile, values in self.defaults.items():
             if profile not in PROFILES:
                 raise ValueError(f"{self.slug}: unknown profile {profile!r} in defaults.")
-            if set(values) != names:
-                raise ValueError(f"{self.slug}/{profile}: defaults must set exactly {sorted(names)}.")
+            unknown = set(values) - names
+            if unknown:
+                raise ValueError(f"{self.slug}/{profile}: unknown parameters {sorted(unknown)}.")
+            merged[profile] = {**self.defaults["smoke"], **values}
             for p in self.params:
-                p.check(values[p.name])
+                p.check(merged[profile][p.name])
+        object.__setattr__(self, "_changes", {k: dict(v) for k, v in self.defaults.items()})
+        object.__setattr__(self, "defaults", merged)
+
+    def changes(self, profile: str) -> dict[str, Any]:
+        """What ``profile`` changes from the smoke values (smoke itself: every value)."""
+        return dict(self._changes[profile])
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -87,10 +110,16 @@ class ChapterParams:
             f"{self.slug} has no parameter {name!r}; its parameters are {', '.join(p.name for p in self.params)}."
         )
 
+    def assets_for(self, values: dict[str, Any]) -> list[str]:
+        """The manifests a run with these resolved ``values`` loads."""
+        listed = self.assets.get(values["profile"], ())
+        return list(listed(values) if callable(listed) else listed)
+
 
 def resolve(spec: ChapterParams, profile: str, overrides: Mapping[str, Any] | None = None,
             check_assets: bool = True) -> dict[str, Any]:
-    """The full parameter set of ``profile`` with non-``None`` overrides applied, every value validated.
+    """The full parameter set of ``profile`` with non-``None`` overrides applied, every value validated, then the
+    chapter's checks across parameters.
 
     Also resolves the assets the profile needs (checksums included), so a missing or altered asset stops the run
     here, before any work.
@@ -99,14 +128,14 @@ def resolve(spec: ChapterParams, profile: str, overrides: Mapping[str, Any] | No
         raise ParameterError(
             f"unknown profile {profile!r} for {spec.slug}; choose one of {', '.join(spec.defaults)}."
         )
-    values = dict(spec.defaults[profile])
+    values = {"profile": profile, **spec.defaults[profile]}
     for name, value in (overrides or {}).items():
         if value is None:
             continue
         values[name] = spec.param(name).check(value)
+    if spec.validate is not None:
+        spec.validate(values)
     if check_assets:
-        from replbook.assets import resolve as resolve_asset
-
-        for asset in spec.assets.get(profile, ()):
+        for asset in spec.assets_for(values):
             resolve_asset(asset)
-    return {"profile": profile, **values}
+    return values

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from replbook import attacks
-from replbook.experiments.clat.common import ARCHS, ARM_SPECS, SeedResult
+from replbook.experiments.clat.common import ARCHS, ARM_SPECS, SeedResult, validate
 from replbook.experiments.clat.miniature import run_miniature
 from replbook.experiments.clat.paper import run_paper
 from replbook.profiles import ChapterParams, Param
@@ -61,22 +61,20 @@ PARAMS = ChapterParams(
                       stage2_epochs=2, lr1=0.05, lr2=0.01, k=2, beta=0.1, trades_beta=6.0, reselect_every=1,
                       candidates="conv", augment=False, batch_size=32, eval_batch_size=1000, device="cpu",
                       threads=2),
-        "cpu": dict(dataset="fashion-mnist", arch="small-cnn", arms=list(ARM_SPECS), seeds=5, n_train=128,
-                    n_test=500, n_curve=150, eps=0.1, alpha=0.025, train_steps=3, eval_steps=20, curve_steps=3,
-                    strong_eval="apgd", n_strong=200, strong_steps=50, stage1_epochs=40, eps_warmup=5,
-                    stage2_epochs=12, lr1=0.05, lr2=0.01, k=2, beta=0.1, trades_beta=6.0, reselect_every=4,
-                    candidates="conv", augment=False, batch_size=32, eval_batch_size=1000, device="cpu",
-                    threads=2),
+        "cpu": dict(seeds=5, n_train=128, n_test=500, n_curve=150, train_steps=3, eval_steps=20, curve_steps=3,
+                    n_strong=200, strong_steps=50, stage1_epochs=40, eps_warmup=5, stage2_epochs=12,
+                    reselect_every=4),
         # The paper's regime [abs/recon]: CIFAR-10, WRN-34-10, eps 8/255, step 2/255, PGD-10 training; stage 1 at
         # 100 epochs, then CLAT fine-tuning with reselection every 10 epochs (check the split in the paper).
-        "paper": dict(dataset="cifar10", arch="wrn-34-10", arms=list(ARM_SPECS), seeds=5, n_train=50_000,
-                      n_test=10_000, n_curve=1000, eps=8 / 255, alpha=2 / 255, train_steps=10, eval_steps=20,
-                      curve_steps=10, strong_eval="autoattack", n_strong=1000, strong_steps=100,
-                      stage1_epochs=100, eps_warmup=0, stage2_epochs=20, lr1=0.1, lr2=0.01, k=5, beta=0.1,
-                      trades_beta=6.0, reselect_every=10, candidates="conv", augment=True, batch_size=128,
+        "paper": dict(dataset="cifar10", arch="wrn-34-10", seeds=5, n_train=50_000, n_test=10_000, n_curve=1000,
+                      eps=8 / 255, alpha=2 / 255, train_steps=10, eval_steps=20, curve_steps=10,
+                      strong_eval="autoattack", n_strong=1000, strong_steps=100, stage1_epochs=100, eps_warmup=0,
+                      stage2_epochs=20, lr1=0.1, k=5, reselect_every=10, augment=True, batch_size=128,
                       eval_batch_size=500, device="auto", threads=16),
     },
-    assets={"smoke": ["fashion-mnist"], "cpu": ["fashion-mnist"], "paper": ["cifar10"]},
+    # the data set's manifest (fashion-mnist, cifar10 or cifar100) is named by the parameter
+    assets={profile: lambda p: [p["dataset"]] for profile in ("smoke", "cpu", "paper")},
+    validate=validate,
 )
 
 

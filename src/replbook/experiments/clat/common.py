@@ -33,16 +33,20 @@ IMAGE_SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100"
 ARCHS = ("small-cnn", "preact-resnet18", "wrn-34-10", "wrn-70-16", "wrn-10-1")
 
 
+def check_architecture(arch: str, image_shape: tuple[int, ...]) -> None:
+    """``arch`` must take images of ``image_shape`` ([C, H, W])."""
+    wanted = (1, 28, 28) if arch == "small-cnn" else (3, 32, 32)
+    if tuple(image_shape) != wanted:
+        fix = "use a residual network for CIFAR" if arch == "small-cnn" else "use small-cnn for Fashion-MNIST"
+        raise ParameterError(f"parameter 'arch': {arch} takes {'×'.join(map(str, wanted))} images, the data set has "
+                             f"{tuple(image_shape)}; {fix}.")
+
+
 def build_model(arch: str, image_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
     """The network named by ``arch``, checked against the images it will see ([C, H, W])."""
+    check_architecture(arch, image_shape)
     if arch == "small-cnn":
-        if tuple(image_shape) != (1, 28, 28):
-            raise ParameterError(f"parameter 'arch': small-cnn takes 1×28×28 images, the data set has "
-                                 f"{tuple(image_shape)}; use a residual network for CIFAR.")
         return SmallCNN(num_classes=num_classes)
-    if tuple(image_shape) != (3, 32, 32):
-        raise ParameterError(f"parameter 'arch': {arch} takes 3×32×32 images, the data set has "
-                             f"{tuple(image_shape)}; use small-cnn for Fashion-MNIST.")
     if arch == "preact-resnet18":
         return PreActResNet18(num_classes)
     depth, widen = (int(v) for v in arch.removeprefix("wrn-").split("-"))
@@ -53,6 +57,14 @@ def check_arms(arms: list[str]) -> None:
     missing = [a for a in (BASELINE, CLAT) if a not in arms]
     if missing:
         raise ParameterError(f"parameter 'arms' must include {missing}: the claims compare CLAT with continued AT.")
+
+
+def validate(p: dict[str, Any]) -> None:
+    """The checks across parameters, before any work: the arms the claims need, and a network for the data."""
+    check_arms(p["arms"])
+    check_architecture(p["arch"], IMAGE_SHAPES[p["dataset"]])
+    if p["device"] == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'.")
 
 
 STRONG_MODELS = ("stage 1", BASELINE, CLAT)  # the strong evaluation is costly: the models the claims compare
@@ -105,7 +117,6 @@ def _final(model, data: dict[str, torch.Tensor], p: dict[str, Any], seed: int, n
 
 def run_seed(p: dict[str, Any], data: dict[str, Any], seed: int, device: torch.device) -> SeedResult:
     """Stage 1 (cached by content hash) and every stage-2 arm in ``p["arms"]`` for one seed."""
-    check_arms(p["arms"])
     torch.set_num_threads(p["threads"])
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data["x"]), generator=gen)[: p["n_train"]]
@@ -171,7 +182,6 @@ def run_seed(p: dict[str, Any], data: dict[str, Any], seed: int, device: torch.d
 
 def run_seeds(p: dict[str, Any], data: dict[str, Any], device: torch.device) -> list[SeedResult]:
     """Every seed of the protocol on ``data`` (x, y, xt, yt, num_classes), with a progress bar over seeds."""
-    check_arms(p["arms"])
     return [run_seed(p, data, seed, device) for seed in progress(range(p["seeds"]), desc="seeds")]
 
 

@@ -47,17 +47,20 @@ PARAMS = ChapterParams(
                       ref_epochs=1, batch_size=32, lr=3e-3, ks=[0.1, 0.2, 0.5, 1.0], fixed_k=0.2, val_fraction=0.3,
                       n_boot=50, threads=2, target_model="-", reference_model="-", dataset="-"),
         "cpu": dict(seeds=3, max_chunks=100_000, chunk_len=64, vocab_size=2048, d_model=96, n_layers=2, epochs=10,
-                    ref_epochs=1, batch_size=32, lr=3e-3, ks=K_SWEEP, fixed_k=0.2, val_fraction=0.3,
-                    n_boot=1000, threads=2, target_model="-", reference_model="-", dataset="-"),
-        "paper": dict(seeds=1, max_chunks=100_000, chunk_len=128, vocab_size=50_000, d_model=8, n_layers=1,
-                      epochs=1, ref_epochs=1, batch_size=8, lr=1e-3, ks=K_SWEEP, fixed_k=0.2, val_fraction=0.3,
+                    ks=K_SWEEP, n_boot=1000),
+        # scoring only (no training): the miniature's model sizes are unused
+        "paper": dict(seeds=1, max_chunks=100_000, chunk_len=128, vocab_size=50_000, batch_size=8, ks=K_SWEEP,
                       n_boot=1000, threads=8, target_model="EleutherAI/pythia-2.8b",
                       reference_model="EleutherAI/pythia-70m", dataset="WikiMIA_length32"),
     },
     assets={
         "smoke": ["pydoc-topics", "stdlib-docstrings"],
         "cpu": ["pydoc-topics", "stdlib-docstrings"],
-        "paper": ["wikimia", "pythia-2.8b", "pythia-70m"],
+        # the hub manifests pin the paper's models; a local folder or .jsonl given instead needs none
+        "paper": lambda p: ((["wikimia"] if not p["dataset"].endswith(".jsonl") else [])
+                            + [name for model, name in ((p["target_model"], "pythia-2.8b"),
+                                                        (p["reference_model"], "pythia-70m"))
+                               if model == f"EleutherAI/{name}"]),
     },
 )
 

@@ -11,11 +11,21 @@ from typing import Any
 
 from replbook.data.ood_images import CORRUPTIONS, FAR_SOURCES
 from replbook.experiments.oodv2.common import DETECTORS, SeedResult
-from replbook.experiments.oodv2.miniature import run_miniature
+from replbook.experiments.oodv2.miniature import check_classes, run_miniature
 from replbook.experiments.oodv2.paper import run_paper
 from replbook.profiles import ChapterParams, Param
 
 CLIP = "openai/clip-vit-base-patch16"
+
+
+def miniature_assets(p: dict[str, Any]) -> list[str]:
+    return ["fashion-mnist"] + (["all-minilm-l6-v2"] if p["vlm"] else [])
+
+
+def validate(p: dict[str, Any]) -> None:
+    """The miniature's class split and subspace; the paper profile reads its classes from OpenOOD."""
+    if p["profile"] != "paper":
+        check_classes(p)
 
 PARAMS = ChapterParams(
     slug="oodv2",
@@ -56,24 +66,17 @@ PARAMS = ChapterParams(
                       react_percentile=90.0, ash_percentile=90.0, scale_percentile=85.0, dice_percentile=70.0,
                       odin_temperature=1000.0, odin_epsilon=0.0014, vlm=True, mcm_temperature=0.05, benchmark="cifar10",
                       clip_model=CLIP, clip_temperature=1.0, threads=2),
-        "cpu": dict(seeds=3, id_classes=[0, 1, 2, 3, 5, 7, 8], near_classes=[4, 6, 9], far_sources=list(FAR_SOURCES),
-                    corruptions=list(CORRUPTIONS), detectors=list(DETECTORS), n_train=10_000, n_val=1000,
-                    n_test=3000, n_ood=2000, epochs=3, lr=1e-3, batch_size=128, hidden=128, knn_k=50, vim_dim=32,
-                    react_percentile=90.0, ash_percentile=90.0, scale_percentile=85.0, dice_percentile=70.0,
-                    odin_temperature=1000.0, odin_epsilon=0.0014, vlm=True, mcm_temperature=0.05, benchmark="cifar10",
-                    clip_model=CLIP, clip_temperature=1.0, threads=2),
+        "cpu": dict(seeds=3, n_train=10_000, n_val=1000, n_test=3000, n_ood=2000, epochs=3, batch_size=128,
+                    hidden=128, knn_k=50, vim_dim=32),
         # The paper profile runs run_paper: OpenOOD v1.5's three ResNet-18 checkpoints (seeds = s0..s2) on its CIFAR
         # benchmark, and CLIP's MCM / GL-MCM; n_train caps the training images the feature detectors are fitted on.
-        "paper": dict(seeds=3, id_classes=[0, 1, 2, 3, 5, 7, 8], near_classes=[4, 6, 9],
-                      far_sources=list(FAR_SOURCES), corruptions=list(CORRUPTIONS), detectors=list(DETECTORS),
-                      n_train=40_000, n_val=2000, n_test=7000, n_ood=3000, epochs=10, lr=1e-3, batch_size=128,
-                      hidden=128, knn_k=50, vim_dim=32, react_percentile=90.0, ash_percentile=90.0,
-                      scale_percentile=85.0, dice_percentile=70.0, odin_temperature=1000.0, odin_epsilon=0.0014,
-                      vlm=True, mcm_temperature=0.05, benchmark="cifar10", clip_model=CLIP, clip_temperature=1.0,
-                      threads=16),
+        "paper": dict(seeds=3, n_train=40_000, n_val=2000, knn_k=50, vim_dim=32, threads=16),
     },
-    assets={"smoke": ["fashion-mnist", "all-minilm-l6-v2"], "cpu": ["fashion-mnist", "all-minilm-l6-v2"],
-            "paper": ["openood-v15", "clip-vit-base-patch16"]},
+    assets={"smoke": miniature_assets, "cpu": miniature_assets,
+            # the hub manifest pins CLIP; a local folder given as `clip_model` needs none
+            "paper": lambda p: ["openood-v15"] + (["clip-vit-base-patch16"] if p["vlm"] and p["clip_model"] == CLIP
+                                                  else [])},
+    validate=validate,
 )
 
 

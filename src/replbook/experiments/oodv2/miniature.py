@@ -147,7 +147,6 @@ def vlm_scores(tower: ToyImageTower, text: torch.Tensor, x_by_split: dict[str, t
 
 
 def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> SeedResult:
-    check_classes(p)
     torch.set_num_threads(p["threads"])
     sets = build_sets(p, data, seed)
     model = train_classifier(p, sets, seed)
@@ -176,7 +175,6 @@ def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> See
 
 
 def run_miniature(p: dict[str, Any]) -> list[SeedResult]:
-    check_classes(p)
     (x, y), (xt, yt) = load_fashion_mnist("train"), load_fashion_mnist("test")
     data = {"x": x, "y": y, "xt": xt, "yt": yt}
     return [run_seed(p, data, seed) for seed in progress(range(p["seeds"]), desc="seeds")]
