@@ -9,6 +9,7 @@ from conftest import write_fake_cifar
 from replbook.experiments import clat as experiment
 from replbook.experiments.clat import common
 from replbook.profiles import ParameterError, resolve
+from replbook.stats import paired_t_interval
 
 TINY = {"seeds": 1, "n_train": 32, "n_test": 32, "n_curve": 32, "stage1_epochs": 2, "stage2_epochs": 2,
         "eval_steps": 2, "reselect_every": 1}
@@ -73,6 +74,6 @@ def test_mismatched_architecture_device_and_arms_are_refused():
 
 
 def test_paired_difference_and_best_minus_last():
-    d = common.paired_difference([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
+    d = paired_t_interval([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
     assert d["mean"] == pytest.approx(0.1) and d["lo"] == pytest.approx(0.1) and d["hi"] == pytest.approx(0.1)
     assert common.best_minus_last([{"robust": 0.3}, {"robust": 0.5}, {"robust": 0.4}]) == pytest.approx(0.1)

@@ -95,13 +95,13 @@ def synthetic_results(near_minus_far: float):
 
 
 def test_verdict_rules_on_hand_made_results():
-    claims = {c.claim.split(":")[0]: c for c in report.make_claims(synthetic_results(-0.05), {"profile": "cpu"})}
+    claims = {c.id: c for c in report.make_claims(synthetic_results(-0.05), {"profile": "cpu"})}
     assert claims["C1"].verdict == "reproduced"
     assert claims["C2"].verdict == "reproduced"
     assert claims["C3"].verdict == "reproduced"  # near < far for all six
     ranks = report.ranking_comparison(synthetic_results(-0.05))
     assert set(ranks["OpenOOD benchmark"]) == {"cifar10", "cifar100"} and (ranks["detectors"] == 6).all()
-    harder_near = {c.claim.split(":")[0]: c for c in report.make_claims(synthetic_results(+0.05), {"profile": "x"})}
+    harder_near = {c.id: c for c in report.make_claims(synthetic_results(+0.05), {"profile": "x"})}
     assert harder_near["C3"].verdict == "reproduced"  # KNN alone is easier near: 5 of 6 ≥ 75%
 
 

@@ -62,7 +62,7 @@ def synthetic(full: float, original: float, rap: float, single: float, n: int = 
 
 def test_verdict_rules_on_hand_made_results():
     p = {"profile": "cpu", "prune_rates": [0.2, 0.8]}
-    claims = {c.claim[:2]: c.verdict for c in report.make_claims(synthetic(0.9, 0.5, 0.3, 0.6), p)}
+    claims = {c.id: c.verdict for c in report.make_claims(synthetic(0.9, 0.5, 0.3, 0.6), p)}
     assert claims == {"C1": "reproduced", "C2": "reproduced", "C3": "reproduced", "C4": "reproduced"}
-    claims = {c.claim[:2]: c.verdict for c in report.make_claims(synthetic(0.5, 0.5, 0.5, 0.5), p)}
+    claims = {c.id: c.verdict for c in report.make_claims(synthetic(0.5, 0.5, 0.5, 0.5), p)}
     assert claims["C1"] == "not reproduced" and claims["C4"] == "not reproduced"

@@ -52,7 +52,7 @@ def test_measurement_plumbing_and_claims_on_tiny_sizes():
     points = hwsw.roofline_points(params["hardware"], 512, 4096, [1])
     quant = hwsw.quantisation_table(cm.LLAMA2_7B, "h100-sxm", 4096)
     claims = report.make_claims(points, quant, hwsw.flash_table([4096]), measured, None, params)
-    assert [c.claim.split(":")[0] for c in claims] == ["C1", "C2", "C3", "C4"]
+    assert [c.id for c in claims] == ["C1", "C2", "C3", "C4"]
     assert claims[1].verdict == "reproduced" and "25,705" in claims[1].ours
 
 

@@ -1,17 +1,28 @@
-"""The chapter record: the "paper vs ours" claims table and ``results/<slug>/<profile>.json``.
+"""The chapter record: verdicts, the "paper vs ours" claims table, the parameters and run-record panels, and
+``results/<slug>/<profile>.json``.
 
-Verdicts come from rules a notebook writes down before its numbers; this module only carries them, checks that each
-verdict is one of :data:`VERDICTS`, and formats the table every chapter ends with.
+A verdict comes from a rule the notebook writes down before its numbers. The rules share the helpers here, so that
+every chapter uses the same vocabulary (:data:`VERDICTS`) the same way:
+
+- *reproduced*: our interval excludes no effect, in the paper's direction, and reaches the paper's effect;
+- *partly*: it excludes no effect in the paper's direction but stays below the paper's size (or the claim holds for
+  some of the things it names but not all); never with a seed significantly against the claim;
+- *not reproduced*: the interval excludes the paper's effect (and does not show the claim);
+- *inconclusive*: the interval holds both no effect and the paper's effect (the reason says what scale would decide);
+- *not comparable*: no like-for-like number exists (a toy model, an untranscribed value);
+- *illustrated*: the claim follows from our own model or construction; shown, never counted as reproduced.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
 import platform
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -21,20 +32,29 @@ import pandas as pd
 
 from replbook.paths import project_root, results_dir
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not comparable")
+VERDICTS = ("reproduced", "partly", "not reproduced", "inconclusive", "not comparable", "illustrated")
+
+#: The book's verdict palette: the claims tables and the verdict dashboard use these colours.
+VERDICT_COLOURS = {"reproduced": "#b7e1c1", "partly": "#ffe08a", "not reproduced": "#f3a6ad",
+                   "inconclusive": "#c9d7f2", "not comparable": "#dcdde0", "illustrated": "#e3cdf0"}
 
 #: Packages whose versions every record carries.
-RECORDED_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "transformers", "pandas", "matplotlib", "replbook")
+RECORDED_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "transformers", "diffusers", "peft", "flwr",
+                     "pandas", "matplotlib", "replbook")
+#: The versions the run record at the end of each chapter shows.
+RUN_RECORD_PACKAGES = ("torch", "transformers", "diffusers", "peft", "flwr")
 
 
 @dataclass(frozen=True)
 class Claim:
     """One row of the "paper vs ours" table.
 
-    ``paper`` is the paper's value as text (``None`` prints "not transcribed"), ``source`` where it comes from
-    (table/figure and its transcription status), ``ours`` our measured value as text (with its interval or spread).
+    ``id`` names the claim within its chapter (``C1``, ``C2a``: unique, it anchors the row), ``paper`` is the paper's
+    value as text (``None`` prints "not transcribed"), ``source`` where it comes from (table/figure and its
+    transcription status), ``ours`` our measured value as text (with its interval or spread).
     """
 
+    id: str
     claim: str
     paper: str | None
     source: str
@@ -46,13 +66,123 @@ class Claim:
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}; got {self.verdict!r}.")
+        if not self.id or not self.id.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"claim id must be a short word such as 'C1'; got {self.id!r}.")
+
+    @property
+    def anchor(self) -> str:
+        """The HTML id of the claim's row on its chapter page."""
+        return f"claim-{self.id.lower()}"
+
+
+# ----------------------------------------------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rule's outcome: one of :data:`VERDICTS` and the sentence that says why."""
+
+    verdict: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}; got {self.verdict!r}.")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:+.3g}"
+
+
+def scale_to_decide(lo: float, hi: float, effect: float, null: float = 0.0) -> float:
+    """How many times the sample (items or seeds) would have to grow for an interval of this width to separate
+    ``null`` from ``effect``: the half-width must fall to half their distance, and it shrinks as 1/√n."""
+    half, gap = (hi - lo) / 2, abs(effect - null) / 2
+    return math.inf if gap == 0 else max(1.0, (half / gap) ** 2)
+
+
+def judge_effect(lo: float, hi: float, effect: float, null: float = 0.0, *,
+                 seeds: Sequence[tuple[float, float]] = (), what: str = "the difference") -> Verdict:
+    """The directional rule: a claim that the quantity moves from ``null`` towards ``effect`` (the paper's effect,
+    or the smallest effect its words imply), judged on our interval [lo, hi] for it.
+
+    reproduced: the interval excludes ``null`` on the paper's side and reaches ``effect``; partly: it excludes
+    ``null`` but stays short of ``effect``; not reproduced: it excludes ``effect`` without excluding ``null`` on the
+    paper's side; inconclusive: it holds both. ``seeds`` are per-seed intervals: a seed significantly against the
+    claim (its interval entirely on the wrong side of ``null``) turns reproduced and partly into inconclusive.
+    """
+    if not all(map(math.isfinite, (lo, hi, effect, null))):
+        return Verdict("inconclusive", f"no finite interval for {what}")
+    if lo > hi:
+        raise ValueError(f"interval bounds out of order: [{lo}, {hi}].")
+    if effect == null:
+        raise ValueError("the paper's effect must differ from no effect; use judge_noninferior for 'no worse'.")
+    sign = 1.0 if effect > null else -1.0
+    # in the claim's orientation: larger is more of the paper's effect
+    low, high = (lo, hi) if sign > 0 else (-hi, -lo)
+    eff, nul = sign * effect, sign * null
+    against = [s for s in seeds if (s[1] < null if sign > 0 else s[0] > null)]
+    interval = f"{what} [{_fmt(lo)}, {_fmt(hi)}]"
+    if low > nul:
+        if against:
+            return Verdict("inconclusive", f"{interval} excludes {_fmt(null)}, but {len(against)} of {len(seeds)} "
+                                           f"seeds are significantly against the claim")
+        if high >= eff:
+            return Verdict("reproduced", f"{interval} excludes {_fmt(null)} and reaches the paper's {_fmt(effect)}")
+        return Verdict("partly", f"{interval} excludes {_fmt(null)} but stays short of the paper's {_fmt(effect)}")
+    if high < eff:
+        return Verdict("not reproduced", f"{interval} excludes the paper's {_fmt(effect)}")
+    k = scale_to_decide(lo, hi, effect, null)
+    return Verdict("inconclusive", f"{interval} holds both {_fmt(null)} and the paper's {_fmt(effect)}; about "
+                                   f"{k:.0f}× the sample would decide it")
+
+
+def judge_noninferior(lo: float, hi: float, margin: float, *, higher_is_better: bool = True,
+                      what: str = "the difference") -> Verdict:
+    """A "no worse than" claim with margin δ = ``margin`` > 0 on the interval [lo, hi] of (ours − reference):
+    reproduced if the whole interval lies above −δ (below +δ when lower is better), not reproduced if it lies
+    entirely beyond −δ, inconclusive otherwise (an interval wider than the margin cannot show it)."""
+    if margin <= 0:
+        raise ValueError(f"the non-inferiority margin must be > 0; got {margin}.")
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return Verdict("inconclusive", f"no finite interval for {what}")
+    low, high = (lo, hi) if higher_is_better else (-hi, -lo)
+    interval = f"{what} [{_fmt(lo)}, {_fmt(hi)}]"
+    bound = f"{'−' if higher_is_better else '+'}{margin:g}"
+    if low > -margin:
+        return Verdict("reproduced", f"{interval} lies within the margin δ = {margin:g} (no worse than {bound})")
+    if high < -margin:
+        return Verdict("not reproduced", f"{interval} lies beyond the margin {bound}: worse than allowed")
+    return Verdict("inconclusive", f"{interval} crosses the margin {bound}; about "
+                                   f"{scale_to_decide(lo, hi, -margin if higher_is_better else margin, 0.0):.0f}× "
+                                   f"the sample would decide it")
+
+
+def judge_all(verdicts: Sequence[Verdict], what: Sequence[str]) -> Verdict:
+    """A claim that names several things (two detectors, two benchmarks), from the verdict on each: the common
+    verdict when they agree; partly when some hold (reproduced or partly) and others do not; when none holds, not
+    reproduced if any part is, else inconclusive. The reason lists every part."""
+    names = [v.verdict for v in verdicts]
+    parts = "; ".join(f"{w}: {v.verdict} ({v.reason})" for w, v in zip(what, verdicts, strict=True))
+    if len(set(names)) == 1:
+        return Verdict(names[0], parts)
+    held = sum(n in ("reproduced", "partly") for n in names)
+    if held == 0:
+        return Verdict("not reproduced" if "not reproduced" in names else "inconclusive", parts)
+    return Verdict("partly", parts)
+
+
+# ----------------------------------------------------------------------------------------------------- tables
 
 
 def claims_table(claims: list[Claim]) -> pd.DataFrame:
     """The "paper vs ours" table, one row per claim, with the columns of the chapter contract."""
+    ids = [c.id for c in claims]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"claim ids must be unique within a chapter; got {ids}.")
     rows = [
         {
-            "claim": c.claim,
+            "claim": f"{c.id}: {c.claim}",
             "paper": c.paper if c.paper is not None else "not transcribed",
             "source": c.source,
             "ours": c.ours,
@@ -65,12 +195,19 @@ def claims_table(claims: list[Claim]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["claim", "paper", "source", "ours", "profile", "verdict", "reason"])
 
 
-def style_claims(table: pd.DataFrame):
-    """The claims table as a styled HTML table (verdicts coloured), class ``claims-table`` for tests and CSS."""
-    colours = {"reproduced": "#d4edda", "partly": "#fff3cd", "not reproduced": "#f8d7da", "not comparable": "#e2e3e5"}
+def style_claims(table: pd.DataFrame, anchors: Sequence[str] | None = None):
+    """The claims table as a styled HTML table (verdicts coloured), class ``claims-table``; each claim cell carries
+    its anchor (``id``) so that the verdict dashboard can link to the row."""
+    anchors = list(anchors) if anchors is not None else [None] * len(table)
+    claim_html = {i: (f'<span id="{a}">{html.escape(str(v))}</span>' if a else html.escape(str(v)))
+                  for i, (v, a) in enumerate(zip(table["claim"], anchors, strict=True))}
+    shown = table.copy()
+    shown["claim"] = [claim_html[i] for i in range(len(table))]
+    for col in shown.columns.drop("claim"):
+        shown[col] = shown[col].map(lambda v: html.escape(str(v)))
     return (
-        table.style.hide(axis="index")
-        .map(lambda v: f"background-color: {colours.get(v, '')}", subset=["verdict"])
+        shown.style.hide(axis="index")
+        .map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}", subset=["verdict"])
         .set_table_attributes('class="claims-table"')
     )
 
@@ -80,13 +217,38 @@ def glue_claims(claims: list[Claim], key: str = "claims_table") -> pd.DataFrame:
     from myst_nb import glue
 
     table = claims_table(claims)
-    glue(key, style_claims(table), display=True)
+    glue(key, style_claims(table, [c.anchor for c in claims]), display=True)
     return table
+
+
+def claim_verdicts(claims: list[Claim]) -> dict[str, str]:
+    """id → verdict, for the prose."""
+    return {c.id: c.verdict for c in claims}
 
 
 def format_ci(value: float, lo: float, hi: float, digits: int = 3) -> str:
     """``0.812 [0.790, 0.834]``."""
     return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _details(summary: str, body: str) -> Any:
+    from IPython.display import HTML
+
+    return HTML(f'<details class="replbook-panel"><summary>{html.escape(summary)}</summary>{body}</details>')
+
+
+def parameters_panel(spec: Any, values: dict[str, Any]) -> Any:
+    """The values this run used, one collapsed table (name, value, what it is), marking those that differ from the
+    profile's defaults."""
+    defaults = spec.defaults[values["profile"]]
+    rows = []
+    for p in spec.params:
+        changed = values[p.name] != defaults[p.name]
+        rows.append(f"<tr><td><code>{p.name}</code></td><td>{html.escape(str(values[p.name]))}"
+                    f"{' <em>(set for this run)</em>' if changed else ''}</td><td>{html.escape(p.help)}</td></tr>")
+    table = ('<table class="parameters-table"><thead><tr><th>parameter</th><th>value</th><th>what it is</th></tr>'
+             f"</thead><tbody>{''.join(rows)}</tbody></table>")
+    return _details(f"Parameters of this run (profile {values['profile']}; click to open)", table)
 
 
 def _git_commit(root: Path) -> str:
@@ -168,3 +330,29 @@ class RunRecorder:
         tmp.write_text(json.dumps(_jsonable(record), indent=2, allow_nan=False) + "\n", encoding="utf-8")
         tmp.replace(path)
         return path
+
+
+def results_href(slug: str, profile: str) -> str:
+    """The results JSON as the rendered chapter page links it (the build copies ``results/`` beside the pages)."""
+    return f"../../results/{slug}/{profile}.json"
+
+
+def run_record(path: Path) -> Any:
+    """The collapsed "Run record" that ends a chapter, read from its results JSON: profile, commit, date, device,
+    wall time, the versions of the libraries that matter, and a link to download the JSON."""
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    device = record["device"]
+    where = device.get("cuda") or f"{device.get('processor')} CPU, {device.get('cpu_count')} cores"
+    rows = {
+        "profile": record["profile"],
+        "git commit": record["git_commit"],
+        "started (UTC)": record["started"],
+        "device": f"{where} (torch threads {device.get('torch_threads')})",
+        "wall time": f"{record['wall_time_s']:.0f} s",
+        **{name: record["versions"].get(name, "not installed") for name in RUN_RECORD_PACKAGES},
+    }
+    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    href = results_href(record["slug"], record["profile"])
+    link = f'<p><a class="results-json" href="{href}" download>Download the results JSON</a> ({href})</p>'
+    return _details(f"Run record: {record['profile']} profile, {record['wall_time_s']:.0f} s",
+                    f'<table class="run-record">{body}</table>{link}')

@@ -7,9 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-from scipy import stats
 
 from replbook import attacks, clat
 from replbook.cache import cache_key, is_cached, load_state, model_path, save_state, tensor_hash
@@ -183,16 +181,6 @@ def run_seed(p: dict[str, Any], data: dict[str, Any], seed: int, device: torch.d
 def run_seeds(p: dict[str, Any], data: dict[str, Any], device: torch.device) -> list[SeedResult]:
     """Every seed of the protocol on ``data`` (x, y, xt, yt, num_classes), with a progress bar over seeds."""
     return [run_seed(p, data, seed, device) for seed in progress(range(p["seeds"]), desc="seeds")]
-
-
-def paired_difference(a: list[float], b: list[float], level: float = 0.95) -> dict[str, float]:
-    """Mean of a − b over seeds with a Student-t interval (n − 1 degrees of freedom); n = 1 gives no interval."""
-    d = np.asarray(a) - np.asarray(b)
-    mean = float(d.mean())
-    if len(d) < 2:
-        return {"mean": mean, "lo": float("nan"), "hi": float("nan"), "n": len(d)}
-    half = float(stats.t.ppf((1 + level) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": len(d)}
 
 
 def best_minus_last(curve: list[dict]) -> float:

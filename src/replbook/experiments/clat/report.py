@@ -16,9 +16,9 @@ from replbook.experiments.clat.common import (
     SeedResult,
     best_minus_last,
     build_model,
-    paired_difference,
 )
 from replbook.record import Claim
+from replbook.stats import paired_t_interval
 
 SOURCE = "abstract and public reviews [abs]; Table 1 not transcribed"
 
@@ -71,7 +71,7 @@ def paired_table(results: list[SeedResult]) -> pd.DataFrame:
         row = {"arm − continued AT": arm}
         for metric in ("clean", "robust", "strong"):
             if all(metric in r.final[arm] and metric in r.final[BASELINE] for r in results):
-                d = paired_difference([r.final[arm][metric] for r in results],
+                d = paired_t_interval([r.final[arm][metric] for r in results],
                                       [r.final[BASELINE][metric] for r in results])
                 row[metric] = _fmt(d, short=True)
         rows.append(row)
@@ -164,20 +164,20 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
         rows.insert(1, ("C1b", "strong", f"robust accuracy (worst of PGD-{params['eval_steps']} and {label}, "
                                          f"{params['n_strong']} images)"))
     for cid, metric, what in rows:
-        d = paired_difference([r.final[CLAT][metric] for r in results],
+        d = paired_t_interval([r.final[CLAT][metric] for r in results],
                               [r.final[BASELINE][metric] for r in results])
-        claims.append(Claim(f"{cid}: CLAT improves {what} over continued AT", "> 2 points [abs]", SOURCE,
+        claims.append(Claim(cid, f"CLAT improves {what} over continued AT", "> 2 points [abs]", SOURCE,
                             "CLAT − continued AT: " + _fmt(d), profile, _verdict(d),
                             "rule: paired t-interval over seeds above 0 (reproduced), below 0 (not reproduced), "
                             "straddling 0 with a positive mean (partly)"))
     fractions = [s["trainable_fraction"] for r in results for s in r.selections[CLAT]]
-    claims.append(Claim("C3: CLAT trains about 5% of the parameters", "≈ 5% [abs]", SOURCE,
+    claims.append(Claim("C3", "CLAT trains about 5% of the parameters", "≈ 5% [abs]", SOURCE,
                         f"{100 * np.mean(fractions):.1f}% (range {100 * min(fractions):.1f}–"
                         f"{100 * max(fractions):.1f}%) with k = {params['k']} of {params['candidates']} layers",
                         profile, "reproduced" if max(fractions) <= 0.10 else "not reproduced",
                         "rule: at most 10% of the parameters trainable"))
     gaps = {arm: np.mean([best_minus_last(r.curves[arm]) for r in results]) for arm in (BASELINE, CLAT)}
-    claims.append(Claim("C4: CLAT mitigates robust overfitting", "qualitative [abs]", SOURCE,
+    claims.append(Claim("C4", "CLAT mitigates robust overfitting", "qualitative [abs]", SOURCE,
                         f"best − last robust accuracy in stage 2: CLAT {100 * gaps['CLAT']:.1f} vs continued AT "
                         f"{100 * gaps['continued AT']:.1f} points (seed mean)", profile,
                         "reproduced" if gaps["CLAT"] < gaps["continued AT"] else "not reproduced",

@@ -113,7 +113,7 @@ def make_claims(points: pd.DataFrame, quant: pd.DataFrame, flash: pd.DataFrame, 
     verdict = "reproduced" if model_ok and dec_ai_left and dec_bw >= 0.5 else (
         "partly" if model_ok and dec_ai_left else "not reproduced")
     claims.append(Claim(
-        "C1: decode is memory-bound, prefill compute-bound", "qualitative", SURVEY_SOURCE,
+        "C1", "decode is memory-bound, prefill compute-bound", "qualitative", SURVEY_SOURCE,
         f"model: decode B=1 memory-bound on {decode.hardware.nunique()} accelerators, prefill compute-bound: "
         f"{model_ok}; measured decode AI {max(p.ai for p in dec):.2f} vs ridge {ridge:.1f} FLOP/B, "
         f"achieved {dec_bw:.0%} of copy bandwidth", profile, verdict,
@@ -121,7 +121,7 @@ def make_claims(points: pd.DataFrame, quant: pd.DataFrame, flash: pd.DataFrame, 
     ))
     cross = kv_crossover_tokens(cm.LLAMA2_7B)
     claims.append(Claim(
-        "C2: the KV cache dominates memory at long context", "qualitative", SURVEY_SOURCE,
+        "C2", "the KV cache dominates memory at long context", "qualitative", SURVEY_SOURCE,
         f"Llama-2-7B fp16: KV exceeds the weights once B·T > {float(cross):,.0f} tokens (exact "
         f"{cross.numerator:,}/{cross.denominator:,}); GQA-8 Llama-2-70B needs B·T > "
         f"{float(kv_crossover_tokens(cm.LLAMA2_70B)):,.0f}", profile, "reproduced",
@@ -129,14 +129,14 @@ def make_claims(points: pd.DataFrame, quant: pd.DataFrame, flash: pd.DataFrame, 
     ))
     w4 = quant[(quant["weight bits"] == 4) & (quant["KV bits"] == 16)].iloc[0]
     claims.append(Claim(
-        "C3: quantisation cuts decode time in proportion to bytes", "qualitative", SURVEY_SOURCE,
+        "C3", "quantisation cuts decode time in proportion to bytes", "qualitative", SURVEY_SOURCE,
         f"4-bit weights: time ratio {w4['time ratio']:.3f} vs bytes ratio {w4['bytes ratio']:.3f}", profile,
         "reproduced" if abs(w4["time ratio"] - w4["bytes ratio"]) < 0.01 else "partly",
         "illustrated by the model (memory-bound decode); not measured on a quantised model here",
     ))
     big = flash.iloc[-1]
     claims.append(Claim(
-        "C4: FlashAttention cuts attention memory traffic", "qualitative", SURVEY_SOURCE,
+        "C4", "FlashAttention cuts attention memory traffic", "qualitative", SURVEY_SOURCE,
         f"N={int(big['N'])}: {big['ratio']:.2f} of standard traffic", profile,
         "reproduced" if big["ratio"] < 1 else "not reproduced", "illustrated by the IO model (Dao et al. 2022)",
     ))
@@ -144,7 +144,7 @@ def make_claims(points: pd.DataFrame, quant: pd.DataFrame, flash: pd.DataFrame, 
         kv = comparison[comparison.quantity == "KV cache bytes"]["relative difference"].abs().max()
         lat = comparison[comparison.quantity.str.endswith("ms")]["relative difference"].abs().max()
         claims.append(Claim(
-            "Cross-check: our model agrees with llm-analysis 0.2.2", "KV exact; latencies within 5%",
+            "X1", "Cross-check: our model agrees with llm-analysis 0.2.2", "KV exact; latencies within 5%",
             "spec hwsw.md §5 item 14", f"KV bytes max |Δ| {kv:.1%}; latencies max |Δ| {lat:.1%}", profile,
             "reproduced" if kv == 0 and lat <= 0.05 else "partly", "rule: KV identical and latencies within 5%",
         ))

@@ -162,34 +162,34 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
     best_text, best_positive = diff_text("mink_best")
     verdict = verdict_by_seeds(positive, n, partly_extra=best_positive * 3 >= 2 * n)
     claims.append(Claim(
-        "C1: Min-K%++ beats Min-K% (reference-free), k = 0.2", "78.3 vs 67.8 (avg of 5 models, +10.5)", source1,
+        "C1", "Min-K%++ beats Min-K% (reference-free), k = 0.2", "78.3 vs 67.8 (avg of 5 models, +10.5)", source1,
         ours + f"; at best k on test: {best_text.split(';')[0]}", profile, verdict,
         f"paired bootstrap over test items at epoch {epoch}; rule: CI above 0 in ≥ 2/3 of seeds",
     ))
-    for base, paper_avg in (("loss", "66.5"), ("zlib", "67.0"), ("ref", "63.2")):
+    for letter, base, paper_avg in (("a", "loss", "66.5"), ("b", "zlib", "67.0"), ("c", "ref", "63.2")):
         if base not in results[0].epochs[epoch]["diff"]:
             continue
         ours, positive = diff_text(base)
         claims.append(Claim(
-            f"C2: Min-K%++ beats {LABELS[base]}", f"78.3 vs {paper_avg} (avg of 5 models)", source1, ours, profile,
-            verdict_by_seeds(positive, n), f"same rule as C1, at epoch {epoch}",
+            f"C2{letter}", f"Min-K%++ beats {LABELS[base]}", f"78.3 vs {paper_avg} (avg of 5 models)", source1, ours,
+            profile, verdict_by_seeds(positive, n), f"same rule as C1, at epoch {epoch}",
         ))
     spreads = [(k_spread(r, epoch, "minkpp", ks), k_spread(r, epoch, "mink", ks)) for r in results]
     smaller = sum(pp < mk for pp, mk in spreads)
     claims.append(Claim(
-        "C3: Min-K%++ is robust to k", None, "ablation section [abs]",
+        "C3", "Min-K%++ is robust to k", None, "ablation section [abs]",
         f"AUROC range over k ∈ {{{_ks(ks)}}}: Min-K%++ {np.mean([s[0] for s in spreads]):.3f} vs Min-K% "
         f"{np.mean([s[1] for s in spreads]):.3f} (seed mean); smaller in {smaller}/{n} seeds", profile,
         verdict_by_seeds(smaller, n) if len(ks) > 1 else "not comparable",
         "rule: the range over k is smaller than Min-K%'s in ≥ 2/3 of seeds" if len(ks) > 1 else "one k only",
     ))
     if profile == "paper":
-        for method in ("mink", "minkpp"):
+        for number, method in enumerate(("mink", "minkpp"), start=1):
             best = np.mean([r.epochs[epoch]["test"][score_name(method, r.epochs[epoch]["k"][method]["best"])]["auroc"]
                             for r in results]) * 100
             gap = abs(best - PAPER_PYTHIA28_BEST[method])
             claims.append(Claim(
-                f"{LABELS[method]} AUROC, WikiMIA_length32, {params['target_model']}, best k",
+                f"P{number}", f"{LABELS[method]} AUROC, WikiMIA_length32, {params['target_model']}, best k",
                 f"{PAPER_PYTHIA28_BEST[method]} (Pythia-2.8B)", "committed results/ of the official repository",
                 f"{best:.1f}", profile,
                 "reproduced" if gap <= PAPER_TOLERANCE else "not reproduced",
@@ -197,7 +197,7 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
             ))
     else:
         claims.append(Claim(
-            "Absolute AUROC levels on WikiMIA / MIMIR", "Min-K%++ 78.3 (WikiMIA-32 avg); 52.4-58.7 (MIMIR)",
+            "A1", "Absolute AUROC levels on WikiMIA / MIMIR", "Min-K%++ 78.3 (WikiMIA-32 avg); 52.4-58.7 (MIMIR)",
             f"{source1}; Table 2, MIMIR (same status)",
             f"Min-K%++ {np.mean([r.epochs[epoch]['test'][score_name('minkpp', k)]['auroc'] for r in results]):.3f} "
             "on the miniature (k = 0.2, seed mean)",

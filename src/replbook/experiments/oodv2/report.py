@@ -276,7 +276,7 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
         verdict = ("reproduced" if all(w == n for w in wins.values()) else
                    "partly" if any(w > 0 for w in wins.values()) else "not reproduced")
         claims.append(Claim(
-            "C1: output-space scores (MaxLogit, Energy) beat MSP on far-OOD", openood_c1(), OPENOOD + "; " + SURVEY,
+            "C1", "output-space scores (MaxLogit, Energy) beat MSP on far-OOD", openood_c1(), OPENOOD + "; " + SURVEY,
             "; ".join(f"{d} − MSP: far {100 * v.mean():+.1f} AUROC points (better in {wins[d]} of {n} seeds), "
                       f"near {100 * delta(d, 'near').mean():+.1f}" for d, v in far.items()),
             profile, verdict, "rule: far-OOD AUROC above MSP's in every seed for both (reproduced), in some "
@@ -291,7 +291,7 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
         half = len(gm) / 2
         held = [d for d in feature_distance if far_rank[d] <= half and near_rank[d] > far_rank[d]]
         claims.append(Claim(
-            "C2: feature-distance detectors (Mahalanobis, ViM) excel on far-OOD but lag on near-OOD",
+            "C2", "feature-distance detectors (Mahalanobis, ViM) excel on far-OOD but lag on near-OOD",
             openood_c2(), OPENOOD + "; " + SURVEY,
             "; ".join(f"{d}: rank {int(far_rank[d])} far, {int(near_rank[d])} near of {len(gm)}"
                       for d in feature_distance),
@@ -301,7 +301,7 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
     # C3: near-OOD is harder than far-OOD.
     harder = int((gm["near"] < gm["far"]).sum())
     claims.append(Claim(
-        "C3: near-OOD is harder than far-OOD", openood_c3(),
+        "C3", "near-OOD is harder than far-OOD", openood_c3(),
         OPENOOD, f"near < far for {harder} of {len(gm)} detectors (mean near {100 * gm['near'].mean():.1f}, far "
                  f"{100 * gm['far'].mean():.1f})",
         profile, "reproduced" if harder >= 0.75 * len(gm) else "partly" if harder > len(gm) / 2 else "not reproduced",
@@ -313,7 +313,7 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
         c10 = ranks[ranks["OpenOOD benchmark"] == "cifar10"].set_index("split")["Spearman ρ"]
         rho = float(c10.mean())
         claims.append(Claim(
-            "C4: detector ranking transfers (ours vs OpenOOD v1.5 CIFAR-10)", "the leaderboard's order", OPENOOD,
+            "C4", "detector ranking transfers (ours vs OpenOOD v1.5 CIFAR-10)", "the leaderboard's order", OPENOOD,
             f"Spearman ρ near {c10.get('near', float('nan')):+.2f}, far {c10.get('far', float('nan')):+.2f} over "
             f"{int(ranks['detectors'].iloc[0])} detectors", profile,
             "reproduced" if rho > 0.5 else "partly" if rho > 0 else "not reproduced",
@@ -328,7 +328,7 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
         toy = "toy" in mcm_name
         msp = per_seed.xs("MSP", level="detector")[ood_groups].mean(1) if "MSP" in dets else None
         claims.append(Claim(
-            f"C5: GL-MCM improves on MCM ({'toy VLM stand-in for CLIP' if toy else 'CLIP, zero-shot'})", None,
+            "C5", f"GL-MCM improves on MCM ({'toy VLM stand-in for CLIP' if toy else 'CLIP, zero-shot'})", None,
             "GL-MCM paper (Miyai et al. 2023), ImageNet-1K tables: not transcribed",
             f"MCM {100 * mcm.mean():.1f}, GL-MCM {100 * gl.mean():.1f} mean AUROC"
             + (f" (classifier MSP {100 * msp.mean():.1f})" if msp is not None else "")

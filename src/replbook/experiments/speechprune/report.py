@@ -14,6 +14,7 @@ from replbook.experiments.speechprune.common import Results
 from replbook.experiments.speechprune.miniature import ENCODER_DIM
 from replbook.models.speech_reader import SpeechReader
 from replbook.record import Claim
+from replbook.stats import bootstrap_mean_difference, wilson_interval
 
 SOURCE = "Table I / Fig. 3 of arXiv:2412.12009v2 (unverified against the PDF)"
 # Table I, Qwen2-Audio on SPIRAL (1,012 items): accuracy % (unverified), cost columns
@@ -49,13 +50,6 @@ def per_item(res: Results, condition: str, pr: float) -> np.ndarray:
     return sel.groupby("item")["correct"].mean().sort_index().to_numpy()
 
 
-def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
 def accuracy_table(res: Results, p: dict[str, Any]) -> pd.DataFrame:
     """Accuracy % per condition and prune rate, with a 95% interval: Wilson over items for the deterministic
     conditions, mean ± sd over seeds for RAP and RAC; the paper's value beside ours where transcribed."""
@@ -67,7 +61,7 @@ def accuracy_table(res: Results, p: dict[str, Any]) -> pd.DataFrame:
             by_seed = g.groupby("seed")["correct"].mean() * 100
             ours = f"{by_seed.mean():.1f} ± {by_seed.std(ddof=1):.1f} (sd over {len(by_seed)} seeds)"
         else:
-            lo, hi = wilson(g["correct"].sum(), n_items)
+            lo, hi = wilson_interval(g["correct"].sum(), n_items)
             ours = f"{100 * g['correct'].mean():.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
         paper = PAPER_ACC.get((cond, round(pr, 2)))
         rows.append({"condition": cond, "PR": pr if cond not in ("Original", "Oracle (key sentence)") else "–",
@@ -98,10 +92,8 @@ def plot_accuracy(res: Results, p: dict[str, Any]):
 def paired(res: Results, a: tuple[str, float], b: tuple[str, float], n_boot: int = 2000, seed: int = 0,
            ) -> dict[str, float]:
     """Mean difference of per-item accuracy a − b (points) with a 95% bootstrap interval over items."""
-    d = per_item(res, *a) - per_item(res, *b)
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1)
-    return {"mean": 100 * d.mean(), "lo": 100 * np.quantile(boots, 0.025), "hi": 100 * np.quantile(boots, 0.975)}
+    d = bootstrap_mean_difference(per_item(res, *a), per_item(res, *b), n_boot, seed)
+    return {k: 100 * d[k] for k in ("mean", "lo", "hi")}
 
 
 def _fmt(d: dict[str, float]) -> str:
@@ -117,18 +109,18 @@ def make_claims(res: Results, p: dict[str, Any]) -> list[Claim]:
         d = paired(res, ("SpeechPrune", lowest), other)
         verdict = ("reproduced" if d["lo"] > 0 and d["mean"] >= 10 else "partly" if d["lo"] > 0
                    else "not reproduced")
-        claims.append(Claim(f"{cid}: SpeechPrune at PR {lowest} beats {other[0]}", paper, SOURCE,
+        claims.append(Claim(cid, f"SpeechPrune at PR {lowest} beats {other[0]}", paper, SOURCE,
                             f"SpeechPrune − {other[0]}: {_fmt(d)} over {len(per_item(res, *other))} passages",
                             profile, verdict, "rule: 95% CI above 0 and gap ≥ 10 points (reproduced); above 0 "
                                               "(partly)"))
     d = paired(res, ("SpeechPrune", highest), ("Original", 0.0))
-    claims.append(Claim(f"C3: still at least Original at PR {highest}", "62.45 vs 60.38", SOURCE,
+    claims.append(Claim("C3", f"still at least Original at PR {highest}", "62.45 vs 60.38", SOURCE,
                         f"SpeechPrune − Original: {_fmt(d)}", profile,
                         "reproduced" if d["hi"] >= 0 else "not reproduced",
                         "rule: the CI includes or exceeds 0"))
     diffs = {name: paired(res, ("SpeechPrune", lowest), (name, lowest)) for name in ("Phase 1 only", "Phase 2 only")}
     above = [n for n, d in diffs.items() if d["lo"] > 0]
-    claims.append(Claim(f"C4: both phases contribute (PR {lowest})", "81.64 vs 48.13 / 72.45 on SPIRAL-H (Fig. 3)",
+    claims.append(Claim("C4", f"both phases contribute (PR {lowest})", "81.64 vs 48.13 / 72.45 on SPIRAL-H (Fig. 3)",
                         SOURCE, "; ".join(f"full − {n}: {_fmt(d)}" for n, d in diffs.items()), profile,
                         "reproduced" if len(above) == 2 else "partly" if above else "not reproduced",
                         "rule: full > each single phase with CI above 0 (reproduced), one of them (partly)"))
