@@ -3,14 +3,13 @@ same stage-1 weights, the same batches and the same attack starts; final clean, 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from replbook import attacks, clat
-from replbook.cache import cache_key, is_cached, load_state, model_path, save_state, tensor_hash
+from replbook.cache import train_or_load
 from replbook.data.images import random_crop_flip
 from replbook.models import PreActResNet18, SmallCNN, WideResNet
 from replbook.profiles import ParameterError
@@ -113,14 +112,27 @@ def _final(model, data: dict[str, torch.Tensor], p: dict[str, Any], seed: int, n
     return out
 
 
+def train_stage1(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, p: dict[str, Any], gen: torch.Generator,
+                 augment, curve_data: tuple[torch.Tensor, torch.Tensor], seed: int) -> list[dict]:
+    """Stage 1: PGD-AT from scratch with a linear eps warm-up; returns the per-epoch clean and robust accuracy on
+    ``curve_data``."""
+    opt = torch.optim.SGD(model.parameters(), lr=p["lr1"], momentum=0.9)
+    curve = []
+    for epoch in progress(range(p["stage1_epochs"]), desc=f"seed {seed} stage 1", leave=False):
+        # A linear eps ramp: PGD-AT from scratch at full eps can sit at chance for many epochs.
+        ramp = min(1.0, (epoch + 1) / p["eps_warmup"]) if p["eps_warmup"] else 1.0
+        attacks.adversarial_train_epoch(model, x, y, opt, p["eps"] * ramp, p["alpha"] * ramp,
+                                        p["train_steps"], p["batch_size"], gen, augment=augment)
+        curve.append(_evaluate(model, *curve_data, p, p["curve_steps"], seed))
+    return curve
+
+
 def run_seed(p: dict[str, Any], data: dict[str, Any], seed: int, device: torch.device) -> SeedResult:
     """Stage 1 (cached by content hash) and every stage-2 arm in ``p["arms"]`` for one seed."""
     torch.set_num_threads(p["threads"])
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data["x"]), generator=gen)[: p["n_train"]]
     x, y = data["x"][idx], data["y"][idx]
-    key = cache_key(stage=1, data=tensor_hash(x), seed=seed, dataset=p["dataset"], arch=p["arch"], **{k: p[k] for k in (
-        "eps", "eps_warmup", "alpha", "train_steps", "stage1_epochs", "lr1", "batch_size", "augment")}, v=2)
     x, y = x.to(device), y.to(device)
     test = {"xt": data["xt"][: p["n_test"]].to(device), "yt": data["yt"][: p["n_test"]].to(device)}
     xc, yc = test["xt"][: p["n_curve"]], test["yt"][: p["n_curve"]]
@@ -130,21 +142,11 @@ def run_seed(p: dict[str, Any], data: dict[str, Any], seed: int, device: torch.d
 
     torch.manual_seed(seed)
     model = build_model(p["arch"], tuple(x.shape[1:]), num_classes).to(device)
-    path = model_path(f"clat-stage1-{p['arch']}", key)
-    curve_path = path.with_suffix(".curve.json")
-    if is_cached(path) and curve_path.exists():
-        load_state(model, path)
-        result.stage1_curve = json.loads(curve_path.read_text())
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=p["lr1"], momentum=0.9)
-        for epoch in progress(range(p["stage1_epochs"]), desc=f"seed {seed} stage 1", leave=False):
-            # A linear eps ramp: PGD-AT from scratch at full eps can sit at chance for many epochs.
-            ramp = min(1.0, (epoch + 1) / p["eps_warmup"]) if p["eps_warmup"] else 1.0
-            attacks.adversarial_train_epoch(model, x, y, opt, p["eps"] * ramp, p["alpha"] * ramp,
-                                            p["train_steps"], p["batch_size"], gen, augment=augment)
-            result.stage1_curve.append(_evaluate(model, xc, yc, p, p["curve_steps"], seed))
-        save_state(model, path)
-        curve_path.write_text(json.dumps(result.stage1_curve))
+    hyper = {"seed": seed, **{k: p[k] for k in ("eps", "eps_warmup", "alpha", "train_steps", "stage1_epochs", "lr1",
+                                                 "batch_size", "augment", "curve_steps", "eval_batch_size")}}
+    result.stage1_curve = train_or_load(
+        f"clat-stage1-{p['arch']}", model, lambda: train_stage1(model, x, y, p, gen, augment, (xc, yc), seed),
+        data=(x, y, xc, yc), hyper=hyper, code=(train_stage1, attacks.adversarial_train_epoch, _evaluate))
     stage1_state = {k: v.clone() for k, v in model.state_dict().items()}
     result.final["stage 1"] = _final(model, test, p, seed, "stage 1", num_classes)
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from replbook.assets import resolve as resolve_asset
-from replbook.cache import cache_key, is_cached, load_state, model_path, save_state, tensor_hash
+from replbook.cache import cache_entry
 from replbook.data.text import WordVocab, chunk_tokens, tokenize_words
 from replbook.experiments.minkpp.common import (
     ChunkStats,
@@ -43,23 +43,25 @@ def train_lm(cfg: TinyGPTConfig, ids: torch.Tensor, epochs: int, seed: int, lr: 
              desc: str = "train", on_epoch: Callable[[int, TinyGPT], None] | None = None) -> TinyGPT:
     """Train a tiny GPT on chunks ``ids`` [N, L] with next-token cross-entropy, AdamW, ``epochs`` passes.
 
-    After each epoch the weights are cached under a hash of (config, data, seed, lr, batch, epoch); a rerun with
-    the same inputs loads them instead of training. ``on_epoch(epoch, model)`` is called after each epoch.
+    After each epoch the weights are cached under a hash of (config, every token of the data, seed, lr, batch,
+    epoch, this function's source); a rerun with the same inputs loads them instead of training.
+    ``on_epoch(epoch, model)`` is called after each epoch.
     """
     torch.manual_seed(seed)
     model = TinyGPT(cfg)
-    key = dict(cfg=cfg.to_dict(), data=tensor_hash(ids), seed=seed, lr=lr, batch=batch_size, v=1)
-    paths = [model_path("tinygpt", cache_key(**key, epoch=e)) for e in range(1, epochs + 1)]
-    if all(is_cached(p) for p in paths):
-        for epoch, path in enumerate(paths, start=1):
-            load_state(model, path)
+    hyper = dict(cfg=cfg.to_dict(), seed=seed, lr=lr, batch=batch_size)
+    entries = [cache_entry("tinygpt", model, data=ids, hyper={**hyper, "epoch": e}, code=(train_lm,))
+               for e in range(1, epochs + 1)]
+    if all(entry.exists() for entry in entries):
+        for epoch, entry in enumerate(entries, start=1):
+            entry.load(model)
             if on_epoch:
                 on_epoch(epoch, model)
         return model
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed)
     steps = (len(ids) + batch_size - 1) // batch_size
-    for epoch, path in enumerate(paths, start=1):
+    for epoch, entry in enumerate(entries, start=1):
         model.train()
         order = torch.randperm(len(ids), generator=gen)
         for i in progress(range(steps), desc=f"{desc} epoch {epoch}/{epochs}", leave=False):
@@ -69,7 +71,7 @@ def train_lm(cfg: TinyGPTConfig, ids: torch.Tensor, epochs: int, seed: int, lr: 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        save_state(model, path)
+        entry.save(model)
         if on_epoch:
             on_epoch(epoch, model)
     return model

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from replbook import ood
-from replbook.cache import architecture_key, cache_key, is_cached, load_state, model_path, save_state, tensor_hash
+from replbook.cache import train_or_load
 from replbook.data.images import FASHION_MNIST_CLASSES, load_fashion_mnist
 from replbook.data.ood_images import corrupt, far_ood
 from replbook.experiments.oodv2.common import SeedResult, metric_rows, model_outputs, score_all
@@ -84,21 +84,19 @@ def _train(model: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, p:
     model.eval()
 
 
+def _hyper(p: dict[str, Any], seed: int, *extra: str) -> dict[str, Any]:
+    return {"seed": seed, **{k: p[k] for k in ("epochs", "lr", "batch_size", *extra)}}
+
+
 def train_classifier(p: dict[str, Any], sets: dict[str, Any], seed: int) -> SmallCNN:
-    """The ID classifier (cached by content hash: data, seed and training parameters)."""
+    """The ID classifier (cached by content hash: data, labels, seed, training parameters and code)."""
     torch.manual_seed(seed)
     model = SmallCNN(hidden=p["hidden"], num_classes=len(p["id_classes"]))
-    key = cache_key(kind="oodv2-classifier", data=tensor_hash(sets["x_train"]), labels=tensor_hash(sets["y_train"]),
-                    seed=seed, arch=architecture_key(model),
-                    **{k: p[k] for k in ("epochs", "lr", "batch_size", "hidden")}, v=1)
-    path = model_path("oodv2-classifier", key)
-    if is_cached(path):
-        load_state(model, path)
-        return model.eval()
-    _train(model, F.cross_entropy, sets["x_train"], sets["y_train"], p, seed, f"seed {seed} classifier")
-    save_state(model, path)
-    return model
-
+    train_or_load("oodv2-classifier", model,
+                  lambda: _train(model, F.cross_entropy, sets["x_train"], sets["y_train"], p, seed,
+                                 f"seed {seed} classifier"),
+                  data=(sets["x_train"], sets["y_train"]), hyper=_hyper(p, seed), code=(_train,))
+    return model.eval()
 
 
 def text_embeddings(class_names: list[str]) -> torch.Tensor:
@@ -118,20 +116,15 @@ def train_vlm(p: dict[str, Any], sets: dict[str, Any], text: torch.Tensor, seed:
     """The toy image tower, trained so that images match their class prompt's embedding (text frozen)."""
     torch.manual_seed(seed)
     tower = ToyImageTower(embed_dim=text.shape[1])
-    key = cache_key(kind="oodv2-vlm", data=tensor_hash(sets["x_train"]), labels=tensor_hash(sets["y_train"]),
-                    text=tensor_hash(text), seed=seed, arch=architecture_key(tower),
-                    **{k: p[k] for k in ("epochs", "lr", "batch_size", "mcm_temperature")}, v=1)
-    path = model_path("oodv2-vlm", key)
-    if is_cached(path):
-        load_state(tower, path)
-        return tower.eval()
 
     def loss_fn(emb, y):
         return F.cross_entropy(contrastive_logits(emb, text, p["mcm_temperature"]), y)
 
-    _train(tower, loss_fn, sets["x_train"], sets["y_train"], p, seed, f"seed {seed} toy VLM")
-    save_state(tower, path)
-    return tower
+    train_or_load("oodv2-vlm", tower,
+                  lambda: _train(tower, loss_fn, sets["x_train"], sets["y_train"], p, seed, f"seed {seed} toy VLM"),
+                  data=(sets["x_train"], sets["y_train"], text), hyper=_hyper(p, seed, "mcm_temperature"),
+                  code=(_train, contrastive_logits))
+    return tower.eval()
 
 
 @torch.no_grad()

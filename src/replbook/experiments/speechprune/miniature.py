@@ -10,7 +10,6 @@ alignment. ``pseudo`` (smoke): each word becomes 2-4 tokens of a fixed random "a
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from replbook import speechprune as sp
-from replbook.cache import architecture_key, cache_key, is_cached, load_state, model_path, save_state
+from replbook.cache import cache_key, train_or_load
 from replbook.data.spiral_mini import Item, make_items, vocabulary
 from replbook.experiments.speechprune.common import Results, pruning_conditions
 from replbook.models.speech_reader import SpeechReader
@@ -188,20 +187,9 @@ def _batch(passages: list[Passage], indices: list[torch.Tensor] | None, model: S
     return model.project(speech), mask, questions, choices
 
 
-def train_reader(p: dict[str, Any], data: dict[str, Any]) -> tuple[SpeechReader, list[float]]:
-    """Train (or load from the cache) the projector and reader on the clips; returns the per-epoch mean loss."""
-    torch.manual_seed(p["seed"])
-    model = SpeechReader(len(data["words"]), ENCODER_DIM, p["d_model"], p["layers"], p["heads"], p["b_max"])
-    clips = data["clips"]
-    fingerprint = cache_key(tokens=[float(c.tokens.sum()) for c in clips[:50]], n=len(clips))
-    key = cache_key(kind="speechprune-reader", arch=architecture_key(model), data=fingerprint, **{
-        k: p[k] for k in ("backend", "epochs", "lr", "batch_size", "align_weight", "token_dropout", "seed", "n_train",
-                          "clips_per_item", "n_fillers", "pool")}, v=3)
-    path = model_path("speechprune-reader", key)
-    losses_path = path.with_suffix(".losses.json")
-    if is_cached(path) and losses_path.exists():
-        load_state(model, path)
-        return model.eval(), json.loads(losses_path.read_text())
+def _fit_reader(model: SpeechReader, clips: list[Passage], p: dict[str, Any]) -> list[float]:
+    """Train the projector and reader on the clips with token dropout and the word-alignment loss; returns the
+    per-epoch mean loss."""
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"])
     gen = torch.Generator().manual_seed(p["seed"])
     losses = []
@@ -229,8 +217,17 @@ def train_reader(p: dict[str, Any], data: dict[str, Any]) -> tuple[SpeechReader,
             opt.step()
             total += float(loss.detach()) * len(batch)
         losses.append(total / len(clips))
-    save_state(model, path)
-    losses_path.write_text(json.dumps(losses))
+    return losses
+
+
+def train_reader(p: dict[str, Any], data: dict[str, Any]) -> tuple[SpeechReader, list[float]]:
+    """Train (or load from the cache, keyed by every clip's tokens, labels, question and answer) the projector and
+    reader; returns the model and its per-epoch mean loss."""
+    torch.manual_seed(p["seed"])
+    model = SpeechReader(len(data["words"]), ENCODER_DIM, p["d_model"], p["layers"], p["heads"], p["b_max"])
+    hyper = {k: p[k] for k in ("epochs", "lr", "batch_size", "align_weight", "token_dropout", "seed")}
+    losses = train_or_load("speechprune-reader", model, lambda: _fit_reader(model, data["clips"], p),
+                           data=(data["clips"], data["words"]), hyper=hyper, code=(_fit_reader, _batch))
     return model.eval(), losses
 
 
