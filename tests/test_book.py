@@ -3,6 +3,7 @@ the table of contents is opened in Debian's headless Chromium (driven by Playwri
 its figures and its paper-vs-ours table, no error output or broken glue, rendered equations, and load nothing from
 outside the machine. Screenshots land in _build/screenshots/."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from replbook.chapters import landed_chapters
+from replbook.chapters import CHAPTERS, landed_chapters
 from replbook.record import VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,4 +117,61 @@ def test_chapter_page_shows_figures_claims_table_and_equations(browser, html_roo
     assert rows.count() >= 3
     for i in range(rows.count()):
         assert rows.nth(i).locator("td").nth(verdict_col).inner_text().strip() in VERDICTS
+        assert rows.nth(i).locator("td").first.locator("span[id^='claim-']").count() == 1  # the dashboard's anchor
+    page.close()
+
+
+@pytest.mark.parametrize("slug", [c.slug for c in landed_chapters()])
+def test_chapter_page_opens_with_its_title_and_ends_with_a_run_record(browser, html_root, slug):
+    page, _ = open_page(browser, html_root, f"book/chapters/{slug}")
+    main = page.locator("main")
+    first = main.locator("h1, h2, .cell_output, pre").first
+    assert first.evaluate("e => e.tagName") == "H1", "the page opens with the title, not the parameters"
+    assert "profile: str" not in main.inner_text() and "injected" not in main.inner_text().lower()
+    panels = main.locator("details.replbook-panel")
+    assert panels.count() == 2
+    assert "Parameters of this run" in panels.first.locator("summary").inner_text()
+    assert panels.first.get_attribute("open") is None  # collapsed
+    panels.first.locator("summary").click()
+    assert panels.first.locator("table.parameters-table tbody tr").count() >= 5
+    record = panels.last
+    assert record.locator("summary").inner_text().startswith("Run record")
+    record.locator("summary").click()
+    text = record.inner_text()
+    for field in ("git commit", "device", "wall time", "torch", "transformers", "diffusers", "peft", "flwr"):
+        assert field in text
+    href = record.locator("a.results-json").get_attribute("href")
+    target = (html_root / "book" / "chapters" / href).resolve()
+    assert target.exists() and json.loads(target.read_text())["slug"] == slug
+    page.close()
+
+
+def test_verdict_dashboard_lists_every_landed_chapter_and_every_link_resolves(browser, html_root):
+    page, _ = open_page(browser, html_root, "book/verdicts")
+    table = page.locator("table.verdicts-table")
+    assert table.count() == 1
+    image = page.locator("main img").first
+    assert page.evaluate("img => img.complete && img.naturalWidth > 0", image.element_handle())
+    rows = table.locator("tbody tr")
+    chapters = {rows.nth(i).get_attribute("data-chapter") for i in range(rows.count())}
+    assert chapters == {c.slug for c in landed_chapters()}
+    for i in range(rows.count()):
+        assert rows.nth(i).locator("td").nth(4).inner_text().strip() in VERDICTS
+    links = table.locator("a.claim-link")
+    assert links.count() == rows.count()
+    targets = {}
+    for i in range(links.count()):
+        href = links.nth(i).get_attribute("href")
+        path, anchor = href.split("#")
+        targets.setdefault(path, []).append(anchor)
+    for path, anchors in targets.items():
+        target = browser.new_page()
+        target.goto((html_root / "book" / path).as_uri(), wait_until="load")
+        for anchor in anchors:
+            assert target.locator(f"[id='{anchor}']").count() == 1, f"{path}#{anchor} does not resolve"
+        target.close()
+    text = page.inner_text("main")
+    for ch in CHAPTERS:
+        if not ch.landed:
+            assert ch.slug in text  # a line per pending chapter
     page.close()

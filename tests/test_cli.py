@@ -12,6 +12,19 @@ def test_list_names_every_chapter(capsys):
     assert "ready" in out and "pending" in out
 
 
+def test_list_shows_measured_times_from_the_results_files(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setenv("REPLBOOK_ROOT", str(tmp_path))
+    (tmp_path / "results" / "minkpp").mkdir(parents=True)
+    (tmp_path / "results" / "minkpp" / "cpu.json").write_text(json.dumps({"wall_time_s": 150.0}))
+    assert main(["list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    minkpp = lines["minkpp"].split()
+    assert minkpp[2].startswith("~") and minkpp[3] == "2.5m"  # smoke estimated, cpu measured
+    assert lines["book"].split()[2].startswith("~")
+
+
 def test_run_rejects_an_out_of_range_parameter_before_any_work(capsys):
     assert main(["run", "minkpp", "-p", "epochs", "0"]) == 2
     assert "parameter 'epochs' must lie in [1, 50]; got 0" in capsys.readouterr().err

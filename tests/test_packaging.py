@@ -38,17 +38,26 @@ def test_source_notebook_follows_the_chapter_contract(slug):
     nb = nbformat.read(ROOT / "notebooks" / f"{slug}.ipynb", as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert not any(c.get("outputs") for c in code), "source notebooks are stored without outputs"
-    assert "parameters" in nb.cells[0].metadata.get("tags", []), "the first cell is the parameters cell"
+    # a page opens like a paper: the title, authors and claims first; the parameters cell after it, off the page
+    title, params, setup = nb.cells[:3]
+    assert title.cell_type == "markdown" and title.source.startswith("# ") and "**Claims under test**" in title.source
+    assert {"parameters", "remove-cell"} <= set(params.metadata.get("tags", [])), "cell 2 is the parameters cell"
+    assert "remove-cell" in setup.metadata.get("tags", []) and "P = resolve(" in setup.source
     names = set()
-    for line in nb.cells[0].source.splitlines():
+    for line in params.source.splitlines():
         if not line.strip() or line.startswith(("from ", "import ")):
             continue
         match = re.fullmatch(r"(\w+): [\w\[\]]+ = [^#]+  # ([^=]+)", line)
         assert match, f"parameter line needs a type hint and a comment without '=': {line!r}"
         names.add(match.group(1))
     assert names == {"profile"} | {p.name for p in chapter_params(slug).params}
-    assert 'profile: str = "smoke"' in nb.cells[0].source
+    assert 'profile: str = "smoke"' in params.source
     text = "\n".join(c.source for c in nb.cells)
-    for heading in ("## Method", "## Setup", "## Experiment", "## Results", "## Paper vs ours", "## Record"):
-        assert heading in text
+    headings = ["## Method", "## Setup", "## Experiment", "## Results", "## Paper vs ours", "## Run record"]
+    positions = [text.index(h) for h in headings]
+    assert positions == sorted(positions), "the sections come in the contract's order"
+    panel = next(c for c in code if "parameters_panel(" in c.source)
+    assert "remove-input" in panel.metadata.get("tags", []) and text.index("parameters_panel(") > positions[1]
     assert "glue_claims(" in text and "recorder.write(" in text
+    record = next(c for c in code if "run_record(" in c.source)
+    assert "remove-input" in record.metadata.get("tags", []) and record is code[-1]

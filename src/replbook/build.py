@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from typing import Any
 import nbformat
 
 from replbook.chapters import chapter, chapter_params, landed_chapters
+from replbook.dashboard import MissingResults, write_dashboard
 from replbook.paths import project_root
 from replbook.profiles import resolve
 
@@ -262,9 +264,20 @@ def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] 
     return wall
 
 
+def publish_results(profile: str) -> None:
+    """Copy each landed chapter's results JSON beside the rendered pages (``_build/html/results/<slug>/``), where
+    the run record at the end of every chapter links to it."""
+    for ch in landed_chapters():
+        source = project_root() / "results" / ch.slug / f"{profile}.json"
+        target = project_root() / "_build" / "html" / "results" / ch.slug / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+
+
 def build_book(profile: str = "cpu", only: list[str] | None = None, force: bool = False,
                log=print) -> None:
-    """Run the stale chapters (or only ``only``), then render the whole book with Jupyter Book."""
+    """Run the stale chapters (or only ``only``), write the verdict dashboard, render the whole book with Jupyter
+    Book and publish the results files beside it."""
     slugs = only or [c.slug for c in landed_chapters()]
     for slug in slugs:
         chapter(slug)
@@ -279,6 +292,10 @@ def build_book(profile: str = "cpu", only: list[str] | None = None, force: bool 
     missing = [c.slug for c in landed_chapters() if not executed_notebook(c.slug).exists()]
     if missing:
         raise ChapterFailed(f"chapters {missing} have never run; run `replbook build --only {' '.join(missing)}`.")
+    try:
+        write_dashboard(profile)
+    except MissingResults as err:
+        raise ChapterFailed(str(err)) from None
     started = time.time()
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(project_root()), "--all", "-W",
            "--keep-going"]
@@ -286,4 +303,5 @@ def build_book(profile: str = "cpu", only: list[str] | None = None, force: bool 
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
         raise ChapterFailed(f"jupyter-book build failed (warnings are errors):\n{tail}")
+    publish_results(profile)
     log(f"{'book':<12} rendered in {time.time() - started:.1f} s -> {project_root() / '_build' / 'html'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -16,15 +17,41 @@ def _parse_value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
+def measured_minutes(slug: str, profile: str) -> float | None:
+    """The wall time of the chapter's last run at ``profile``, from its results file, in minutes."""
+    from replbook.paths import project_root
+
+    path = project_root() / "results" / slug / f"{profile}.json"
+    if not path.exists():
+        return None
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["wall_time_s"]) / 60
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def _cmd_list(_: argparse.Namespace) -> int:
     from replbook.chapters import CHAPTERS
 
     print(f"{'slug':<12} {'status':<8} {'smoke':>7} {'cpu':>7} {'paper':>7}  title")
+    totals = {p: [0.0, False] for p in PROFILES}  # minutes, whether any is an estimate
     for ch in CHAPTERS:
-        times = [f"{ch.minutes[p]:.1f}m" if ch.landed else "-" for p in PROFILES]
+        cells = []
+        for profile in PROFILES:
+            if not ch.landed:
+                cells.append("-")
+                continue
+            measured = measured_minutes(ch.slug, profile)
+            minutes = measured if measured is not None else ch.minutes[profile]
+            totals[profile][0] += minutes
+            totals[profile][1] |= measured is None
+            cells.append(f"{'' if measured is not None else '~'}{minutes:.1f}m")
         status = "ready" if ch.landed else "pending"
-        print(f"{ch.slug:<12} {status:<8} {times[0]:>7} {times[1]:>7} {times[2]:>7}  {ch.title} (arXiv {ch.arxiv})")
-    print("Times are estimates on 2 CPU cores (paper: one GPU, weights already cached).")
+        print(f"{ch.slug:<12} {status:<8} {cells[0]:>7} {cells[1]:>7} {cells[2]:>7}  {ch.title} (arXiv {ch.arxiv})")
+    total = [f"{'~' if estimated else ''}{minutes:.1f}m" for minutes, estimated in totals.values()]
+    print(f"{'book':<12} {'':<8} {total[0]:>7} {total[1]:>7} {total[2]:>7}  all landed chapters")
+    print("Times are the wall times of the last run here (results/<slug>/<profile>.json); ~ marks a hand estimate "
+          "where no run is recorded (2 CPU cores; paper: one GPU, weights already cached).")
     return 0
 
 
@@ -58,7 +85,7 @@ def _cmd_assets(_: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="replbook", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the chapters, their state and estimated time per profile").set_defaults(
+    sub.add_parser("list", help="the chapters, their state and measured (or estimated) time per profile").set_defaults(
         func=_cmd_list)
     run = sub.add_parser("run", help="execute one chapter with papermill into book/chapters/")
     run.add_argument("slug")

@@ -1,0 +1,156 @@
+"""The verdict dashboard: the book's front page of results, generated from ``results/<slug>/<profile>.json``.
+
+One table of every claim of every landed chapter (chapter, claim, paper, ours, verdict, reason; each claim links to
+its row on the chapter page), a figure of verdict counts per chapter in the book's verdict palette, the profile,
+commit and date of the results it shows, and a line per pending chapter. The build writes it before rendering, so it
+follows every rerun; a landed chapter without a results file for the profile stops the build.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from replbook.chapters import CHAPTERS, Chapter, landed_chapters
+from replbook.paths import project_root
+from replbook.record import VERDICT_COLOURS, VERDICTS
+
+PAGE = "book/verdicts.md"
+FIGURE = "book/_generated/verdict_counts.png"
+
+
+class MissingResults(RuntimeError):
+    """A landed chapter has no results file for the profile being built."""
+
+
+def load_results(profile: str, chapters: list[Chapter] | None = None) -> dict[str, dict[str, Any]]:
+    """slug → the chapter's results record at ``profile``, for every landed chapter (or ``chapters``)."""
+    out = {}
+    for ch in chapters or landed_chapters():
+        path = project_root() / "results" / ch.slug / f"{profile}.json"
+        if not path.exists():
+            raise MissingResults(f"chapter {ch.slug} has no results/{ch.slug}/{profile}.json for the verdict "
+                                 f"dashboard; run `replbook run {ch.slug} --profile {profile}`.")
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if any("id" not in c for c in record["claims"]):
+            raise MissingResults(f"results/{ch.slug}/{profile}.json predates claim ids; rerun the chapter "
+                                 f"(`replbook run {ch.slug} --profile {profile}`).")
+        out[ch.slug] = record
+    return out
+
+
+def verdict_counts(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """slug → verdict → number of claims, every verdict of the vocabulary present (zeros included)."""
+    return {slug: {v: sum(c["verdict"] == v for c in record["claims"]) for v in VERDICTS}
+            for slug, record in results.items()}
+
+
+def plot_counts(counts: dict[str, dict[str, int]], path: Path) -> Path:
+    """Stacked horizontal bars: one per chapter, one segment per verdict, in the book's palette."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    slugs = list(counts)[::-1]
+    fig, ax = plt.subplots(figsize=(8.0, 0.45 * len(slugs) + 1.2))
+    left = [0] * len(slugs)
+    for verdict in VERDICTS:
+        widths = [counts[s][verdict] for s in slugs]
+        ax.barh(slugs, widths, left=left, color=VERDICT_COLOURS[verdict], edgecolor="#444444", linewidth=0.6,
+                label=verdict)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.set(xlabel="claims", title="Verdicts per chapter")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _cell(text: Any) -> str:
+    return html.escape(str(text if text is not None else "not transcribed"))
+
+
+def claims_html(results: dict[str, dict[str, Any]]) -> str:
+    """The table of every claim, each linking to its row on the chapter page (``chapters/<slug>.html#claim-…``)."""
+    titles = {c.slug: c.title for c in CHAPTERS}
+    rows = []
+    for slug, record in results.items():
+        for c in record["claims"]:
+            href = f"chapters/{slug}.html#claim-{c['id'].lower()}"
+            colour = VERDICT_COLOURS.get(c["verdict"], "")
+            rows.append(
+                f'<tr data-chapter="{slug}"><td title="{_cell(titles[slug])}">{slug}</td>'
+                f'<td><a class="claim-link" href="{href}">{_cell(c["id"])}</a>: {_cell(c["claim"])}</td>'
+                f'<td>{_cell(c["paper"])}</td><td>{_cell(c["ours"])}</td>'
+                f'<td style="background-color: {colour}">{_cell(c["verdict"])}</td><td>{_cell(c["reason"])}</td></tr>')
+    head = "".join(f"<th>{h}</th>" for h in ("chapter", "claim", "paper", "ours", "verdict", "reason"))
+    return (f'<table class="verdicts-table"><thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows)
+            + "\n</tbody></table>")
+
+
+def runs_html(results: dict[str, dict[str, Any]]) -> str:
+    """Which run each chapter's verdicts come from: commit, date, wall time."""
+    rows = "".join(f"<tr><td>{slug}</td><td>{_cell(r['git_commit'][:12])}</td><td>{_cell(r['started'])}</td>"
+                   f"<td>{r['wall_time_s']:.0f} s</td></tr>" for slug, r in results.items())
+    return ('<table class="verdict-runs"><thead><tr><th>chapter</th><th>commit</th><th>started (UTC)</th>'
+            f"<th>wall time</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def write_dashboard(profile: str) -> Path:
+    """Write ``book/verdicts.md`` and its figure from the results of ``profile``; returns the page's path."""
+    results = load_results(profile)
+    root = project_root()
+    plot_counts(verdict_counts(results), root / FIGURE)
+    commits = sorted({r["git_commit"][:12] for r in results.values()})
+    legend = " · ".join(f'<span style="background-color: {VERDICT_COLOURS[v]}; padding: 0 0.3em">{v}</span>'
+                        for v in VERDICTS)
+    pending = "\n".join(f"- **{c.slug}**: {c.title} (arXiv {c.arxiv}), pending; no verdicts yet."
+                        for c in CHAPTERS if not c.landed)
+    smoke_note = ("\n\n**These are smoke-profile results**: every code path on tiny sizes, not the book's "
+                  "experiments. Their verdicts say nothing about the papers; build with `--profile cpu` for those."
+                  if profile == "smoke" else "")
+    page = f"""# Verdicts: which claims held
+
+*Generated by `replbook build` from the `{profile}` profile's results (`results/<slug>/{profile}.json`) of
+{len(results)} chapters, at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)} (see Runs below).
+Do not edit: the page is rewritten on every build.*{smoke_note}
+
+Every claim of every chapter, with the paper's number, ours and the verdict of the rule its chapter wrote down before
+the numbers. Vocabulary: {legend}. *Not reproduced* means our interval excludes the paper's effect; *inconclusive*
+that it holds both no effect and the paper's effect; *illustrated* marks a claim our own model implies, shown and never
+counted as reproduced. Each claim links to its row in its chapter, where the reason is argued.
+
+```{{figure}} _generated/verdict_counts.png
+:name: fig-verdict-counts
+:alt: verdict counts per chapter
+
+Verdicts per chapter ({profile} profile), coloured as in every chapter's claims table.
+```
+
+<div class="verdicts-dashboard">
+
+{claims_html(results)}
+
+</div>
+
+## Runs
+
+<div>
+
+{runs_html(results)}
+
+</div>
+
+## Pending chapters
+
+{pending or "None: every chapter has landed."}
+"""
+    path = root / PAGE
+    path.write_text(page, encoding="utf-8")
+    return path

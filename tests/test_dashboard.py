@@ -1,0 +1,45 @@
+"""The verdict dashboard written from results files: every landed chapter's claims with links to their rows, the
+counts figure, and a clear stop when a chapter has no results for the profile."""
+
+import json
+
+import pytest
+
+from replbook import dashboard
+from replbook.chapters import landed_chapters
+
+
+def fake_results(root, profile="cpu", skip=()):
+    for ch in landed_chapters():
+        if ch.slug in skip:
+            continue
+        folder = root / "results" / ch.slug
+        folder.mkdir(parents=True)
+        claims = [{"id": "C1", "claim": f"{ch.slug} <beats> baseline", "paper": "+2", "source": "Table 1",
+                   "ours": "+1 [0, 2]", "profile": profile, "verdict": "inconclusive", "reason": "holds both"},
+                  {"id": "C2a", "claim": "costs less", "paper": None, "source": "-", "ours": "x", "profile": profile,
+                   "verdict": "illustrated", "reason": "our model"}]
+        (folder / f"{profile}.json").write_text(json.dumps(
+            {"slug": ch.slug, "profile": profile, "git_commit": "0123456789abcdef", "started": "2026-11-29T00:00:00Z",
+             "wall_time_s": 61.0, "claims": claims}))
+
+
+def test_dashboard_lists_every_claim_with_its_link_and_counts(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPLBOOK_ROOT", str(tmp_path))
+    fake_results(tmp_path)
+    page = dashboard.write_dashboard("cpu").read_text()
+    for ch in landed_chapters():
+        for anchor in ("claim-c1", "claim-c2a"):
+            assert f'href="chapters/{ch.slug}.html#{anchor}"' in page
+    assert "&lt;beats&gt;" in page and "<beats>" not in page  # claim text is escaped
+    assert "pending" in page and "0123456789ab" in page
+    assert (tmp_path / dashboard.FIGURE).stat().st_size > 1000
+    counts = dashboard.verdict_counts(dashboard.load_results("cpu"))
+    assert all(c["inconclusive"] == 1 and c["illustrated"] == 1 and c["reproduced"] == 0 for c in counts.values())
+
+
+def test_a_landed_chapter_without_results_stops_the_dashboard(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPLBOOK_ROOT", str(tmp_path))
+    fake_results(tmp_path, skip=("clat",))
+    with pytest.raises(dashboard.MissingResults, match="clat has no results/clat/cpu.json.*replbook run clat"):
+        dashboard.write_dashboard("cpu")
