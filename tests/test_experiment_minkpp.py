@@ -73,11 +73,62 @@ def test_method_scores_agree_with_the_kernels():
     assert np.allclose(scores["ref"], scores["loss"])
 
 
-def test_verdict_rule():
-    assert common.verdict_by_seeds(2, 3) == "reproduced"
-    assert common.verdict_by_seeds(1, 3) == "partly"
-    assert common.verdict_by_seeds(0, 3, partly_extra=True) == "partly"
-    assert common.verdict_by_seeds(0, 3) == "not reproduced"
+def synthetic(deltas, spread, ref_delta=0.0, range_pp=0.01, n_boot=400):
+    """Hand-made results at one epoch: Min-K%++ − Min-K% is ``deltas[seed]`` at k = 0.2, Min-K%++ − Ref is
+    ``ref_delta``, Min-K%'s AUROC range over k is 0.05 and Min-K%++'s ``range_pp``; every score's bootstrap
+    replicates share a seed-level noise and carry their own of size ``spread``."""
+    rng = np.random.default_rng(0)
+    results = []
+    for seed, delta in enumerate(deltas):
+        base = 0.7
+        auroc = {"loss": base + delta - 0.02, "zlib": base + delta - 0.02, "ref": base + delta - ref_delta,
+                 "mink@0.2": base, "mink@0.5": base + 0.05, "minkpp@0.2": base + delta,
+                 "minkpp@0.5": base + delta + range_pp}
+        shared = rng.normal(size=n_boot) * 0.01
+        boot = {n: v + shared + spread * rng.normal(size=n_boot) for n, v in auroc.items()}
+        test = {n: {"auroc": v, "lo": v - 0.02, "hi": v + 0.02} for n, v in auroc.items()}
+        k = {m: {"fixed": 0.2, "val": 0.2, "best": 0.5} for m in ("mink", "minkpp")}
+        result = common.SeedResult(seed, split={})
+        result.epochs[3] = {"test": test, "boot": boot, "k": k, "diff": {"mink_best": {"diff": delta}}}
+        results.append(result)
+    return results
+
+
+P = {"profile": "cpu", "fixed_k": 0.2, "ks": [0.2, 0.5]}
+
+
+@pytest.mark.parametrize("deltas, spread, verdict", [
+    ([0.02, 0.02, 0.02], 0.002, "reproduced"),          # above 0, reaches the +1-point effect
+    ([0.004, 0.004, 0.004], 0.001, "partly"),            # above 0, short of +1 point
+    ([-0.01, -0.01, -0.01], 0.002, "not reproduced"),    # excludes +1 point
+    ([0.005, 0.005, 0.005], 0.012, "inconclusive"),      # holds both 0 and +1 point
+    ([0.03, 0.03, -0.02], 0.002, "inconclusive"),        # the mean is above 0 but a seed is against
+])
+def test_c1_and_c2_rules_reach_every_outcome(deltas, spread, verdict):
+    claims = {c.id: c for c in report.make_claims(synthetic(deltas, spread), P)}
+    assert claims["C1"].verdict == verdict
+    assert claims["C2a"].verdict == claims["C2b"].verdict  # Loss and Zlib sit 0.02 below Min-K%++ ...
+    assert "best k on test (shown, not judged)" in claims["C1"].ours  # ... and the best k is never judged
+
+
+@pytest.mark.parametrize("ref_delta, spread, verdict", [
+    (0.0, 0.002, "reproduced"), (-0.03, 0.002, "not reproduced"), (-0.01, 0.012, "inconclusive")])
+def test_ref_parity_is_judged_with_its_margin(ref_delta, spread, verdict):
+    claims = {c.id: c for c in report.make_claims(synthetic([0.02] * 3, spread, ref_delta=ref_delta), P)}
+    assert claims["C2c"].verdict == verdict and "δ = 0.01" in claims["C2c"].reason
+
+
+@pytest.mark.parametrize("range_pp, verdict", [(0.01, "reproduced"), (0.045, "partly"), (0.08, "not reproduced")])
+def test_k_robustness_rule(range_pp, verdict):
+    claims = {c.id: c for c in report.make_claims(synthetic([0.02] * 3, 0.0005, range_pp=range_pp), P)}
+    assert claims["C3"].verdict == verdict
+
+
+def test_the_pooled_interval_is_a_real_interval_of_the_seed_mean():
+    results = synthetic([0.01, 0.02, 0.03], 0.002)
+    d = report.pooled(results, 3, report.difference("minkpp@0.2", "mink@0.2"))
+    assert d["mean"] == pytest.approx(0.02) and d["lo"] < 0.02 < d["hi"]
+    assert d["hi"] - d["lo"] < min(hi - lo for _, lo, hi in d["seeds"])  # averaging seeds narrows it
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +177,11 @@ def test_paper_profile_runs_on_a_tiny_model_and_local_wikimia(tiny_neox, tmp_pat
 
     # The chapter's report works on the paper profile's result too: claims with the Pythia-2.8B comparison rows.
     claims = report.make_claims(results, params)
-    assert [c.claim for c in claims][-2:] == [
-        f"{method} AUROC, WikiMIA_length32, {tiny_neox}, best k" for method in ("Min-K%", "Min-K%++")]
+    rows = {c.id: c for c in claims}
+    assert [rows[f"P{i}"].claim for i in (1, 2, 3)] == [
+        f"{method} AUROC, WikiMIA_length32, {tiny_neox}" for method in ("Loss", "Zlib", "Ref")]
+    assert rows["P3"].verdict in ("reproduced", "not reproduced")
+    assert rows["P4"].verdict == rows["P5"].verdict == "not comparable"  # selected on test: shown, never judged
     assert all(c.profile == "paper" for c in claims)
     assert len(report.auroc_summary(results, params["fixed_k"])) == 9
     for plot in (report.plot_exposure(results, 0.2), report.plot_k_sweep(results, params["ks"]),

@@ -62,8 +62,10 @@ def test_judge_effect_reaches_every_outcome(lo, hi, effect, seeds, verdict):
 
 def test_judge_effect_says_what_scale_would_decide():
     v = judge_effect(-1.0, 3.0, 2.0)
-    assert "4× the sample" in v.reason  # half-width 2 must fall to 1: four times the sample
-    assert scale_to_decide(-1.0, 3.0, 2.0) == pytest.approx(4.0)
+    assert "4.0× the sample" in v.reason  # half-width 2 must fall to 1 to exclude 0 or +2: four times the sample
+    assert scale_to_decide(-1.0, 3.0, 2.0, 0.0) == pytest.approx(4.0)
+    assert scale_to_decide(-1.0, 5.0, 2.0, 0.0) == pytest.approx(2.25)  # centre 2, half 3: exclude 0, 2 away
+    assert "2.2× the sample" in judge_noninferior(-1.5, 1.5, 1.0).reason  # centre 0, 1 from −1: (1.5/1)²
     with pytest.raises(ValueError, match="differ from no effect"):
         judge_effect(0.0, 1.0, 0.0)
 

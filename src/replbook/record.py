@@ -94,11 +94,13 @@ def _fmt(x: float) -> str:
     return f"{x:+.3g}"
 
 
-def scale_to_decide(lo: float, hi: float, effect: float, null: float = 0.0) -> float:
-    """How many times the sample (items or seeds) would have to grow for an interval of this width to separate
-    ``null`` from ``effect``: the half-width must fall to half their distance, and it shrinks as 1/√n."""
-    half, gap = (hi - lo) / 2, abs(effect - null) / 2
-    return math.inf if gap == 0 else max(1.0, (half / gap) ** 2)
+def scale_to_decide(lo: float, hi: float, *thresholds: float) -> float:
+    """How many times the sample (items or seeds) would have to grow, at the same centre and spread, for the
+    interval [lo, hi] to exclude one of ``thresholds`` (no effect, the paper's effect, a margin): its half-width
+    must fall below the distance from its centre to the farther threshold, and it shrinks as 1/√n."""
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    needed = max(abs(centre - t) for t in thresholds)
+    return math.inf if needed == 0 else max(1.0, (half / needed) ** 2)
 
 
 def judge_effect(lo: float, hi: float, effect: float, null: float = 0.0, *,
@@ -134,7 +136,7 @@ def judge_effect(lo: float, hi: float, effect: float, null: float = 0.0, *,
         return Verdict("not reproduced", f"{interval} excludes the paper's {_fmt(effect)}")
     k = scale_to_decide(lo, hi, effect, null)
     return Verdict("inconclusive", f"{interval} holds both {_fmt(null)} and the paper's {_fmt(effect)}; about "
-                                   f"{k:.0f}× the sample would decide it")
+                                   f"{k:.1f}× the sample would decide it")
 
 
 def judge_noninferior(lo: float, hi: float, margin: float, *, higher_is_better: bool = True,
@@ -153,9 +155,9 @@ def judge_noninferior(lo: float, hi: float, margin: float, *, higher_is_better: 
         return Verdict("reproduced", f"{interval} lies within the margin δ = {margin:g} (no worse than {bound})")
     if high < -margin:
         return Verdict("not reproduced", f"{interval} lies beyond the margin {bound}: worse than allowed")
-    return Verdict("inconclusive", f"{interval} crosses the margin {bound}; about "
-                                   f"{scale_to_decide(lo, hi, -margin if higher_is_better else margin, 0.0):.0f}× "
-                                   f"the sample would decide it")
+    k = scale_to_decide(lo, hi, -margin if higher_is_better else margin)
+    return Verdict("inconclusive", f"{interval} crosses the margin {bound}; about {k:.1f}× the sample would "
+                                   f"decide it")
 
 
 def judge_all(verdicts: Sequence[Verdict], what: Sequence[str]) -> Verdict:

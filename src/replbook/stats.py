@@ -65,11 +65,12 @@ def bootstrap_indices(n_items: int, labels: np.ndarray, n_boot: int, seed: int) 
 
 def bootstrap_metrics(
     scores: dict[str, np.ndarray], labels: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-    max_fpr: float = 0.05,
+    max_fpr: float = 0.05, replicates: bool = False,
 ) -> dict[str, dict[str, float]]:
     """AUROC and TPR at ``max_fpr`` with percentile bootstrap intervals for each named score, all on the same
     stratified resamples (so differences between methods can be read pairwise with
-    :func:`bootstrap_auroc_difference`). Keys: auroc, lo, hi, tpr, tpr_lo, tpr_hi."""
+    :func:`bootstrap_auroc_difference`). Keys: auroc, lo, hi, tpr, tpr_lo, tpr_hi, and with ``replicates`` also
+    ``boot``: the [n_boot] AUROC replicates, from which any paired statistic of the scores has its interval."""
     labels = np.asarray(labels)
     idx = bootstrap_indices(len(labels), labels, n_boot, seed)
     boot_labels = labels[idx[0]]  # stratified: every resample lists the classes in the same order
@@ -84,6 +85,8 @@ def bootstrap_metrics(
             "tpr": float(tpr_at_fpr(s, labels, max_fpr)), "tpr_lo": float(np.percentile(tpr, lo)),
             "tpr_hi": float(np.percentile(tpr, hi)),
         }
+        if replicates:
+            out[name]["boot"] = auroc
     return out
 
 

@@ -12,7 +12,7 @@ import torch
 
 from replbook import minkpp
 from replbook.minkpp import score_name
-from replbook.stats import auroc_rank, bootstrap_auroc_difference, bootstrap_metrics
+from replbook.stats import auroc_rank, bootstrap_metrics
 
 K_SWEEP = [round(0.1 * i, 1) for i in range(1, 11)]
 
@@ -90,16 +90,19 @@ def evaluate(scores: dict[str, np.ndarray], labels: np.ndarray, val_idx: np.ndar
     """Test-set metrics of every score, k selected on validation and on test, and paired differences.
 
     Returns ``test`` (name → auroc, lo, hi, tpr05, tpr05_lo, tpr05_hi, tpr01, fpr95), ``val_auroc``
-    (name → auroc), ``k`` (method → {"fixed", "val", "best"}), and ``diff`` (baseline → paired
-    AUROC(minkpp) − AUROC(baseline) at the fixed k, and ``mink_best``: both at their best k on test).
+    (name → auroc), ``k`` (method → {"fixed", "val", "best"}), ``diff`` (baseline → paired AUROC(minkpp) −
+    AUROC(baseline) at the fixed k with its interval, and ``mink_best``: both at their best k on test, shown only)
+    and ``boot`` (name → [n_boot] AUROC replicates, every score on the same stratified resamples of the test items,
+    so any paired statistic has an interval; kept out of the results JSON).
     """
     y_test, y_val = labels[test_idx], labels[val_idx]
-    test = bootstrap_metrics({n: s[test_idx] for n, s in scores.items()}, y_test, n_boot, seed)
+    test = bootstrap_metrics({n: s[test_idx] for n, s in scores.items()}, y_test, n_boot, seed, replicates=True)
+    boot = {name: test[name].pop("boot") for name in test}
     for name, s in scores.items():
         m = minkpp.mia_metrics(s[test_idx], y_test)
-        boot = test[name]
-        test[name] = {"auroc": boot["auroc"], "lo": boot["lo"], "hi": boot["hi"], "tpr05": m["tpr05"],
-                      "tpr05_lo": boot["tpr_lo"], "tpr05_hi": boot["tpr_hi"], "tpr01": m["tpr01"], "fpr95": m["fpr95"]}
+        b = test[name]
+        test[name] = {"auroc": b["auroc"], "lo": b["lo"], "hi": b["hi"], "tpr05": m["tpr05"],
+                      "tpr05_lo": b["tpr_lo"], "tpr05_hi": b["tpr_hi"], "tpr01": m["tpr01"], "fpr95": m["fpr95"]}
     val_auroc = {n: float(auroc_rank(s[val_idx], y_val)) for n, s in scores.items()}
     chosen = {}
     for method in ("mink", "minkpp"):
@@ -108,14 +111,17 @@ def evaluate(scores: dict[str, np.ndarray], labels: np.ndarray, val_idx: np.ndar
             "val": max(ks, key=lambda k, m=method: val_auroc[score_name(m, k)]),
             "best": max(ks, key=lambda k, m=method: test[score_name(m, k)]["auroc"]),
         }
-    pp = scores[score_name("minkpp", fixed_k)][test_idx]
-    diff = {b: bootstrap_auroc_difference(pp, scores[name][test_idx], y_test, n_boot, seed)
-            for b, name in (("mink", score_name("mink", fixed_k)), ("loss", "loss"), ("zlib", "zlib"),
-                            ("ref", "ref")) if name in scores}
-    diff["mink_best"] = bootstrap_auroc_difference(
-        scores[score_name("minkpp", chosen["minkpp"]["best"])][test_idx],
-        scores[score_name("mink", chosen["mink"]["best"])][test_idx], y_test, n_boot, seed)
-    return {"test": test, "val_auroc": val_auroc, "k": chosen, "diff": diff}
+
+    def paired(a: str, b: str) -> dict[str, float]:
+        lo, hi = np.percentile(boot[a] - boot[b], [2.5, 97.5])
+        return {"diff": test[a]["auroc"] - test[b]["auroc"], "lo": float(lo), "hi": float(hi)}
+
+    pp = score_name("minkpp", fixed_k)
+    diff = {b: paired(pp, name) for b, name in (("mink", score_name("mink", fixed_k)), ("loss", "loss"),
+                                                 ("zlib", "zlib"), ("ref", "ref")) if name in scores}
+    diff["mink_best"] = paired(score_name("minkpp", chosen["minkpp"]["best"]),
+                               score_name("mink", chosen["mink"]["best"]))
+    return {"test": test, "val_auroc": val_auroc, "k": chosen, "diff": diff, "boot": boot}
 
 
 @dataclass
@@ -126,21 +132,3 @@ class SeedResult:
     epochs: dict[int, dict[str, Any]] = field(default_factory=dict)  # epoch → evaluate() output
     scores: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
-
-# ---------------------------------------------------------------------------------------------------- summaries
-
-
-def k_spread(result: SeedResult, epoch: int, method: str, ks: Sequence[float]) -> float:
-    """max − min of a method's test AUROC over the k sweep."""
-    vals = [result.epochs[epoch]["test"][score_name(method, k)]["auroc"] for k in ks]
-    return float(max(vals) - min(vals))
-
-
-def verdict_by_seeds(n_positive: int, n_seeds: int, partly_extra: bool = False) -> str:
-    """The chapter's rule: reproduced if the interval is above 0 in at least two thirds of the seeds, partly if in
-    at least one seed (or ``partly_extra``, e.g. only at the best k), else not reproduced."""
-    if n_positive * 3 >= 2 * n_seeds:
-        return "reproduced"
-    if n_positive >= 1 or partly_extra:
-        return "partly"
-    return "not reproduced"
