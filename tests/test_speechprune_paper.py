@@ -109,7 +109,8 @@ def test_run_paper_on_a_generated_spiral_folder(tiny_qwen2_audio, tmp_path):
     assert res.passage_tokens == [875, 875]  # 35 s at 25 tokens per second
     kept = {(r["condition"], r["pr"]): r["kept"] for r in res.rows}
     assert kept[("Original", 0.0)] == 750 and kept[("SpeechPrune", 0.2)] == 600 and kept[("RAP", 0.8)] == 150
-    assert len(res.rows) == 2 * (1 + 2 * 5)
+    assert len(res.rows) == 2 * (2 + 2 * 5)  # Original, the question-only control, 5 conditions at 2 rates
+    assert kept[("Question only (no speech)", 0.0)] == 0
 
 
 def test_missing_spiral_is_named(tmp_path):
