@@ -51,9 +51,32 @@ def test_measurement_plumbing_and_claims_on_tiny_sizes():
     assert measured["lm_config"].d_model == 64
     points = hwsw.roofline_points(params["hardware"], 512, 4096, [1])
     quant = hwsw.quantisation_table(cm.LLAMA2_7B, "h100-sxm", 4096)
-    claims = report.make_claims(points, quant, hwsw.flash_table([4096]), measured, None, params)
+    claims = report.make_claims(points, quant, hwsw.flash_table([4096]), measured, params)
     assert [c.id for c in claims] == ["C1", "C2", "C3", "C4"]
-    assert claims[1].verdict == "reproduced" and "25,705" in claims[1].ours
+    assert claims[1].verdict == "illustrated" and "25,705" in claims[1].ours
+    assert {c.verdict for c in claims[1:]} == {"illustrated"}  # what the cost model implies is never "reproduced"
+
+
+def c1_verdict(bandwidth_share: float, decode_ai: float, ridge_bw: float = 1e10, peak: float = 1e11) -> str:
+    """C1 on a hand-made measurement: a machine of ``peak`` FLOP/s and ``ridge_bw`` B/s copy bandwidth, a decode
+    step at ``decode_ai`` FLOP/B moving bytes at ``bandwidth_share`` of the copy bandwidth."""
+    from replbook.measure import Measurement
+
+    seconds = 1e-3
+    nbytes = bandwidth_share * ridge_bw * seconds
+    decode = Measurement("tiny Llama decode, B=1", decode_ai * nbytes, nbytes, seconds)
+    machine = cm.Hardware("hand-made", {"fp32": peak}, ridge_bw, 0, "test", "measured")
+    measured = {"phases": [decode], "machine": machine, "dtype": "fp32"}
+    points = hwsw.roofline_points(["h100-sxm"], 512, 4096, [1])
+    quant = hwsw.quantisation_table(cm.LLAMA2_7B, "h100-sxm", 4096)
+    params = {"profile": "cpu"}
+    return report.make_claims(points, quant, hwsw.flash_table([4096]), measured, params)[0].verdict
+
+
+def test_c1_rule_reaches_each_outcome_on_hand_made_measurements():
+    assert c1_verdict(0.8, 1.0) == "reproduced"  # left of the ridge (10 FLOP/B), near the copy bandwidth
+    assert c1_verdict(0.2, 1.0) == "partly"  # memory-bound but far from the bandwidth
+    assert c1_verdict(0.8, 50.0) == "not reproduced"  # right of the ridge: compute-bound
 
 
 def test_measure_rejects_cuda_without_a_gpu():

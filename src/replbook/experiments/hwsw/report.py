@@ -12,7 +12,10 @@ from replbook import costmodel as cm
 from replbook.experiments.hwsw.miniature import kv_crossover_tokens
 from replbook.record import Claim
 
-SURVEY_SOURCE = "survey abstract and inference section [abs/recon; no number in the survey]"
+#: The survey states none of C1-C4 in its abstract; they are our reading of its background (prefill vs decode, the
+#: memory wall) and inference sections (quantisation, KV-cache management, attention kernels).
+SURVEY_SOURCE = ("survey Sec. II (background) and Sec. IV (inference), section numbers from an unverified outline "
+                 "[recon]; no number in the survey")
 
 
 def _roofline_axes(ax, hardware: list[cm.Hardware], dtype: str, ai_range=(0.1, 3000)) -> None:
@@ -98,8 +101,9 @@ def plot_measured(measured: dict[str, Any]):
 
 
 def make_claims(points: pd.DataFrame, quant: pd.DataFrame, flash: pd.DataFrame, measured: dict[str, Any],
-                comparison: pd.DataFrame | None, params: dict[str, Any]) -> list[Claim]:
-    """Survey claims illustrated by the model and the measurements, judged by the rules of the notebook."""
+                params: dict[str, Any]) -> list[Claim]:
+    """The survey's claims: C1 judged on this machine's measurements beside the model; C2-C4 *illustrated*, since
+    they follow from our own cost model (shown, never counted as reproduced)."""
     profile = params["profile"]
     claims = []
     decode = points[(points.phase == "decode") & (points.batch == 1)]
@@ -124,28 +128,36 @@ def make_claims(points: pd.DataFrame, quant: pd.DataFrame, flash: pd.DataFrame, 
         "C2", "the KV cache dominates memory at long context", "qualitative", SURVEY_SOURCE,
         f"Llama-2-7B fp16: KV exceeds the weights once B·T > {float(cross):,.0f} tokens (exact "
         f"{cross.numerator:,}/{cross.denominator:,}); GQA-8 Llama-2-70B needs B·T > "
-        f"{float(kv_crossover_tokens(cm.LLAMA2_70B)):,.0f}", profile, "reproduced",
-        "illustrated by the exact model (no measurement)",
+        f"{float(kv_crossover_tokens(cm.LLAMA2_70B)):,.0f}", profile, "illustrated",
+        "follows from the exact cost model (weights and KV bytes are both our formulas): shown, not tested",
     ))
     w4 = quant[(quant["weight bits"] == 4) & (quant["KV bits"] == 16)].iloc[0]
     claims.append(Claim(
         "C3", "quantisation cuts decode time in proportion to bytes", "qualitative", SURVEY_SOURCE,
-        f"4-bit weights: time ratio {w4['time ratio']:.3f} vs bytes ratio {w4['bytes ratio']:.3f}", profile,
-        "reproduced" if abs(w4["time ratio"] - w4["bytes ratio"]) < 0.01 else "partly",
-        "illustrated by the model (memory-bound decode); not measured on a quantised model here",
+        f"4-bit weights: modelled time ratio {w4['time ratio']:.3f} vs bytes ratio {w4['bytes ratio']:.3f}", profile,
+        "illustrated", "the roofline model assumes memory-bound decode, so time follows bytes by construction; "
+                       "not measured on a quantised model here",
     ))
     big = flash.iloc[-1]
     claims.append(Claim(
         "C4", "FlashAttention cuts attention memory traffic", "qualitative", SURVEY_SOURCE,
-        f"N={int(big['N'])}: {big['ratio']:.2f} of standard traffic", profile,
-        "reproduced" if big["ratio"] < 1 else "not reproduced", "illustrated by the IO model (Dao et al. 2022)",
+        f"N={int(big['N'])}: {big['ratio']:.2f} of standard traffic in the IO model", profile, "illustrated",
+        "follows from the IO model of Dao et al. 2022 that we implement: shown, not tested",
     ))
-    if comparison is not None:
-        kv = comparison[comparison.quantity == "KV cache bytes"]["relative difference"].abs().max()
-        lat = comparison[comparison.quantity.str.endswith("ms")]["relative difference"].abs().max()
-        claims.append(Claim(
-            "X1", "Cross-check: our model agrees with llm-analysis 0.2.2", "KV exact; latencies within 5%",
-            "spec hwsw.md §5 item 14", f"KV bytes max |Δ| {kv:.1%}; latencies max |Δ| {lat:.1%}", profile,
-            "reproduced" if kv == 0 and lat <= 0.05 else "partly", "rule: KV identical and latencies within 5%",
-        ))
     return claims
+
+
+#: What our cost model must match in llm-analysis 0.2.2: the KV cache exactly, the latencies within 5%.
+CROSS_CHECK_TOLERANCE = 0.05
+
+
+def cross_check(comparison: pd.DataFrame | None) -> str:
+    """One sentence on the agreement of our cost model with llm-analysis: a check of our model, not a claim of the
+    survey, so it stays out of the claims table."""
+    if comparison is None:
+        return "llm-analysis is not installed here (make setup installs it): no cross-check."
+    kv = comparison[comparison.quantity == "KV cache bytes"]["relative difference"].abs().max()
+    lat = comparison[comparison.quantity.str.endswith("ms")]["relative difference"].abs().max()
+    ok = kv == 0 and lat <= CROSS_CHECK_TOLERANCE
+    return (f"{'Passed' if ok else 'Failed'}: KV-cache bytes differ by at most {kv:.1%} (must be 0), latencies by at "
+            f"most {lat:.1%} (must be ≤ {CROSS_CHECK_TOLERANCE:.0%}).")
