@@ -2,12 +2,13 @@
 selected convolutions, the stage-1 model is cached, the paper profile runs end to end on a tiny Wide-ResNet and a
 generated CIFAR folder, and the statistics helpers are right."""
 
+import numpy as np
 import pytest
 import torch
 from conftest import write_fake_cifar
 
 from replbook.experiments import clat as experiment
-from replbook.experiments.clat import common
+from replbook.experiments.clat import common, report
 from replbook.profiles import ParameterError, resolve
 from replbook.stats import paired_t_interval
 
@@ -77,3 +78,57 @@ def test_paired_difference_and_best_minus_last():
     d = paired_t_interval([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
     assert d["mean"] == pytest.approx(0.1) and d["lo"] == pytest.approx(0.1) and d["hi"] == pytest.approx(0.1)
     assert common.best_minus_last([{"robust": 0.3}, {"robust": 0.5}, {"robust": 0.4}]) == pytest.approx(0.1)
+
+
+def hand_made(clat_gain, spread, clat_gap=0.0, random_gap=0.05, fractions=(0.04,), n=5):
+    """Seeds whose CLAT − continued AT accuracy difference is ``clat_gain`` ± ``spread``; stage-2 robust curves whose
+    best-minus-last gaps are 0.05 (continued AT), ``clat_gap`` (CLAT) and ``random_gap`` (random layers)."""
+    from replbook.experiments.clat.common import BASELINE, CLAT, RANDOM_LAYERS, SeedResult
+
+    rng = np.random.default_rng(0)
+    results = []
+    for seed in range(n):
+        r = SeedResult(seed)
+        gain = clat_gain + spread * rng.standard_normal()
+        r.final = {BASELINE: {"robust": 0.5, "clean": 0.7, "strong": 0.45},
+                   CLAT: {"robust": 0.5 + gain, "clean": 0.7 + gain, "strong": 0.45 + gain}}
+        for arm, gap in ((BASELINE, 0.05), (CLAT, clat_gap), (RANDOM_LAYERS, random_gap)):
+            gap += 0.002 * rng.standard_normal()
+            r.curves[arm] = [{"robust": 0.5}, {"robust": 0.5 + abs(gap)}, {"robust": 0.5 + abs(gap) - gap}]
+        r.selections[CLAT] = [{"trainable_fraction": f} for f in fractions]
+        results.append(r)
+    return results
+
+
+SMALL = {"profile": "cpu", "eval_steps": 20, "strong_eval": "apgd", "n_strong": 200, "k": 2, "candidates": "conv",
+         "arch": "small-cnn", "dataset": "fashion-mnist"}
+
+
+def verdicts(results, params=SMALL):
+    return {c.id: c.verdict for c in report.make_claims(results, params)}
+
+
+@pytest.mark.parametrize("gain, spread, verdict", [
+    (0.03, 0.003, "reproduced"), (0.01, 0.003, "partly"), (-0.01, 0.003, "not reproduced"),
+    (0.01, 0.03, "inconclusive")])
+def test_accuracy_claims_are_judged_against_the_papers_two_points(gain, spread, verdict):
+    v = verdicts(hand_made(gain, spread))
+    assert v["C1"] == v["C1b"] == v["C2"] == verdict
+
+
+def test_parameter_share_is_illustrated_when_the_architecture_fixes_it():
+    assert report.largest_possible_share(SMALL) < 0.05
+    assert verdicts(hand_made(0.03, 0.003))["C3"] == "illustrated"
+    wide = {**SMALL, "arch": "wrn-34-10", "dataset": "cifar10", "k": 5}
+    assert report.largest_possible_share(wide) > 0.10  # five WRN-34-10 layers could hold 40%
+    assert verdicts(hand_made(0.03, 0.003, fractions=(0.04, 0.06)), wide)["C3"] == "reproduced"
+    assert verdicts(hand_made(0.03, 0.003, fractions=(0.04, 0.3)), wide)["C3"] == "not reproduced"
+
+
+@pytest.mark.parametrize("clat_gap, random_gap, verdict", [
+    (0.0, 0.05, "reproduced"),   # CLAT's gap 5 points smaller; random layers do not help
+    (0.0, 0.0, "partly"),        # ... but random layers do as much: not from the critical layers
+    (0.08, 0.05, "not reproduced"),
+])
+def test_overfitting_claim_uses_the_paired_interval_and_the_random_layer_control(clat_gap, random_gap, verdict):
+    assert verdicts(hand_made(0.03, 0.003, clat_gap=clat_gap, random_gap=random_gap))["C4"] == verdict

@@ -13,11 +13,13 @@ from replbook.experiments.clat.common import (
     BASELINE,
     CLAT,
     IMAGE_SHAPES,
+    RANDOM_LAYERS,
     SeedResult,
     best_minus_last,
     build_model,
+    excluded_layers,
 )
-from replbook.record import Claim
+from replbook.record import Claim, Verdict, judge_effect
 from replbook.stats import paired_t_interval
 
 SOURCE = "abstract and public reviews [abs]; Table 1 not transcribed"
@@ -145,17 +147,32 @@ def _fmt(d: dict[str, float], short: bool = False) -> str:
     return ci if short else f"{ci} points (n = {d['n']} seeds)"
 
 
-def _verdict(d: dict[str, float]) -> str:
-    if np.isnan(d["lo"]):
-        return "not comparable"
-    if d["lo"] > 0:
-        return "reproduced"
-    if d["hi"] < 0:
-        return "not reproduced"
-    return "partly" if d["mean"] > 0 else "not reproduced"
+#: The paper's gains [abs], accuracy points: "> 2%" on clean accuracy and on PGD/AutoAttack robustness.
+EFFECT_ACCURACY = 2.0
+#: C4 "mitigates robust overfitting" gives no size: the smallest effect we read as mitigation is a best-minus-last
+#: gap 1 point smaller than continued AT's.
+EFFECT_GAP = -1.0
+#: C3 "about 5% of the parameters": the share CLAT may train and still count as "about 5%".
+SHARE_LIMIT = 0.10
+
+
+def largest_possible_share(params: dict[str, Any]) -> float:
+    """The most parameters any ``k`` of the candidate layers hold, as a share of the network: if this is below
+    :data:`SHARE_LIMIT`, C3 holds whatever CLAT selects."""
+    model = _model(params)
+    excluded = excluded_layers(model, params["candidates"])
+    shares = layer_shares(params)["share"].to_numpy()
+    candidate = sorted((shares[i] for i in range(len(shares)) if i not in excluded), reverse=True)
+    return float(sum(candidate[: params["k"]]))
+
+
+def _seed_gaps(results: list[SeedResult], arm: str) -> list[float]:
+    return [best_minus_last(r.curves[arm]) for r in results]
 
 
 def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim]:
+    """C1, C1b, C2 and C4 on paired t-intervals over seeds against the paper's effect; C4 beside the random-layer
+    control; C3 illustrated where the architecture fixes it."""
     profile = params["profile"]
     claims = []
     rows = [("C1", "robust", f"robust accuracy (PGD-{params['eval_steps']})"), ("C2", "clean", "clean accuracy")]
@@ -166,22 +183,38 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
     for cid, metric, what in rows:
         d = paired_t_interval([r.final[CLAT][metric] for r in results],
                               [r.final[BASELINE][metric] for r in results])
+        v = judge_effect(100 * d["lo"], 100 * d["hi"], EFFECT_ACCURACY, what="CLAT − continued AT (points)")
         claims.append(Claim(cid, f"CLAT improves {what} over continued AT", "> 2 points [abs]", SOURCE,
-                            "CLAT − continued AT: " + _fmt(d), profile, _verdict(d),
-                            "rule: paired t-interval over seeds above 0 (reproduced), below 0 (not reproduced), "
-                            "straddling 0 with a positive mean (partly)"))
+                            "CLAT − continued AT: " + _fmt(d), profile, v.verdict,
+                            f"rule: paired t-interval over seeds against the paper's +2 points; {v.reason}"))
     fractions = [s["trainable_fraction"] for r in results for s in r.selections[CLAT]]
-    claims.append(Claim("C3", "CLAT trains about 5% of the parameters", "≈ 5% [abs]", SOURCE,
-                        f"{100 * np.mean(fractions):.1f}% (range {100 * min(fractions):.1f}–"
-                        f"{100 * max(fractions):.1f}%) with k = {params['k']} of {params['candidates']} layers",
-                        profile, "reproduced" if max(fractions) <= 0.10 else "not reproduced",
-                        "rule: at most 10% of the parameters trainable"))
-    gaps = {arm: np.mean([best_minus_last(r.curves[arm]) for r in results]) for arm in (BASELINE, CLAT)}
-    claims.append(Claim("C4", "CLAT mitigates robust overfitting", "qualitative [abs]", SOURCE,
-                        f"best − last robust accuracy in stage 2: CLAT {100 * gaps['CLAT']:.1f} vs continued AT "
-                        f"{100 * gaps['continued AT']:.1f} points (seed mean)", profile,
-                        "reproduced" if gaps["CLAT"] < gaps["continued AT"] else "not reproduced",
-                        "rule: CLAT's mean best-minus-last gap is smaller"))
+    ours = (f"{100 * np.mean(fractions):.1f}% (range {100 * min(fractions):.1f}–{100 * max(fractions):.1f}%) with "
+            f"k = {params['k']} of the {params['candidates']} layers")
+    ceiling = largest_possible_share(params)
+    if ceiling <= SHARE_LIMIT:
+        verdict = "illustrated"
+        reason = (f"holds by construction: any {params['k']} candidate layers of {params['arch']} hold at most "
+                  f"{100 * ceiling:.1f}% of the parameters, so the selection cannot fail it")
+    else:
+        verdict = "reproduced" if max(fractions) <= SHARE_LIMIT else "not reproduced"
+        reason = (f"rule: every selection trains at most {100 * SHARE_LIMIT:.0f}% of the parameters (any "
+                  f"{params['k']} candidates could hold up to {100 * ceiling:.1f}%)")
+    claims.append(Claim("C3", "CLAT trains about 5% of the parameters", "≈ 5% [abs]", SOURCE, ours, profile,
+                        verdict, reason))
+    gaps = {arm: _seed_gaps(results, arm) for arm in (BASELINE, CLAT, RANDOM_LAYERS) if arm in results[0].curves}
+    d = paired_t_interval(gaps[CLAT], gaps[BASELINE])
+    v = judge_effect(100 * d["lo"], 100 * d["hi"], EFFECT_GAP, what="gap(CLAT) − gap(continued AT) (points)")
+    reason = f"rule: paired t-interval of the best-minus-last gaps against −1 point; {v.reason}"
+    ours = f"best − last robust accuracy in stage 2, CLAT − continued AT: {_fmt(d)}"
+    if RANDOM_LAYERS in gaps:
+        control = paired_t_interval(gaps[CLAT], gaps[RANDOM_LAYERS])
+        ours += f"; CLAT − random layers: {_fmt(control)}"
+        if v.verdict in ("reproduced", "partly") and not control["hi"] < 0:
+            v = Verdict("partly", v.reason)
+            reason += ("; but training the same number of random layers mitigates as much, so the effect is not shown "
+                       "to come from choosing critical layers")
+    claims.append(Claim("C4", "CLAT mitigates robust overfitting", "qualitative [abs]", SOURCE, ours, profile,
+                        v.verdict, reason))
     return claims
 
 
