@@ -57,6 +57,7 @@ PARAMS = ChapterParams(
         Param("benchmark", str, "Paper profile: the OpenOOD v1.5 benchmark.", choices=("cifar10", "cifar100")),
         Param("clip_model", str, "Paper profile: CLIP's hub id (local cache) or folder."),
         Param("clip_temperature", float, "Paper profile: MCM's temperature on CLIP's cosines.", 1e-4, 10.0),
+        Param("n_boot", int, "Bootstrap resamples of the test items for the claims' intervals.", 10, 100_000),
         Param("threads", int, "torch threads.", 1, 64),
     ),
     defaults={
@@ -65,12 +66,12 @@ PARAMS = ChapterParams(
                       n_ood=100, epochs=1, lr=1e-3, batch_size=64, hidden=64, knn_k=10, vim_dim=16,
                       react_percentile=90.0, ash_percentile=90.0, scale_percentile=85.0, dice_percentile=70.0,
                       odin_temperature=1000.0, odin_epsilon=0.0014, vlm=True, mcm_temperature=0.05, benchmark="cifar10",
-                      clip_model=CLIP, clip_temperature=1.0, threads=2),
+                      clip_model=CLIP, clip_temperature=1.0, n_boot=50, threads=2),
         "cpu": dict(seeds=3, n_train=10_000, n_val=1000, n_test=3000, n_ood=2000, epochs=3, batch_size=128,
-                    hidden=128, knn_k=50, vim_dim=32),
+                    hidden=128, knn_k=50, vim_dim=32, n_boot=300),
         # The paper profile runs run_paper: OpenOOD v1.5's three ResNet-18 checkpoints (seeds = s0..s2) on its CIFAR
         # benchmark, and CLIP's MCM / GL-MCM; n_train caps the training images the feature detectors are fitted on.
-        "paper": dict(seeds=3, n_train=40_000, n_val=2000, knn_k=50, vim_dim=32, threads=16),
+        "paper": dict(seeds=3, n_train=40_000, n_val=2000, knn_k=50, vim_dim=32, n_boot=300, threads=16),
     },
     assets={"smoke": miniature_assets, "cpu": miniature_assets,
             # the hub manifest pins CLIP; a local folder given as `clip_model` needs none

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from replbook import ood
+from replbook.stats import auroc_rank
 
 #: Our detector names → OpenOOD v1.5's postprocessor names (``oodv2_openood_v15.csv``); Entropy has no row there.
 OPENOOD_NAMES = {"MSP": "MSP", "TempScale": "TempScale", "MaxLogit": "MLS", "Energy": "EBO", "GEN": "GEN",
@@ -30,7 +31,9 @@ class SeedResult:
     metrics: list[dict] = field(default_factory=list)  # one row per detector and split
     accuracy: dict[str, float] = field(default_factory=dict)  # clean and per corruption
     temperature: float = 1.0  # TempScale's fitted temperature
-
+    #: group ("near", "far") → detector → [n_boot] replicates of the group's mean AUROC, every detector on the same
+    #: resampled ID and OOD items (paired); kept out of the results JSON
+    boot: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -85,6 +88,36 @@ def metric_rows(scores: dict[str, dict[str, torch.Tensor]], splits: list[str], s
                          "aupr_in": m["aupr_in"], "aupr_out": m["aupr_out"]})
     return rows
 
+
+
+def group_replicates(scores: dict[str, dict[str, torch.Tensor]], splits: list[str], n_boot: int, seed: int,
+                     groups: tuple[str, ...] = ("near", "far")) -> dict[str, dict[str, np.ndarray]]:
+    """Bootstrap replicates of each detector's mean AUROC over the splits of each group (OOD positive).
+
+    Per replicate, the ID test items and each OOD split's items are resampled with replacement, the same indices
+    for every detector, so that differences between detectors (and between near and far) are paired; a group's
+    value is the mean over its splits, as the tables report it. Returns group → detector → [n_boot].
+    """
+    rng = np.random.default_rng(seed)
+    sizes = {split: len(values) for split, values in next(iter(scores.values())).items()}
+    n_id = sizes["ID"]
+    id_idx = rng.integers(0, n_id, (n_boot, n_id))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for group in groups:
+        members = [s for s in splits if s.split(":")[0] == group]
+        if not members:
+            continue
+        ood_idx = {s: rng.integers(0, sizes[s], (n_boot, sizes[s])) for s in members}
+        out[group] = {}
+        for det, by_split in scores.items():
+            id_scores = by_split["ID"].detach().cpu().double().numpy()[id_idx]
+            per_split = []
+            for s in members:
+                ood_scores = by_split[s].detach().cpu().double().numpy()[ood_idx[s]]
+                labels = np.r_[np.zeros(n_id), np.ones(ood_scores.shape[1])]
+                per_split.append(auroc_rank(np.concatenate([id_scores, ood_scores], axis=1), labels))
+            out[group][det] = np.mean(per_split, axis=0)
+    return out
 
 
 def metrics_frame(results: list[SeedResult]) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from replbook import ood
 from replbook.cache import train_or_load
 from replbook.data.images import FASHION_MNIST_CLASSES, load_fashion_mnist
 from replbook.data.ood_images import corrupt, far_ood
-from replbook.experiments.oodv2.common import SeedResult, metric_rows, model_outputs, score_all
+from replbook.experiments.oodv2.common import SeedResult, group_replicates, metric_rows, model_outputs, score_all
 from replbook.models import SmallCNN
 from replbook.models.toy_clip import ToyImageTower, contrastive_logits
 from replbook.profiles import ParameterError
@@ -152,6 +152,7 @@ def run_seed(p: dict[str, Any], data: dict[str, torch.Tensor], seed: int) -> See
     scores = score_all(model, p, fit_feats, sets["y_train"], result.temperature, x_by_split, outputs)
     splits = [s for s in x_by_split if s != "ID"]
     result.metrics = metric_rows(scores, splits, seed)
+    result.boot = group_replicates(scores, splits, p["n_boot"], seed)
     result.accuracy = {"clean" if split == "ID" else split: float((outputs[split][1].argmax(1) == sets["y_test"])
                                                                    .float().mean())
                        for split in ("ID", *sets["covariate"])}

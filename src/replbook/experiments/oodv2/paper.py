@@ -23,7 +23,7 @@ from replbook.data.openood import (
     openood_root,
     read_imglist,
 )
-from replbook.experiments.oodv2.common import SeedResult, metric_rows, model_outputs, score_all
+from replbook.experiments.oodv2.common import SeedResult, group_replicates, metric_rows, model_outputs, score_all
 from replbook.models import CifarResNet18
 from replbook.progress import progress
 
@@ -71,6 +71,7 @@ def run_openood(p: dict[str, Any], root: Path | None = None, width: int = 64, li
         outputs = {name: model_outputs(model, x) for name, x in x_by_split.items()}
         scores = score_all(model, p, fit_feats, y_train, result.temperature, x_by_split, outputs)
         result.metrics = metric_rows(scores, list(splits), seed)
+        result.boot = group_replicates(scores, list(splits), p["n_boot"], seed)
         result.accuracy = {"clean": float((outputs["ID"][1].argmax(1) == y_id).float().mean())}
         results.append(result)
     return results
