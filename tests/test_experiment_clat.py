@@ -80,7 +80,7 @@ def test_paired_difference_and_best_minus_last():
     assert common.best_minus_last([{"robust": 0.3}, {"robust": 0.5}, {"robust": 0.4}]) == pytest.approx(0.1)
 
 
-def hand_made(clat_gain, spread, clat_gap=0.0, random_gap=0.05, fractions=(0.04,), n=5):
+def hand_made(clat_gain, spread, clat_gap=0.0, random_gap=0.05, fractions=(0.04,), n=5, random_gain=0.0):
     """Seeds whose CLAT − continued AT accuracy difference is ``clat_gain`` ± ``spread``; stage-2 robust curves whose
     best-minus-last gaps are 0.05 (continued AT), ``clat_gap`` (CLAT) and ``random_gap`` (random layers)."""
     from replbook.experiments.clat.common import BASELINE, CLAT, RANDOM_LAYERS, SeedResult
@@ -90,8 +90,10 @@ def hand_made(clat_gain, spread, clat_gap=0.0, random_gap=0.05, fractions=(0.04,
     for seed in range(n):
         r = SeedResult(seed)
         gain = clat_gain + spread * rng.standard_normal()
+        other = random_gain + 0.001 * rng.standard_normal()
         r.final = {BASELINE: {"robust": 0.5, "clean": 0.7, "strong": 0.45},
-                   CLAT: {"robust": 0.5 + gain, "clean": 0.7 + gain, "strong": 0.45 + gain}}
+                   CLAT: {"robust": 0.5 + gain, "clean": 0.7 + gain, "strong": 0.45 + gain},
+                   RANDOM_LAYERS: {"robust": 0.5 + other, "clean": 0.7 + other, "strong": 0.45 + other}}
         for arm, gap in ((BASELINE, 0.05), (CLAT, clat_gap), (RANDOM_LAYERS, random_gap)):
             gap += 0.002 * rng.standard_normal()
             r.curves[arm] = [{"robust": 0.5}, {"robust": 0.5 + abs(gap)}, {"robust": 0.5 + abs(gap) - gap}]
@@ -132,3 +134,11 @@ def test_parameter_share_is_illustrated_when_the_architecture_fixes_it():
 ])
 def test_overfitting_claim_uses_the_paired_interval_and_the_random_layer_control(clat_gap, random_gap, verdict):
     assert verdicts(hand_made(0.03, 0.003, clat_gap=clat_gap, random_gap=random_gap))["C4"] == verdict
+
+
+def test_the_random_layer_control_caps_a_gain_it_explains():
+    assert verdicts(hand_made(0.03, 0.003, random_gain=0.03))["C1"] == "partly"  # random layers gain as much
+    results = hand_made(0.03, 0.003)
+    for r in results:
+        del r.final["CLAT loss, random layers"]
+    assert verdicts(results)["C1"] == "partly"  # the control was not run: the cheap explanation stands

@@ -55,6 +55,7 @@ def test_styled_claims_anchor_each_row_and_escape_text():
     (-1.5, -0.5, -2.0, (), "partly"),
     (-0.5, 1.0, -2.0, (), "not reproduced"),
     (float("nan"), 1.0, 2.0, (), "inconclusive"),
+    (0.5, 3.0, 2.0, ((0.1, 0.9), (float("nan"), 1.0)), "inconclusive"),  # a seed without an interval
 ])
 def test_judge_effect_reaches_every_outcome(lo, hi, effect, seeds, verdict):
     assert judge_effect(lo, hi, effect, seeds=seeds).verdict == verdict
@@ -85,7 +86,10 @@ def test_judge_all_combines_the_parts():
     r, p, n, i = (Verdict(v, v) for v in ("reproduced", "partly", "not reproduced", "inconclusive"))
     assert judge_all([r, r], ["a", "b"]).verdict == "reproduced"
     assert judge_all([r, n], ["a", "b"]).verdict == "partly"
-    assert judge_all([p, i], ["a", "b"]).verdict == "partly"
+    assert judge_all([p, i], ["a", "b"]).verdict == "inconclusive"  # one part undecided, none failed
+    assert judge_all([r, n, i], ["a", "b", "c"]).verdict == "partly"
+    with pytest.raises(ValueError, match="at least one"):
+        judge_all([], [])
     assert judge_all([n, i], ["a", "b"]).verdict == "not reproduced"
     assert judge_all([i, i], ["a", "b"]).verdict == "inconclusive"
     assert "a: reproduced" in judge_all([r, n], ["a", "b"]).reason

@@ -123,12 +123,14 @@ def judge_effect(lo: float, hi: float, effect: float, null: float = 0.0, *,
     # in the claim's orientation: larger is more of the paper's effect
     low, high = (lo, hi) if sign > 0 else (-hi, -lo)
     eff, nul = sign * effect, sign * null
-    against = [s for s in seeds if (s[1] < null if sign > 0 else s[0] > null)]
+    # a seed without a finite interval cannot show it is not against the claim: it counts as against
+    against = [s for s in seeds if not all(map(math.isfinite, s)) or (s[1] < null if sign > 0 else s[0] > null)]
     interval = f"{what} [{_fmt(lo)}, {_fmt(hi)}]"
     if low > nul:
         if against:
             return Verdict("inconclusive", f"{interval} excludes {_fmt(null)}, but {len(against)} of {len(seeds)} "
-                                           f"seeds are significantly against the claim")
+                                           f"seeds are significantly against the claim (or have no interval): more "
+                                           f"seeds, or the reason they disagree, would decide it")
         if high >= eff:
             return Verdict("reproduced", f"{interval} excludes {_fmt(null)} and reaches the paper's {_fmt(effect)}")
         return Verdict("partly", f"{interval} excludes {_fmt(null)} but stays short of the paper's {_fmt(effect)}")
@@ -143,8 +145,8 @@ def judge_noninferior(lo: float, hi: float, margin: float, *, higher_is_better: 
                       what: str = "the difference") -> Verdict:
     """A "no worse than" claim with margin δ = ``margin`` > 0 on the interval [lo, hi] of (ours − reference):
     reproduced if the whole interval lies above −δ (below +δ when lower is better), not reproduced if it lies
-    entirely beyond −δ, inconclusive otherwise (an interval wider than the margin cannot show it)."""
-    if margin <= 0:
+    entirely beyond −δ, inconclusive if it crosses −δ (so a wide interval cannot pass for "no worse")."""
+    if not margin > 0:
         raise ValueError(f"the non-inferiority margin must be > 0; got {margin}.")
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return Verdict("inconclusive", f"no finite interval for {what}")
@@ -162,16 +164,20 @@ def judge_noninferior(lo: float, hi: float, margin: float, *, higher_is_better: 
 
 def judge_all(verdicts: Sequence[Verdict], what: Sequence[str]) -> Verdict:
     """A claim that names several things (two detectors, two benchmarks), from the verdict on each: the common
-    verdict when they agree; partly when some hold (reproduced or partly) and others do not; when none holds, not
-    reproduced if any part is, else inconclusive. The reason lists every part."""
+    verdict when they agree; inconclusive when some part is undecided and none fails; partly when some hold
+    (reproduced or partly) and others fail; not reproduced when none holds and one fails. The reason lists every
+    part."""
+    if not verdicts:
+        raise ValueError("judge_all needs at least one part.")
     names = [v.verdict for v in verdicts]
     parts = "; ".join(f"{w}: {v.verdict} ({v.reason})" for w, v in zip(what, verdicts, strict=True))
     if len(set(names)) == 1:
         return Verdict(names[0], parts)
-    held = sum(n in ("reproduced", "partly") for n in names)
-    if held == 0:
-        return Verdict("not reproduced" if "not reproduced" in names else "inconclusive", parts)
-    return Verdict("partly", parts)
+    if "inconclusive" in names and "not reproduced" not in names:
+        return Verdict("inconclusive", parts)
+    if any(n in ("reproduced", "partly") for n in names):
+        return Verdict("partly", parts)
+    return Verdict("not reproduced" if "not reproduced" in names else "inconclusive", parts)
 
 
 # ----------------------------------------------------------------------------------------------------- tables

@@ -16,6 +16,9 @@ from replbook.profiles import ParameterError
 from replbook.progress import progress
 
 BASELINE, CLAT = "continued AT", "CLAT"
+#: The control that trains as few weights as CLAT, with its loss, on layers not chosen by criticality: a smoother
+#: curve or a gain could come from training few weights alone.
+RANDOM_LAYERS = "CLAT loss, random layers"
 # Stage-2 arms: name → (how it trains, its options). All start from the same stage-1 model, see the same batches
 # and attack starts, and run the same number of epochs.
 ARM_SPECS: dict[str, dict[str, Any]] = {
@@ -64,10 +67,9 @@ def validate(p: dict[str, Any]) -> None:
         raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'.")
 
 
-STRONG_MODELS = ("stage 1", BASELINE, CLAT)  # the strong evaluation is costly: the models the claims compare
-#: The arms whose robust accuracy is tracked every epoch (claim C4); the random-layer arm is the control that trains
-#: as few weights as CLAT without choosing them by criticality (a smoother curve could come from that alone).
-RANDOM_LAYERS = "CLAT loss, random layers"
+#: The strong evaluation is costly: the models the claims compare, and the random-layer control.
+STRONG_MODELS = ("stage 1", BASELINE, CLAT, RANDOM_LAYERS)
+#: The arms whose robust accuracy is tracked every epoch (claim C4).
 CURVE_ARMS = (BASELINE, CLAT, RANDOM_LAYERS)
 
 

@@ -111,18 +111,29 @@ def make_claims(points: pd.DataFrame, quant: pd.DataFrame, flash: pd.DataFrame, 
     model_ok = (decode.bound == "memory").all() and (prefill.bound == "compute").all()
     machine = measured["machine"]
     ridge = cm.ridge_point(machine, measured["dtype"])
-    dec = [p for p in measured["phases"] if "decode" in p.name]
-    dec_ai_left = all(p.ai < ridge for p in dec)
-    dec_bw = max(p.byte_rate for p in dec) / machine.mem_bw if dec else 0.0
-    verdict = "reproduced" if model_ok and dec_ai_left and dec_bw >= 0.5 else (
-        "partly" if model_ok and dec_ai_left else "not reproduced")
-    claims.append(Claim(
-        "C1", "decode is memory-bound, prefill compute-bound", "qualitative", SURVEY_SOURCE,
-        f"model: decode B=1 memory-bound on {decode.hardware.nunique()} accelerators, prefill compute-bound: "
-        f"{model_ok}; measured decode AI {max(p.ai for p in dec):.2f} vs ridge {ridge:.1f} FLOP/B, "
-        f"achieved {dec_bw:.0%} of copy bandwidth", profile, verdict,
-        "rule: model agrees, measured decode left of the measured ridge and ≥ 50% of copy bandwidth",
-    ))
+    dec = [p for p in measured["phases"] if p.name.startswith("tiny Llama decode, B=1")]
+    if not dec:
+        claims.append(Claim("C1", "decode is memory-bound, prefill compute-bound", "qualitative", SURVEY_SOURCE,
+                            "no batch-1 decode step was measured", profile, "not comparable",
+                            "rule needs a measured batch-1 decode step (lm_batches must include 1)"))
+    else:
+        step = dec[0]
+        share = step.byte_rate / machine.mem_bw
+        left = step.ai < ridge
+        if not (model_ok and left):
+            verdict = "not reproduced"
+        elif share >= 0.5:
+            verdict = "reproduced"
+        else:  # slow for another reason (overheads): the measurement does not show what bounds it
+            verdict = "inconclusive"
+        claims.append(Claim(
+            "C1", "decode is memory-bound, prefill compute-bound", "qualitative", SURVEY_SOURCE,
+            f"model: decode B=1 memory-bound on {decode.hardware.nunique()} accelerators, prefill compute-bound: "
+            f"{model_ok}; measured batch-1 decode at AI {step.ai:.2f} vs the measured ridge {ridge:.1f} FLOP/B, "
+            f"moving {share:.0%} of the copy bandwidth", profile, verdict,
+            "rule: the model agrees and the measured batch-1 decode lies left of the measured ridge at ≥ 50% of the "
+            "copy bandwidth (reproduced); below 50% it may be bound by overheads rather than memory (inconclusive)",
+        ))
     cross = kv_crossover_tokens(cm.LLAMA2_7B)
     claims.append(Claim(
         "C2", "the KV cache dominates memory at long context", "qualitative", SURVEY_SOURCE,

@@ -47,6 +47,8 @@ PAPER_MIMIR_SOURCE = "Table 2, MIMIR average of 7 domains (via the official proj
 #: Committed outputs of the official repository (results/), WikiMIA_length32 with Pythia-2.8B, AUROC % at the
 #: best k: the paper profile's sanity check.
 PAPER_PYTHIA28_BEST = {"loss": 61.4, "zlib": 62.1, "mink": 61.8, "minkpp": 64.4, "ref": 61.3}
+#: The same committed outputs at the fixed k = 0.2 (no selection on test): what the paper profile judges.
+PAPER_PYTHIA28_FIXED = {"loss": 61.4, "zlib": 62.1, "ref": 61.3, "mink": 61.7, "minkpp": 64.0}
 
 def last_epoch(results: list[SeedResult]) -> int:
     return max(results[0].epochs)
@@ -172,10 +174,12 @@ def plot_roc(results: list[SeedResult], fixed_k: float):
     return fig
 
 
-#: The effect a reproduction must reach in the miniature, AUROC: the paper's gains in the shift-free MIMIR setting are
-#: −0.2 to +2.8 points over Min-K% and +0.3 to +3.9 over Loss and Zlib (Table 2, 160M to 12B); +1 point is their
-#: middle at the 1.4B-6.9B models. WikiMIA's +10.5 includes its temporal shift, which the miniature does not have.
-EFFECT = 0.01
+#: The effects a reproduction must reach (AUROC). Miniature: the paper's gains in the shift-free MIMIR setting at the
+#: 1.4B-6.9B models (Table 2): over Min-K% +0.5 to +1.8 (we take +1), over Loss +1.0 to +2.6 and over Zlib +0.9 to
+#: +2.7 (we take the middle, +1.7); WikiMIA's +10.5 rides on a temporal shift the miniature does not have. Paper
+#: profile (WikiMIA-32, Pythia-2.8B): the official repository's committed gains at k = 0.2.
+EFFECTS = {"miniature": {"mink": 0.01, "loss": 0.017, "zlib": 0.017, "range": 0.01},
+           "paper": {"mink": 0.023, "loss": 0.026, "zlib": 0.019, "ref": 0.027, "range": 0.01}}
 #: Min-K%++ is "on par" with Ref on MIMIR (−0.5 to +0.2 points): no worse than Ref by more than this margin.
 REF_MARGIN = 0.01
 
@@ -196,6 +200,7 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
     of a paired difference at the highest exposure and k = ``fixed_k``, with its interval pooled over seeds and no
     seed significantly against the claim; the best k on test is shown, never judged."""
     profile, k, ks = params["profile"], params["fixed_k"], params["ks"]
+    effect = EFFECTS["paper" if profile == "paper" else "miniature"]
     epoch = last_epoch(results)
     pp, mk = score_name("minkpp", k), score_name("mink", k)
     claims = []
@@ -205,54 +210,61 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
 
     d = pooled(results, epoch, difference(pp, mk))
     best_k = [r.epochs[epoch]["diff"]["mink_best"]["diff"] for r in results]
-    v = judge_effect(d["lo"], d["hi"], EFFECT, seeds=seeds(d), what="Min-K%++ − Min-K%")
+    v = judge_effect(d["lo"], d["hi"], effect["mink"], seeds=seeds(d), what="Min-K%++ − Min-K%")
     claims.append(Claim(
         "C1", f"Min-K%++ beats Min-K% (reference-free), k = {k}", PAPER_C1, SOURCE_BOTH,
         _interval_text(d) + f"; at the best k on test (shown, not judged): {np.mean(best_k):+.3f}", profile,
-        v.verdict, f"rule: judge_effect against +{EFFECT:g} (MIMIR-like effect) at epoch {epoch}; {v.reason}"))
+        v.verdict, f"rule: judge_effect against +{effect['mink']:g} at epoch {epoch}; {v.reason}"))
     for letter, base in (("a", "loss"), ("b", "zlib")):
         if base not in results[0].epochs[epoch]["test"]:
             continue
         d = pooled(results, epoch, difference(pp, base))
-        v = judge_effect(d["lo"], d["hi"], EFFECT, seeds=seeds(d), what=f"Min-K%++ − {LABELS[base]}")
+        v = judge_effect(d["lo"], d["hi"], effect[base], seeds=seeds(d), what=f"Min-K%++ − {LABELS[base]}")
         claims.append(Claim(f"C2{letter}", f"Min-K%++ beats {LABELS[base]}", PAPER_C2[base], SOURCE_BOTH,
                             _interval_text(d), profile, v.verdict,
-                            f"rule: as C1, against +{EFFECT:g}; {v.reason}"))
+                            f"rule: as C1, against +{effect[base]:g}; {v.reason}"))
     if "ref" in results[0].epochs[epoch]["test"]:
         d = pooled(results, epoch, difference(pp, "ref"))
-        v = judge_noninferior(d["lo"], d["hi"], REF_MARGIN, what="Min-K%++ − Ref")
+        if profile == "paper":  # on WikiMIA the paper claims a win over Ref
+            v = judge_effect(d["lo"], d["hi"], effect["ref"], seeds=seeds(d), what="Min-K%++ − Ref")
+            rule = f"rule: on WikiMIA the paper claims a win: judge_effect against +{effect['ref']:g}"
+        else:
+            v = judge_noninferior(d["lo"], d["hi"], REF_MARGIN, what="Min-K%++ − Ref")
+            rule = (f"rule: non-inferiority with margin δ = {REF_MARGIN:g} (the paper claims parity on MIMIR, a win "
+                    f"only on WikiMIA)")
         claims.append(Claim("C2c", "Min-K%++ is on par with Ref (no worse), which needs a reference model",
                             PAPER_C2["ref"], SOURCE_BOTH, _interval_text(d), profile, v.verdict,
-                            f"rule: non-inferiority with margin δ = {REF_MARGIN:g} (the paper claims parity on "
-                            f"MIMIR, a win only on WikiMIA); {v.reason}"))
+                            f"{rule}; {v.reason}"))
     if len(ks) > 1:
         d = pooled(results, epoch, k_range_gap(ks))
-        v = judge_effect(d["lo"], d["hi"], EFFECT, seeds=seeds(d), what="range(Min-K%) − range(Min-K%++)")
+        v = judge_effect(d["lo"], d["hi"], effect["range"], seeds=seeds(d), what="range(Min-K%) − range(Min-K%++)")
         claims.append(Claim(
             "C3", "Min-K%++ is robust to k", None, "ablation section [abs]; values not transcribed",
             _interval_text(d, "AUROC range over k, Min-K% minus Min-K%++:") + f" (k ∈ {{{_ks(ks)}}})", profile,
-            v.verdict, f"rule: judge_effect on the range difference against +{EFFECT:g}; {v.reason}"))
+            v.verdict, f"rule: judge_effect on the range difference against +{effect['range']:g}; {v.reason}"))
     else:
         claims.append(Claim("C3", "Min-K%++ is robust to k", None, "ablation section [abs]", "one k only", profile,
                             "not comparable", "a single k has no range"))
     if profile == "paper":
         r = results[0].epochs[epoch]
+        pythia = params["target_model"].rstrip("/").lower().endswith("pythia-2.8b")
         for number, method in enumerate(("loss", "zlib", "ref", "mink", "minkpp"), start=1):
-            if method not in ("mink", "minkpp"):
-                name, how = method, ""
-            else:
-                name, how = score_name(method, r["k"][method]["best"]), ", best k on test"
+            name = method if method in ("loss", "zlib", "ref") else score_name(method, 0.2)
+            if name not in r["test"]:
+                continue
             ours, lo, hi = (100 * r["test"][name][key] for key in ("auroc", "lo", "hi"))
-            committed = PAPER_PYTHIA28_BEST[method]
-            if how:
-                verdict, rule = "not comparable", "k selected on the test items (as the official code does): shown only"
+            committed = PAPER_PYTHIA28_FIXED[method]
+            if not pythia:
+                verdict = "not comparable"
+                rule = "the committed values are Pythia-2.8B's; this run scored another model"
             else:
                 verdict = "reproduced" if lo <= committed <= hi else "not reproduced"
-                rule = "rule: the committed value lies inside our 95% interval (compare only with Pythia-2.8B)"
+                rule = ("rule: the committed value (all items) lies inside our 95% interval (our test split, "
+                        f"{100 * (1 - params['val_fraction']):.0f}% of the items)")
             claims.append(Claim(
-                f"P{number}", f"{LABELS[method]} AUROC, WikiMIA_length32, {params['target_model']}{how}",
-                f"{committed} (Pythia-2.8B{how})", "committed results/ of the official repository",
-                f"{ours:.1f} [{lo:.1f}, {hi:.1f}]", profile, verdict, rule))
+                f"P{number}", f"{LABELS[method]} AUROC, WikiMIA_length32{', k = 0.2' if '@' in name else ''}",
+                f"{committed} (Pythia-2.8B)", "committed results/ of the official repository",
+                f"{ours:.1f} [{lo:.1f}, {hi:.1f}] ({params['target_model']})", profile, verdict, rule))
     else:
         claims.append(Claim(
             "A1", "Absolute AUROC levels on WikiMIA / MIMIR", "Min-K%++ 78.3 (WikiMIA-32 avg); 52.4-58.7 (MIMIR)",
