@@ -45,17 +45,19 @@ def test_styled_claims_anchor_each_row_and_escape_text():
 
 
 @pytest.mark.parametrize("lo, hi, effect, seeds, verdict", [
-    (0.5, 3.0, 2.0, (), "reproduced"),         # excludes 0, reaches the paper's +2
+    (1.5, 3.0, 2.0, (), "reproduced"),         # excludes 0, its centre reaches the paper's +2
+    (0.5, 3.0, 2.0, (), "partly"),             # excludes 0, the upper bound reaches +2 but the centre does not
     (0.5, 1.5, 2.0, (), "partly"),             # excludes 0, short of +2
     (-1.0, 1.5, 2.0, (), "not reproduced"),    # excludes +2, not 0
     (-3.0, -1.0, 2.0, (), "not reproduced"),   # significantly against
     (-1.0, 3.0, 2.0, (), "inconclusive"),      # holds both
-    (0.5, 3.0, 2.0, ((0.1, 0.9), (-0.9, -0.1)), "inconclusive"),  # a seed significantly against
-    (-3.0, -0.5, -2.0, (), "reproduced"),      # a claimed decrease
+    (1.5, 3.0, 2.0, ((0.1, 0.9), (-0.9, -0.1)), "inconclusive"),  # a seed significantly against
+    (-3.0, -1.0, 2.0, ((0.2, 0.9), (-3.0, -2.0)), "inconclusive"),  # excludes +2, but a seed is significantly for
+    (-3.5, -1.0, -2.0, (), "reproduced"),      # a claimed decrease
     (-1.5, -0.5, -2.0, (), "partly"),
     (-0.5, 1.0, -2.0, (), "not reproduced"),
     (float("nan"), 1.0, 2.0, (), "inconclusive"),
-    (0.5, 3.0, 2.0, ((0.1, 0.9), (float("nan"), 1.0)), "inconclusive"),  # a seed without an interval
+    (1.5, 3.0, 2.0, ((0.1, 0.9), (float("nan"), 1.0)), "inconclusive"),  # a seed without an interval
 ])
 def test_judge_effect_reaches_every_outcome(lo, hi, effect, seeds, verdict):
     assert judge_effect(lo, hi, effect, seeds=seeds).verdict == verdict

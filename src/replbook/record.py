@@ -4,9 +4,9 @@
 A verdict comes from a rule the notebook writes down before its numbers. The rules share the helpers here, so that
 every chapter uses the same vocabulary (:data:`VERDICTS`) the same way:
 
-- *reproduced*: our interval excludes no effect, in the paper's direction, and reaches the paper's effect;
-- *partly*: it excludes no effect in the paper's direction but stays below the paper's size (or the claim holds for
-  some of the things it names but not all); never with a seed significantly against the claim;
+- *reproduced*: our interval excludes no effect, in the paper's direction, and its estimate reaches the paper's effect;
+- *partly*: it excludes no effect in the paper's direction but the estimate stays below the paper's size (or the
+  claim holds for some of the things it names but not all); never with a seed significantly against the claim;
 - *not reproduced*: the interval excludes the paper's effect (and does not show the claim);
 - *inconclusive*: the interval holds both no effect and the paper's effect (the reason says what scale would decide);
 - *not comparable*: no like-for-like number exists (a toy model, an untranscribed value);
@@ -104,14 +104,18 @@ def scale_to_decide(lo: float, hi: float, *thresholds: float) -> float:
 
 
 def judge_effect(lo: float, hi: float, effect: float, null: float = 0.0, *,
-                 seeds: Sequence[tuple[float, float]] = (), what: str = "the difference") -> Verdict:
+                 seeds: Sequence[tuple[float, float]] = (), what: str = "the difference",
+                 estimate: float | None = None) -> Verdict:
     """The directional rule: a claim that the quantity moves from ``null`` towards ``effect`` (the paper's effect,
-    or the smallest effect its words imply), judged on our interval [lo, hi] for it.
+    or the smallest effect its words imply), judged on our interval [lo, hi] for it and its ``estimate`` (default:
+    the interval's centre).
 
-    reproduced: the interval excludes ``null`` on the paper's side and reaches ``effect``; partly: it excludes
-    ``null`` but stays short of ``effect``; not reproduced: it excludes ``effect`` without excluding ``null`` on the
-    paper's side; inconclusive: it holds both. ``seeds`` are per-seed intervals: a seed significantly against the
-    claim (its interval entirely on the wrong side of ``null``) turns reproduced and partly into inconclusive.
+    reproduced: the interval excludes ``null`` on the paper's side and the estimate reaches ``effect``; partly: it
+    excludes ``null`` but the estimate stays short of ``effect``; not reproduced: the interval excludes ``effect``
+    without excluding ``null`` on the paper's side; inconclusive: it holds both. ``seeds`` are per-seed intervals
+    (the pooled interval holds the trained models fixed, so seeds can disagree with it): a seed significantly
+    against the claim turns reproduced and partly into inconclusive, and a seed significantly for it turns not
+    reproduced into inconclusive.
     """
     if not all(map(math.isfinite, (lo, hi, effect, null))):
         return Verdict("inconclusive", f"no finite interval for {what}")
@@ -119,22 +123,31 @@ def judge_effect(lo: float, hi: float, effect: float, null: float = 0.0, *,
         raise ValueError(f"interval bounds out of order: [{lo}, {hi}].")
     if effect == null:
         raise ValueError("the paper's effect must differ from no effect; use judge_noninferior for 'no worse'.")
+    estimate = (lo + hi) / 2 if estimate is None else estimate
     sign = 1.0 if effect > null else -1.0
     # in the claim's orientation: larger is more of the paper's effect
-    low, high = (lo, hi) if sign > 0 else (-hi, -lo)
+    low, high, centre = (lo, hi, estimate) if sign > 0 else (-hi, -lo, -estimate)
     eff, nul = sign * effect, sign * null
+
     # a seed without a finite interval cannot show it is not against the claim: it counts as against
     against = [s for s in seeds if not all(map(math.isfinite, s)) or (s[1] < null if sign > 0 else s[0] > null)]
+    favour = [s for s in seeds if all(map(math.isfinite, s)) and (s[0] > null if sign > 0 else s[1] < null)]
     interval = f"{what} [{_fmt(lo)}, {_fmt(hi)}]"
     if low > nul:
         if against:
             return Verdict("inconclusive", f"{interval} excludes {_fmt(null)}, but {len(against)} of {len(seeds)} "
                                            f"seeds are significantly against the claim (or have no interval): more "
                                            f"seeds, or the reason they disagree, would decide it")
-        if high >= eff:
-            return Verdict("reproduced", f"{interval} excludes {_fmt(null)} and reaches the paper's {_fmt(effect)}")
-        return Verdict("partly", f"{interval} excludes {_fmt(null)} but stays short of the paper's {_fmt(effect)}")
+        if centre >= eff:
+            return Verdict("reproduced", f"{interval} excludes {_fmt(null)} and its estimate {_fmt(estimate)} "
+                                         f"reaches the paper's {_fmt(effect)}")
+        return Verdict("partly", f"{interval} excludes {_fmt(null)} but its estimate {_fmt(estimate)} stays short "
+                                 f"of the paper's {_fmt(effect)}")
     if high < eff:
+        if favour:
+            return Verdict("inconclusive", f"{interval} excludes the paper's {_fmt(effect)}, but {len(favour)} of "
+                                           f"{len(seeds)} seeds are significantly for the claim: the seeds disagree, "
+                                           f"and more seeds would decide it")
         return Verdict("not reproduced", f"{interval} excludes the paper's {_fmt(effect)}")
     k = scale_to_decide(lo, hi, effect, null)
     return Verdict("inconclusive", f"{interval} holds both {_fmt(null)} and the paper's {_fmt(effect)}; about "

@@ -205,8 +205,11 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
                                      [r.final[RANDOM_LAYERS][metric] for r in results])
                    if all(RANDOM_LAYERS in r.final and metric in r.final[RANDOM_LAYERS] for r in results) else None)
         v, note = control_cap(v, control)
+        ours = "CLAT − continued AT: " + _fmt(d)
+        if control is not None:
+            ours += f"; CLAT − random layers: {_fmt(control)}"
         claims.append(Claim(cid, f"CLAT improves {what} over continued AT", "> 2 points [abs]", SOURCE,
-                            "CLAT − continued AT: " + _fmt(d), profile, v.verdict,
+                            ours, profile, v.verdict,
                             f"rule: paired t-interval over seeds against the paper's +2 points, and CLAT above the "
                             f"random-layer control; {v.reason}{note}"))
     fractions = [s["trainable_fraction"] for r in results for s in r.selections[CLAT]]

@@ -149,11 +149,15 @@ def make_claims(res: Results, p: dict[str, Any]) -> list[Claim]:
         paper = (f"{effect:+.2f} pp ({PAPER_ACC[('SpeechPrune', round(lowest, 2))]:.2f} vs "
                  f"{PAPER_ACC[(other[0], round(other[1], 2))]:.2f})")
         claims.append(Claim(cid, f"SpeechPrune at PR {lowest} beats {other[0]}", paper, SOURCE, ours, profile,
-                            v.verdict, f"rule: judge_effect against the paper's {effect:+.2f} points; {v.reason}"))
+                            v.verdict, f"rule: judge_effect against the paper's {effect:+.2f} points; {v.reason}; "
+                                       f"one reader seed (intervals cover passages, not training)"))
     d = paired(res, ("SpeechPrune", highest), ("Original", 0.0))
     control = paired(res, ("SpeechPrune", highest), (QUESTION_ONLY, 0.0))
     v = judge_noninferior(d["lo"], d["hi"], MARGIN_C3, what="SpeechPrune − Original")
-    reason = f"rule: no worse than Original by more than δ = {MARGIN_C3:g} points; {v.reason}"
+    reason = (f"rule: no worse than Original by more than δ = {MARGIN_C3:g} points, and above the question-only "
+              f"control; {v.reason}")
+    if v.verdict == "reproduced" and control["lo"] > 0:
+        reason += f"; SpeechPrune also beats the question alone ({_fmt(control)})"
     if v.verdict == "reproduced" and control["lo"] <= 0:
         v = Verdict("inconclusive", "")
         reason += (f"; but SpeechPrune at PR {highest} does not beat the question alone ({_fmt(control)}), so a "
