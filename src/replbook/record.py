@@ -242,11 +242,6 @@ def glue_claims(claims: list[Claim], key: str = "claims_table") -> pd.DataFrame:
     return table
 
 
-def claim_verdicts(claims: list[Claim]) -> dict[str, str]:
-    """id → verdict, for the prose."""
-    return {c.id: c.verdict for c in claims}
-
-
 def format_ci(value: float, lo: float, hi: float, digits: int = 3) -> str:
     """``0.812 [0.790, 0.834]``."""
     return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
