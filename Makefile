@@ -22,7 +22,7 @@ APT_TEST := $(APT_BOOK) chromium
 $(STAMP): pyproject.toml constraints.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt --upgrade pip
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[dev,diffusion]'
 	# llm-analysis (the hwsw chapter's cross-check) pins transformers<5 and an old hub client that it does not
 	# need for the models it ships: install it without its dependencies, plus the one it uses (fire).
 	$(PIP) 'fire>=0.5' && $(PIP) --no-deps llm-analysis==0.2.2
