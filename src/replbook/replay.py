@@ -175,18 +175,30 @@ def unet_denoiser(unet: nn.Module) -> Denoiser:
 class PromptedDenoiser(nn.Module):
     """A conditional UNet with its task (or site) conditioning: ``forward(z_t, t, ids)`` looks up the prompt tokens of
     ``ids`` [B], passes them through the adapter when there is one, and predicts ε with the tokens as cross-attention
-    context. One module, so one optimiser over ``parameters()`` trains UNet, prompts and adapter together."""
+    context. One module, so one optimiser over ``parameters()`` trains UNet, prompts and adapter together.
 
-    def __init__(self, unet: UNet2DConditionModel, prompts: TaskPrompts, adapter: TaskOrientedAdapter | None = None):
+    ``skip_alphas_cumprod`` (ᾱ per training timestep) adds an input skip, ε̂ = √(1 − ᾱ_t)·z_t + UNet(z_t, t, c): the
+    best linear guess of ε for unit-variance data, so the network learns only a correction. Not in the official
+    model: a small network trained briefly predicts the near-identity ε ≈ z_t of the noisiest steps badly, and DDIM
+    amplifies that error by 1/√ᾱ_t into washed-out samples."""
+
+    def __init__(self, unet: UNet2DConditionModel, prompts: TaskPrompts, adapter: TaskOrientedAdapter | None = None,
+                 skip_alphas_cumprod: Tensor | None = None):
         super().__init__()
         self.unet, self.prompts, self.adapter = unet, prompts, adapter
+        skip = None if skip_alphas_cumprod is None else (1.0 - skip_alphas_cumprod.float()).sqrt()
+        self.register_buffer("skip_scale", skip, persistent=False)
 
     def context(self, ids: Tensor) -> Tensor:
         tokens = self.prompts(ids)
         return tokens if self.adapter is None else self.adapter(tokens, ids)
 
     def forward(self, z: Tensor, t: Tensor, ids: Tensor) -> Tensor:
-        return self.unet(z, t, encoder_hidden_states=self.context(ids)).sample
+        eps = self.unet(z, t, encoder_hidden_states=self.context(ids)).sample
+        if self.skip_scale is None:
+            return eps
+        scale = self.skip_scale[torch.as_tensor(t, device=z.device).long()]
+        return eps + scale.reshape(-1, 1, 1, 1) * z if scale.dim() else eps + scale * z
 
 
 # ------------------------------------------------------------------------------------------------ training loss
@@ -328,12 +340,13 @@ def ddim_sample(denoiser: Denoiser, x_T: Tensor, num_steps: int, context: Any = 
 
 def sample_pairs(denoiser: Denoiser, ids: Tensor, image_channels: int, size: int, num_steps: int, *,
                  generator: torch.Generator, scheduler: DDIMScheduler | None = None,
-                 batch_size: int = 128) -> tuple[Tensor, Tensor]:
+                 batch_size: int = 128, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
     """Unconditional joint samples for the task (or site) ``ids`` [N]: x_T ~ N(0, I) of [N, C + 1, size, size] from
     ``generator``, DDIM with the ids as context. Returns (images [N, C, H, W] in [−1, 1], mask channels [N, 1, H, W])
-    — decode the masks with the task's own label count (:func:`decode_mask`)."""
-    x_T = torch.randn(len(ids), image_channels + 1, size, size, generator=generator)
-    z = ddim_sample(denoiser, x_T, num_steps, context=ids, scheduler=scheduler, batch_size=batch_size)
+    — decode the masks with the task's own label count (:func:`decode_mask`). The noise is drawn on the CPU (the same
+    samples on any device) and the sampling runs on ``device``."""
+    x_T = torch.randn(len(ids), image_channels + 1, size, size, generator=generator).to(device)
+    z = ddim_sample(denoiser, x_T, num_steps, context=ids.to(device), scheduler=scheduler, batch_size=batch_size)
     image, mask = split_pair(z, image_channels)
     return image.clamp(-1, 1), mask
 

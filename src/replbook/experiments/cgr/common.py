@@ -1,0 +1,509 @@
+"""The CGR protocol both profiles run: tasks arrive in sequence; one joint image + mask diffusion generator per
+replay variant learns them with its own replay; one segmenter per arm learns them with real current data and
+(synthetic or real) replay of the past; Dice of every task is measured after every stage.
+
+Generator variants (one diffusion model each, :mod:`replbook.replay`):
+  ``joint``: L_joint only (plain joint diffusion); ``bjd``: L_joint + the conditional terms (BJD);
+  ``cgr``: BJD + the task-oriented adapter (TOA), trained.
+Segmenter arms: see :data:`ARMS`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+from torch import Tensor, nn
+
+from replbook import replay
+from replbook.cache import data_hash, train_or_load
+from replbook.models import SegUNet
+from replbook.profiles import ParameterError
+from replbook.progress import progress
+
+JOINT, SEQFT, BUFFER = "joint training", "sequential fine-tuning", "real buffer"
+PSEUDO, JOINT_REPLAY, BJD, CGR = "image replay + pseudo-labels", "joint diffusion replay", "BJD replay", "CGR"
+#: Segmenter arms → what replays the past. All arms share the stage-1 model of a seed.
+ARMS: dict[str, dict[str, Any]] = {
+    JOINT: {"past": "real", "fraction": 1.0},          # upper bound: every past image kept
+    SEQFT: {"past": None},                            # lower bound: no replay
+    BUFFER: {"past": "real", "fraction": None},        # a small real buffer (p["buffer_fraction"]): privacy-violating
+    PSEUDO: {"past": "pseudo", "generator": "bjd"},    # generated images, labels from the previous segmenter
+    JOINT_REPLAY: {"past": "synthetic", "generator": "joint"},
+    BJD: {"past": "synthetic", "generator": "bjd"},
+    CGR: {"past": "synthetic", "generator": "cgr"},
+}
+#: Generator variants → (BJD setting, with TOA).
+GENERATORS: dict[str, dict[str, Any]] = {
+    "joint": {"bjd": "joint", "toa": False},
+    "bjd": {"bjd": None, "toa": False},  # None: p["bjd_mode"]
+    "cgr": {"bjd": None, "toa": True},
+}
+
+
+@dataclass
+class Task:
+    """One task of the sequence: real training and test data, labels local to the task (0 = background)."""
+
+    name: str
+    structures: tuple[str, ...]
+    offset: int  # local label i > 0 is global label i + offset
+    train_images: Tensor  # [N, C, H, W] in [-1, 1]
+    train_labels: Tensor  # [N, H, W] int64, local
+    test_images: Tensor
+    test_labels: Tensor
+
+    @property
+    def n_local(self) -> int:
+        return len(self.structures) + 1
+
+    def to_global(self, labels: Tensor) -> Tensor:
+        return torch.where(labels > 0, labels + self.offset, labels)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when torch sees it (the validator has refused ``cuda`` without a device)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def validate(p: dict[str, Any]) -> None:
+    """Checks across parameters, before any work."""
+    unknown = [a for a in p["arms"] if a not in ARMS]
+    if unknown:
+        raise ParameterError(f"parameter 'arms': unknown {unknown}; choose from {list(ARMS)}.")
+    for need in (SEQFT, CGR):
+        if need not in p["arms"]:
+            raise ParameterError(f"parameter 'arms' must include {need!r}: the claims compare CGR with it.")
+    if len(set(p["order"])) != len(p["order"]) or len(p["order"]) < 2:
+        raise ParameterError(f"parameter 'order' needs at least two distinct tasks; got {p['order']}.")
+    for name in ("gen_widths", "seg_widths"):
+        f = 2 ** (len(p[name]) - 1)
+        if p["size"] % f:
+            raise ParameterError(f"parameter 'size' ({p['size']}) must be divisible by {f} for {name}={p[name]}.")
+    if p["device"] == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'.")
+    if p["workers"] > 1 and resolve_device(p["device"]).type == "cuda":
+        raise ParameterError("parameter 'workers' must be 1 on a GPU (the workers would share it); set workers=1.")
+    if p["gen_seeds"] > p["seeds"]:
+        raise ParameterError(f"parameter 'gen_seeds' ({p['gen_seeds']}) cannot exceed 'seeds' ({p['seeds']}).")
+
+
+# ------------------------------------------------------------------------------------------------ generators
+
+
+def build_generator(p: dict[str, Any], n_tasks: int, image_channels: int, toa: bool,
+                    prompt_embeddings: Tensor | None = None) -> replay.PromptedDenoiser:
+    """A ``UNet2DConditionModel`` over image + mask channels, cross-attention at the ``attention_levels`` coarsest
+    levels (one in the miniature: the cheapest placement the spec measured; three officially), with task prompts
+    and, for CGR, the task-oriented adapter. The prompts
+    are learned tokens, or fixed ``prompt_embeddings`` [K, L, D] (the paper profile's frozen CLIP text embeddings
+    of the official prompts)."""
+    widths = tuple(p["gen_widths"])
+    levels, attn = len(widths), p["attention_levels"]
+    if not 1 <= attn <= levels:
+        raise ParameterError(f"parameter 'attention_levels' must lie in 1..{levels} (the levels of gen_widths).")
+    unet = UNet2DConditionModel(
+        sample_size=p["size"], in_channels=image_channels + 1, out_channels=image_channels + 1,
+        block_out_channels=widths, layers_per_block=p["gen_layers"],
+        down_block_types=("DownBlock2D",) * (levels - attn) + ("CrossAttnDownBlock2D",) * attn,
+        up_block_types=("CrossAttnUpBlock2D",) * attn + ("UpBlock2D",) * (levels - attn),
+        cross_attention_dim=p["prompt_dim"], attention_head_dim=p["attention_head_dim"],
+        norm_num_groups=min(8, widths[0]))
+    if prompt_embeddings is None:
+        prompts = replay.TaskPrompts(n_tasks, p["prompt_tokens"], p["prompt_dim"])
+    else:
+        if tuple(prompt_embeddings.shape) != (n_tasks, p["prompt_tokens"], p["prompt_dim"]):
+            raise ParameterError(f"prompt embeddings of shape {tuple(prompt_embeddings.shape)} do not match "
+                                 f"{n_tasks} tasks × prompt_tokens={p['prompt_tokens']} × "
+                                 f"prompt_dim={p['prompt_dim']}.")
+        prompts = replay.TaskPrompts.from_embeddings(prompt_embeddings)
+    adapter = replay.TaskOrientedAdapter(n_tasks, p["prompt_dim"]) if toa else None
+    if adapter is not None and not p["train_toa"]:  # the official code's behaviour (defect 1): TOA never trained
+        adapter.requires_grad_(False)
+    skip = replay.make_scheduler("ddpm").alphas_cumprod if p["eps_skip"] else None
+    return replay.PromptedDenoiser(unet, prompts, adapter, skip)
+
+
+def _encode(task: Task, labels: Tensor) -> Tensor:
+    return replay.encode_mask(labels, task.n_local)
+
+
+def train_generator_stage(gen: replay.PromptedDenoiser, p: dict[str, Any], k: int, task: Task,
+                          past: dict[int, tuple[Tensor, Tensor]], bjd_setting: str, seed: int) -> dict[str, list]:
+    """Stage k of a generator: real batches of task k; for k > 0 ("memory-evoking replay") half of each batch is the
+    generator's own samples of the past tasks, split evenly, each with its own task id. Returns the loss curve."""
+    g = torch.Generator().manual_seed(seed * 1009 + k)  # batches and noise drawn on the CPU: the same on any device
+    device = next(gen.parameters()).device
+    sched = replay.make_scheduler("ddpm")
+    opt = torch.optim.AdamW([q for q in gen.parameters() if q.requires_grad], lr=p["gen_lr"])
+    batch = p["gen_batch"]
+    n_real = batch if not past else batch // 2
+    curve: dict[str, list] = {"joint": [], "cond": []}
+    gen.train()
+    for step in progress(range(p["gen_steps"]), desc=f"generator stage {k + 1}", leave=False):
+        idx = torch.randint(0, len(task.train_images), (n_real,), generator=g)
+        images, masks = [task.train_images[idx]], [_encode(task, task.train_labels[idx])]
+        ids = [torch.full((n_real,), k)]
+        for j, (img, msk) in past.items():
+            m = max(1, (batch - n_real) // len(past))
+            jdx = torch.randint(0, len(img), (m,), generator=g)
+            images.append(img[jdx]); masks.append(msk[jdx]); ids.append(torch.full((m,), j))  # noqa: E702
+        # shuffled, so that a split BJD batch puts real and replayed pairs in both of its halves
+        order = torch.randperm(sum(len(i) for i in ids), generator=g)
+        image, mask, tid = torch.cat(images)[order], torch.cat(masks)[order], torch.cat(ids)[order]
+        t = torch.randint(0, sched.config.num_train_timesteps, (len(tid),), generator=g)
+        noise = torch.randn(image.shape[0], image.shape[1] + 1, *image.shape[2:], generator=g)
+        image, mask, tid, t, noise = (x.to(device) for x in (image, mask, tid, t, noise))
+        out = replay.bjd_loss(gen, image, mask, t, noise, tid, replay.bjd_mode_at(bjd_setting, step),
+                              scheduler=sched, loss=p["diffusion_loss"], split=p["bjd_batch"] == "split")
+        opt.zero_grad()
+        out["total"].backward()
+        opt.step()
+        curve["joint"].append(round(out["joint"].item(), 5))
+        curve["cond"].append(round(out["cond"].item(), 5))
+    gen.eval()
+    return curve
+
+
+class ReplayBank(nn.Module):
+    """Generated pairs held as buffers, so the cache stores and verifies them like weights."""
+
+    def __init__(self, n: int, channels: int, size: int):
+        super().__init__()
+        self.register_buffer("images", torch.zeros(n, channels, size, size))
+        self.register_buffer("masks", torch.zeros(n, 1, size, size))
+        self.register_buffer("ids", torch.zeros(n, dtype=torch.long))
+
+
+@dataclass
+class GeneratorRun:
+    """One generator variant through the sequence: the replay drawn after each stage (``banks[k]`` holds samples of
+    tasks 0..k, drawn after training on task k), the loss curves, and the final model."""
+
+    variant: str
+    banks: list[ReplayBank] = field(default_factory=list)
+    curves: list[dict] = field(default_factory=list)
+    model: replay.PromptedDenoiser | None = None
+
+    def past(self, k: int, tasks: list[Task]) -> dict[int, tuple[Tensor, Tensor]]:
+        """Replay of tasks 0..k−1 available at stage k: {task index: (images, encoded masks)}."""
+        if k == 0:
+            return {}
+        bank = self.banks[k - 1]
+        return {j: (bank.images[bank.ids == j], bank.masks[bank.ids == j]) for j in range(k)}
+
+    def pairs(self, k: int, tasks: list[Task]) -> dict[int, tuple[Tensor, Tensor]]:
+        """As :meth:`past`, with masks decoded to each task's local labels."""
+        return {j: (img, replay.decode_mask(msk, tasks[j].n_local)) for j, (img, msk) in self.past(k, tasks).items()}
+
+
+def run_generator(p: dict[str, Any], tasks: list[Task], variant: str, gen_seed: int,
+                  prompt_embeddings: Tensor | None = None) -> GeneratorRun:
+    """Train one generator variant on tasks 0..K−2 (the last task's generator would replay for no later stage) and
+    draw its replay after each stage; every stage and bank is cached by content hash."""
+    spec = GENERATORS[variant]
+    setting = spec["bjd"] or p["bjd_mode"]
+    channels, size = tasks[0].train_images.shape[1], p["size"]
+    torch.manual_seed(gen_seed)
+    device = resolve_device(p["device"])
+    gen = build_generator(p, len(tasks), channels, spec["toa"], prompt_embeddings).to(device)
+    hyper_keys = ("size", "eps_skip", "bjd_batch", "gen_widths", "attention_levels", "gen_layers", "prompt_tokens",
+                  "prompt_dim", "attention_head_dim", "gen_lr", "gen_batch", "gen_steps", "diffusion_loss", "train_toa",
+                  "n_replay", "sample_steps")
+    # the replay drawn after a stage depends on everything that trained the generator, so its key holds that code too
+    generator_code = (train_generator_stage, replay.bjd_loss, build_generator, replay.PromptedDenoiser,
+                      replay.TaskPrompts, replay.TaskOrientedAdapter)
+    run = GeneratorRun(variant)
+    lineage: list[str] = []  # the data of every earlier stage: a stage's result depends on all of them
+    for k in range(len(tasks) - 1):
+        task = tasks[k]
+        lineage.append(data_hash(task.train_images, task.train_labels))
+        hyper = {**{key: p[key] for key in hyper_keys}, "variant": variant, "bjd": setting, "seed": gen_seed,
+                 "prompts": None if prompt_embeddings is None else data_hash(prompt_embeddings),
+                 "stage": k, "lineage": list(lineage), "order": [t.name for t in tasks]}
+        past = run.past(k, tasks)
+        curve = train_or_load(f"cgr-gen-{variant}", gen,
+                              lambda k=k, task=task, past=past: train_generator_stage(gen, p, k, task, past,
+                                                                                      setting, gen_seed),
+                              data=lineage, hyper=hyper,
+                              code=generator_code)
+        run.curves.append(curve)
+        n = p["n_replay"] * (k + 1)
+        bank = ReplayBank(n, channels, size)
+
+        def draw(bank: ReplayBank = bank, k: int = k, n: int = n) -> dict:
+            ids = torch.arange(k + 1).repeat_interleave(p["n_replay"])
+            images, masks = replay.sample_pairs(gen, ids, channels, size, p["sample_steps"],
+                                                generator=torch.Generator().manual_seed(gen_seed * 7919 + k),
+                                                batch_size=p["sample_batch"], device=device)
+            bank.images.copy_(images)
+            bank.masks.copy_(masks)
+            bank.ids.copy_(ids)
+            return {"n": n}
+
+        train_or_load(f"cgr-replay-{variant}", bank, draw, data=lineage, hyper=hyper,
+                      code=(*generator_code, replay.sample_pairs, replay.ddim_sample))
+        run.banks.append(bank)
+    run.model = gen
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ segmenters
+
+
+def seen_labels(tasks: list[Task], k: int) -> list[int]:
+    """Global labels known after stage k (background first)."""
+    return [0] + [t.offset + i for t in tasks[: k + 1] for i in range(1, t.n_local)]
+
+
+def masked_logits(logits: Tensor, seen: list[int]) -> Tensor:
+    """Logits over the global label space with unseen labels at −∞: the growing classifier of the official code
+    (rows added per task) as one head."""
+    mask = torch.full((logits.shape[1],), float("-inf"), device=logits.device)
+    mask[seen] = 0.0
+    return logits + mask[None, :, None, None]
+
+
+def dice_ce_loss(logits: Tensor, target: Tensor, seen: list[int]) -> Tensor:
+    """Cross-entropy plus soft Dice (1 − mean over the seen labels) on softmax probabilities over the seen labels:
+    MONAI's DiceCE with a one-hot over the current label set, as in the official segmenter."""
+    z = masked_logits(logits, seen)
+    ce = F.cross_entropy(z, target)
+    prob = z.softmax(1)[:, seen]
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()[:, seen]
+    inter = (prob * onehot).sum((0, 2, 3))
+    dice = (2 * inter + 1e-5) / (prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1e-5)
+    return ce + 1 - dice.mean()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: Tensor, seen: list[int], batch: int = 256) -> Tensor:
+    """Global label maps [N, H, W] (argmax over the seen labels)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [masked_logits(model(images[i:i + batch].to(device)), seen).argmax(1).cpu()
+           for i in range(0, len(images), batch)]
+    return torch.cat(out)
+
+
+def dice_per_image(pred: Tensor, target: Tensor, labels: list[int]) -> np.ndarray:
+    """Dice of each image [N], averaged over ``labels`` (global), 2|P ∩ G| / (|P| + |G|); a label absent from both
+    counts as 1 (nothing to find, nothing found)."""
+    scores = []
+    for label in labels:
+        p, g = pred == label, target == label
+        inter = (p & g).sum((1, 2)).double()
+        total = (p.sum((1, 2)) + g.sum((1, 2))).double()
+        scores.append(torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total)))
+    return torch.stack(scores).mean(0).numpy()
+
+
+def train_segmenter_stage(model: nn.Module, p: dict[str, Any], k: int, tasks: list[Task],
+                          past: dict[int, tuple[Tensor, Tensor]], seed: int) -> dict:
+    """Stage k: batches of real task-k data; when there is replay, half the batch is past pairs (global labels),
+    split evenly over the past tasks (the official 8 real + 8 synthetic). Adam with cosine annealing to 0.1·lr."""
+    g = torch.Generator().manual_seed(seed * 104729 + k)
+    device = next(model.parameters()).device
+    task, seen = tasks[k], seen_labels(tasks, k)
+    batch = p["seg_batch"]
+    n_real = batch // 2 if past else batch
+    opt = torch.optim.Adam(model.parameters(), lr=p["seg_lr"], weight_decay=3e-5)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, p["seg_steps"], eta_min=0.1 * p["seg_lr"])
+    curve = []
+    model.train()
+    for step in range(p["seg_steps"]):
+        idx = torch.randint(0, len(task.train_images), (n_real,), generator=g)
+        images, labels = [task.train_images[idx]], [task.to_global(task.train_labels[idx])]
+        for img, lab in past.values():
+            m = max(1, (batch - n_real) // len(past))
+            jdx = torch.randint(0, len(img), (m,), generator=g)
+            images.append(img[jdx])
+            labels.append(lab[jdx])
+        x, y = torch.cat(images).to(device), torch.cat(labels).to(device)
+        flip = (torch.rand(len(x), generator=g) < 0.5).to(device)  # axis flips, as the official augmentation
+        x, y = torch.where(flip[:, None, None, None], x.flip(-1), x), torch.where(flip[:, None, None], y.flip(-1), y)
+        loss = dice_ce_loss(model(x), y, seen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 25 == 0 or step == p["seg_steps"] - 1:
+            curve.append(round(loss.item(), 4))
+    model.eval()
+    return {"loss": curve}
+
+
+def build_segmenter(p: dict[str, Any], channels: int, n_labels: int) -> SegUNet:
+    """The segmenter on the run's device."""
+    return SegUNet(channels, n_labels, tuple(p["seg_widths"])).to(resolve_device(p["device"]))
+
+
+def real_buffer(task: Task, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """A random ``fraction`` of a past task's real training pairs (global labels), at least one."""
+    n = max(1, round(fraction * len(task.train_images)))
+    idx = torch.randperm(len(task.train_images), generator=torch.Generator().manual_seed(seed))[:n]
+    return task.train_images[idx], task.to_global(task.train_labels[idx])
+
+
+def past_for_arm(arm: str, p: dict[str, Any], k: int, tasks: list[Task], generators: dict[str, GeneratorRun],
+                 previous: nn.Module, seed: int) -> dict[int, tuple[Tensor, Tensor]]:
+    """What arm ``arm`` replays at stage k: {past task: (images, global labels)}."""
+    spec = ARMS[arm]
+    if spec["past"] is None or k == 0:
+        return {}
+    if spec["past"] == "real":
+        fraction = spec["fraction"] or p["buffer_fraction"]
+        return {j: real_buffer(tasks[j], fraction, seed * 31 + j) for j in range(k)}
+    run = generators[spec["generator"]]
+    pairs = run.pairs(k, tasks)
+    if spec["past"] == "pseudo":  # the generated masks are thrown away; the previous segmenter labels the images
+        seen = seen_labels(tasks, k - 1)
+        return {j: (img, predict(previous, img, seen)) for j, (img, _) in pairs.items()}
+    return {j: (img, tasks[j].to_global(lab)) for j, (img, lab) in pairs.items()}
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    gen_seed: int
+    #: arm → stage → task name → Dice per test image
+    dice: dict[str, list[dict[str, list[float]]]] = field(default_factory=dict)
+    #: generator variant → task name → Dice per generated pair between its mask and the oracle's prediction
+    consistency: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    curves: dict[str, list[dict]] = field(default_factory=dict)
+
+
+def evaluate(model: nn.Module, tasks: list[Task], k: int) -> dict[str, list[float]]:
+    """Dice per test image of every task seen so far, over each task's structures."""
+    seen = seen_labels(tasks, k)
+    out = {}
+    for task in tasks[: k + 1]:
+        pred = predict(model, task.test_images, seen)
+        out[task.name] = [round(float(v), 5) for v in
+                          dice_per_image(pred, task.to_global(task.test_labels),
+                                         [task.offset + i for i in range(1, task.n_local)])]
+    return out
+
+
+def run_seed(p: dict[str, Any], tasks: list[Task], generators: dict[str, GeneratorRun], seed: int,
+             gen_seed: int) -> SeedResult:
+    """Every arm of one seed: a shared stage-1 segmenter, then each arm through stages 2..K."""
+    result = SeedResult(seed, gen_seed)
+    channels, n_labels = tasks[0].train_images.shape[1], max(t.offset + t.n_local for t in tasks)
+    hyper = {key: p[key] for key in ("size", "seg_widths", "seg_batch", "seg_lr", "seg_steps", "buffer_fraction",
+                                     "n_replay", "sample_steps", "gen_steps", "bjd_mode", "train_toa")}
+    hyper.update(seed=seed, gen_seed=gen_seed, order=[t.name for t in tasks])
+    code = (train_segmenter_stage, dice_ce_loss, past_for_arm, real_buffer)
+    torch.manual_seed(seed)
+    first = build_segmenter(p, channels, n_labels)
+    lineage = [data_hash(tasks[0].train_images, tasks[0].train_labels)]
+    curve0 = train_or_load("cgr-seg", first, lambda: train_segmenter_stage(first, p, 0, tasks, {}, seed),
+                           data=lineage, hyper={**hyper, "arm": "stage 1"}, code=code)
+    stage1 = evaluate(first, tasks, 0)
+    for arm in progress(p["arms"], desc=f"seed {seed}: segmenters", leave=False):
+        model = build_segmenter(p, channels, n_labels)
+        model.load_state_dict(first.state_dict())
+        result.dice[arm] = [stage1]
+        result.curves[arm] = [curve0]
+        arm_lineage = list(lineage)
+        for k in range(1, len(tasks)):
+            previous = build_segmenter(p, channels, n_labels)
+            previous.load_state_dict(model.state_dict())
+            past = past_for_arm(arm, p, k, tasks, generators, previous, seed)
+            arm_lineage.append(data_hash(tasks[k].train_images, tasks[k].train_labels,
+                                         {j: v for j, v in past.items()}))
+            curve = train_or_load("cgr-seg", model,
+                                  lambda model=model, k=k, past=past: train_segmenter_stage(model, p, k, tasks, past,
+                                                                                            seed),
+                                  data=arm_lineage, hyper={**hyper, "arm": arm, "stage": k}, code=code)
+            result.curves[arm].append(curve)
+            result.dice[arm].append(evaluate(model, tasks, k))
+        if arm == JOINT:
+            result.consistency = replay_consistency(model, tasks, generators)
+    return result
+
+
+def replay_consistency(oracle: nn.Module, tasks: list[Task], generators: dict[str, GeneratorRun]) -> dict:
+    """How well each generator's masks match its images: Dice between a generated mask and the prediction of a
+    segmenter trained on all real data (the joint arm) on the generated image, per pair, for the replay drawn after
+    the last generator stage (BJD's correspondence claim). The pseudo-label arm's labels, by construction, are a
+    segmenter's prediction, so they have no entry."""
+    k = len(tasks) - 1
+    seen = seen_labels(tasks, k)
+    out: dict[str, dict[str, list[float]]] = {}
+    for variant, run in generators.items():
+        out[variant] = {}
+        for j, (img, lab) in run.pairs(k, tasks).items():
+            task = tasks[j]
+            pred = predict(oracle, img, seen)
+            out[variant][task.name] = [round(float(v), 5) for v in dice_per_image(
+                pred, task.to_global(lab), [task.offset + i for i in range(1, task.n_local)])]
+    return out
+
+
+def generators_needed(arms: list[str]) -> list[str]:
+    """Generator variants the arms draw on, in :data:`GENERATORS` order."""
+    wanted = {ARMS[a].get("generator") for a in arms}
+    return [v for v in GENERATORS if v in wanted]
+
+
+def _generator_job(p: dict[str, Any], tasks: list[Task], variant: str, gen_seed: int,
+                   prompt_embeddings: Tensor | None, threads: int) -> None:
+    """A worker's job: train (or find cached) one generator variant; the parent then loads it from the cache."""
+    torch.set_num_threads(threads)
+    run_generator(p, tasks, variant, gen_seed, prompt_embeddings)
+
+
+def _seed_job(p: dict[str, Any], tasks: list[Task], generators: dict[str, GeneratorRun], seed: int, gen_seed: int,
+              threads: int) -> SeedResult:
+    torch.set_num_threads(threads)
+    return run_seed(p, tasks, generators, seed, gen_seed)
+
+
+def _in_workers(jobs: list[tuple], target: Callable, workers: int, threads: int) -> list[Any]:
+    """Run ``target(*job, threads)`` for every job: in this process when ``workers`` is 1, else in that many spawned
+    processes with ``threads`` torch threads each. Small models run faster as several one-thread processes than as
+    one process with several threads."""
+    if workers == 1:
+        torch.set_num_threads(threads)
+        return [target(*job, threads) for job in jobs]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        futures = [pool.submit(target, *job, threads) for job in jobs]
+        return [f.result() for f in futures]
+
+
+def _without_model(run: GeneratorRun) -> GeneratorRun:
+    """What a segmenter needs of a generator run (its replay), light enough to send to a worker."""
+    return GeneratorRun(run.variant, run.banks, run.curves, None)
+
+
+def run_all(p: dict[str, Any], tasks: list[Task], prompt_embeddings: Tensor | None = None) -> dict[str, Any]:
+    """Generators for every generator seed, then every segmenter seed (seed s uses generator seed s mod gen_seeds),
+    each job in one of ``p["workers"]`` processes. Returns the generator runs of the first generator seed (for
+    figures), every seed's result and the tasks. ``prompt_embeddings`` [K, L, D]: fixed task prompts (paper
+    profile); learned tokens when ``None``. The workers are spawned: from a script, call this under
+    ``if __name__ == "__main__":`` (a notebook needs nothing)."""
+    workers = p["workers"]
+    threads = max(1, p["threads"] // workers) if workers > 1 else p["threads"]
+    variants = generators_needed(p["arms"])
+    jobs = [(p, tasks, v, gs, prompt_embeddings) for gs in range(p["gen_seeds"]) for v in variants]
+    if workers > 1:  # train in the workers; the loop below then loads every stage from the cache
+        _in_workers(jobs, _generator_job, workers, threads)
+    torch.set_num_threads(p["threads"])
+    runs = {gs: {v: run_generator(p, tasks, v, gs, prompt_embeddings) for v in variants}
+            for gs in range(p["gen_seeds"])}
+    light = {gs: {v: _without_model(r) for v, r in rs.items()} for gs, rs in runs.items()}
+    seed_jobs = [(p, tasks, light[s % p["gen_seeds"]], s, s % p["gen_seeds"]) for s in range(p["seeds"])]
+    seeds = _in_workers(seed_jobs, _seed_job, workers, threads)
+    torch.set_num_threads(p["threads"])
+    return {"generators": runs[0], "seeds": seeds, "tasks": tasks}
