@@ -117,6 +117,9 @@ def test_pseudo_label_arm_labels_generated_images_with_the_previous_segmenter(tm
     images, _ = run.pairs(1, tasks)[0]
     assert torch.equal(past[0][0], images)
     assert torch.equal(past[0][1], common.predict(previous, images, [0, 1, 2, 3]))
+    own = run.past(1, tasks)[0][1]  # the generator's own replay: masks back on the fixed grey levels
+    levels = torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0])
+    assert torch.isclose(own.reshape(-1, 1), levels).any(1).all()
     synthetic = common.past_for_arm(common.BJD, p, 1, tasks, {"bjd": run}, previous, seed=0)
     assert torch.equal(synthetic[0][0], images)  # the same images, the generator's own masks
     assert set(synthetic[0][1].unique().tolist()) <= {0, 1, 2, 3}

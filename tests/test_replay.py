@@ -273,3 +273,37 @@ def test_bjd_loss_split_puts_joint_and_conditional_on_halves():
     assert calls[1][1].tolist() == [3, 4] and contexts[1].tolist() == [2, 3]
     torch.testing.assert_close(out["joint"], noise[:2].abs().mean())
     torch.testing.assert_close(out["cond"], torch.cat([torch.zeros(2, 1, 3, 3), noise[2:, 1:]], 1).abs().mean())
+
+
+def test_input_skip_spares_the_clean_channels():
+    """ε̂ = √(1 − ᾱ_t)·z + UNet: the skip applies to noised channels only; bjd_loss's conditional branches and
+    conditional sampling mark the clean ones."""
+    unet = _tiny_conditional_unet()
+    alphas = replay.make_scheduler("ddpm").alphas_cumprod
+    plain = replay.PromptedDenoiser(unet, replay.TaskPrompts(2, 2, 8))
+    skip = replay.PromptedDenoiser(unet, replay.TaskPrompts(2, 2, 8), skip_alphas_cumprod=alphas)
+    skip.prompts.load_state_dict(plain.prompts.state_dict())
+    z, ids, t = torch.randn(2, 2, 8, 8), torch.tensor([0, 1]), torch.tensor([100, 900])
+    scale = (1 - alphas[t]).sqrt().reshape(-1, 1, 1, 1)
+    with torch.no_grad():
+        base = plain(z, t, ids)
+        torch.testing.assert_close(skip(z, t, ids), base + scale * z)
+        clean = torch.tensor([True, False])
+        out = skip(z, t, ids, clean=clean)
+        torch.testing.assert_close(out[:, :1], base[:, :1])
+        torch.testing.assert_close(out[:, 1:], base[:, 1:] + scale * z[:, 1:])
+    seen = []
+
+    class Spy(torch.nn.Module):
+        accepts_clean = True
+
+        def forward(self, z, t, ctx, clean=None):
+            seen.append(None if clean is None else clean.tolist())
+            return torch.zeros_like(z)
+
+    replay.bjd_loss(Spy(), torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4), torch.tensor([1, 2]),
+                    torch.zeros(2, 2, 4, 4), mode="both")
+    assert seen == [None, [True, False], [False, True]]
+    seen.clear()
+    replay.ddim_sample(Spy(), torch.zeros(1, 2, 4, 4), 2, fixed=torch.zeros(1, 1, 4, 4), fixed_channels=[1])
+    assert seen == [[False, True]] * 2

@@ -180,7 +180,11 @@ class PromptedDenoiser(nn.Module):
     ``skip_alphas_cumprod`` (ᾱ per training timestep) adds an input skip, ε̂ = √(1 − ᾱ_t)·z_t + UNet(z_t, t, c): the
     best linear guess of ε for unit-variance data, so the network learns only a correction. Not in the official
     model: a small network trained briefly predicts the near-identity ε ≈ z_t of the noisiest steps badly, and DDIM
-    amplifies that error by 1/√ᾱ_t into washed-out samples."""
+    amplifies that error by 1/√ᾱ_t into washed-out samples. Channels marked ``clean`` [C] (given exactly, as in
+    BJD's conditional branches and conditional sampling; their ε is 0) get no skip."""
+
+    #: :func:`bjd_loss` and :func:`ddim_sample` tell this denoiser which channels are clean
+    accepts_clean = True
 
     def __init__(self, unet: UNet2DConditionModel, prompts: TaskPrompts, adapter: TaskOrientedAdapter | None = None,
                  skip_alphas_cumprod: Tensor | None = None):
@@ -193,15 +197,24 @@ class PromptedDenoiser(nn.Module):
         tokens = self.prompts(ids)
         return tokens if self.adapter is None else self.adapter(tokens, ids)
 
-    def forward(self, z: Tensor, t: Tensor, ids: Tensor) -> Tensor:
+    def forward(self, z: Tensor, t: Tensor, ids: Tensor, clean: Tensor | None = None) -> Tensor:
         eps = self.unet(z, t, encoder_hidden_states=self.context(ids)).sample
         if self.skip_scale is None:
             return eps
         scale = self.skip_scale[torch.as_tensor(t, device=z.device).long()]
-        return eps + scale.reshape(-1, 1, 1, 1) * z if scale.dim() else eps + scale * z
+        scale = scale.reshape(-1, 1, 1, 1) if scale.dim() else scale
+        noisy = z if clean is None else z * (~clean.to(z.device)).to(z.dtype).reshape(1, -1, 1, 1)
+        return eps + scale * noisy
 
 
 # ------------------------------------------------------------------------------------------------ training loss
+
+
+def _denoise(denoiser: Denoiser, z: Tensor, t: Tensor, context: Any, clean: Tensor | None = None) -> Tensor:
+    """ε̂ from ``denoiser``, telling it which channels are clean [C] when it accepts that (see PromptedDenoiser)."""
+    if clean is not None and getattr(denoiser, "accepts_clean", False):
+        return denoiser(z, t, context, clean=clean)
+    return denoiser(z, t, context)
 
 
 def _loss(prediction: Tensor, target: Tensor, kind: str) -> Tensor:
@@ -263,14 +276,15 @@ def bjd_loss(denoiser: Denoiser, image: Tensor, mask: Tensor, t: Tensor, noise: 
     image, mask, zt, noise, t = image[cond_rows], mask[cond_rows], zt[cond_rows], noise[cond_rows], t[cond_rows]
     context = _rows(context, cond_rows)
     terms = []
+    image_clean = torch.arange(c + 1, device=image.device) < c  # [C + 1]: the image channels are the clean ones
     if mode in ("mask|image", "both"):
         given_image = torch.cat([image, zt[:, c:]], dim=1)
         target = torch.cat([torch.zeros_like(image), noise[:, c:]], dim=1)
-        terms.append(_loss(denoiser(given_image, t, context), target, loss))
+        terms.append(_loss(_denoise(denoiser, given_image, t, context, image_clean), target, loss))
     if mode in ("image|mask", "both"):
         given_mask = torch.cat([zt[:, :c], mask], dim=1)
         target = torch.cat([noise[:, :c], torch.zeros_like(mask)], dim=1)
-        terms.append(_loss(denoiser(given_mask, t, context), target, loss))
+        terms.append(_loss(_denoise(denoiser, given_mask, t, context, ~image_clean), target, loss))
     cond = torch.stack(terms).mean() if terms else joint.new_zeros(())
     return {"joint": joint, "cond": cond, "total": joint + cond}
 
@@ -320,6 +334,10 @@ def ddim_sample(denoiser: Denoiser, x_T: Tensor, num_steps: int, context: Any = 
     if show_progress is None:
         show_progress = len(chunks) * len(timesteps) * x_T.shape[2] * x_T.shape[3] * size > 200 * 20 * 32 * 32 * 64
     bar = progress(total=len(chunks) * len(timesteps), desc="DDIM sampling", disable=not show_progress)
+    clean = None
+    if fixed is not None:
+        clean = torch.zeros(x_T.shape[1], dtype=torch.bool, device=x_T.device)
+        clean[channels] = True
     out = []
     for rows in chunks:
         z = x_T[rows].clone()
@@ -328,7 +346,7 @@ def ddim_sample(denoiser: Denoiser, x_T: Tensor, num_steps: int, context: Any = 
         for t in timesteps:
             if known is not None:
                 z[:, channels] = known
-            eps = denoiser(z, t, ctx)
+            eps = _denoise(denoiser, z, t, ctx, clean)
             z = scheduler.step(eps, t, z, eta=eta, generator=generator).prev_sample
             bar.update(1)
         if known is not None:

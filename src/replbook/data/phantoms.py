@@ -5,13 +5,14 @@ paper's cardiac MR → fundus → prostate MR sequence does (spec cgr.md §5.1):
 
 * ``cardiac``: a left-ventricle disc (1) inside a myocardium ring (2) and a right-ventricle crescent (3) beside it;
   dark background, bright blood pool, grey muscle, Rician-like noise, mild blur.
-* ``fundus``: an optic disc (1) holding an optic cup (2), crossed by dark vessels; bright striped background with
-  vignetting, brighter structures (the contrast of ``cardiac`` inverted).
+* ``fundus``: an optic cup (1) inside an optic disc (2: the rim around the cup), crossed by dark vessels; bright
+  striped background with vignetting, brighter structures (the contrast of ``cardiac`` inverted).
 * ``prostate``: one gland (1) with a wobbly outline; low contrast, a bias field and heavy speckle.
 
 Labels are local to a task (0 = background); :data:`GLOBAL_OFFSET` places them in one global label space
-(0 background, 1–3 cardiac, 4–5 fundus, 6 prostate). The appearance of each task is a :class:`Style`, so the same
-geometry can be rendered as several acquisition "sites" (SMG-Learning) by changing it. Images are in [−1, 1].
+(0 background, 1–3 cardiac, 4 optic cup, 5 optic disc, 6 prostate, as in the official code). The appearance of each
+task is a :class:`Style`, so the same geometry can be rendered as several acquisition "sites" (SMG-Learning) by
+changing it. Images are in [−1, 1].
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from scipy import ndimage
 #: Structures of each task, in local label order (label i + 1).
 STRUCTURES: dict[str, tuple[str, ...]] = {
     "cardiac": ("left ventricle", "myocardium", "right ventricle"),
-    "fundus": ("optic disc", "optic cup"),
+    "fundus": ("optic cup", "optic disc"),  # the official label order (global 4 cup, 5 disc)
     "prostate": ("prostate gland",),
 }
 #: Offset of each task's local labels in the global label space (CGR's order: cardiac → fundus → prostate).
@@ -52,7 +53,7 @@ class Style:
 
 STYLES: dict[str, Style] = {
     "cardiac": Style(levels=(0.12, 0.92, 0.45, 0.72), texture=0.02, rician=0.04, blur=0.6),
-    "fundus": Style(levels=(0.55, 0.80, 0.98), texture=0.06, vignette=0.35, blur=0.5, vessels=0.25, rician=0.02),
+    "fundus": Style(levels=(0.55, 0.98, 0.80), texture=0.06, vignette=0.35, blur=0.5, vessels=0.25, rician=0.02),
     "prostate": Style(levels=(0.38, 0.62), bias=0.25, speckle=0.1, blur=0.8, texture=0.02),
 }
 
@@ -96,8 +97,8 @@ def _fundus(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.ndarra
     ox, oy = rng.uniform(-0.1, 0.1, 2) * (1 - ratio)
     cup = ((u - ox * a) / (a * ratio)) ** 2 + ((v - oy * b) / (b * ratio)) ** 2
     labels = np.zeros(x.shape, np.int64)
-    labels[disc < 1] = 1
-    labels[(cup < 1) & (disc < 1)] = 2
+    labels[disc < 1] = 2
+    labels[(cup < 1) & (disc < 1)] = 1
     return labels
 
 

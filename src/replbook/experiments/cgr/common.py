@@ -11,6 +11,7 @@ Segmenter arms: see :data:`ARMS`.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ JOINT, SEQFT, BUFFER = "joint training", "sequential fine-tuning", "real buffer"
 PSEUDO, JOINT_REPLAY, BJD, CGR = "image replay + pseudo-labels", "joint diffusion replay", "BJD replay", "CGR"
 #: Segmenter arms → what replays the past. All arms share the stage-1 model of a seed.
 ARMS: dict[str, dict[str, Any]] = {
-    JOINT: {"past": "real", "fraction": 1.0},          # upper bound: every past image kept
+    JOINT: {"past": "real", "fraction": 1.0, "uniform": True},  # upper bound: every image kept, tasks sampled alike
     SEQFT: {"past": None},                            # lower bound: no replay
     BUFFER: {"past": "real", "fraction": None},        # a small real buffer (p["buffer_fraction"]): privacy-violating
     PSEUDO: {"past": "pseudo", "generator": "bjd"},    # generated images, labels from the previous segmenter
@@ -93,8 +94,10 @@ def validate(p: dict[str, Any]) -> None:
         raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'.")
     if p["workers"] > 1 and resolve_device(p["device"]).type == "cuda":
         raise ParameterError("parameter 'workers' must be 1 on a GPU (the workers would share it); set workers=1.")
-    if p["gen_seeds"] > p["seeds"]:
-        raise ParameterError(f"parameter 'gen_seeds' ({p['gen_seeds']}) cannot exceed 'seeds' ({p['seeds']}).")
+    if p["gen_seeds"] not in (1, p["seeds"]):
+        raise ParameterError(f"parameter 'gen_seeds' must be 1 or equal to 'seeds' ({p['seeds']}): every seed then "
+                             f"has its own generators, so the interval over seeds holds their spread; got "
+                             f"{p['gen_seeds']}.")
 
 
 # ------------------------------------------------------------------------------------------------ generators
@@ -116,10 +119,12 @@ def build_generator(p: dict[str, Any], n_tasks: int, image_channels: int, toa: b
         block_out_channels=widths, layers_per_block=p["gen_layers"],
         down_block_types=("DownBlock2D",) * (levels - attn) + ("CrossAttnDownBlock2D",) * attn,
         up_block_types=("CrossAttnUpBlock2D",) * attn + ("UpBlock2D",) * (levels - attn),
-        cross_attention_dim=p["prompt_dim"], attention_head_dim=p["attention_head_dim"],
-        norm_num_groups=min(8, widths[0]))
-    if prompt_embeddings is None:
-        prompts = replay.TaskPrompts(n_tasks, p["prompt_tokens"], p["prompt_dim"])
+        cross_attention_dim=p["prompt_dim"],
+        # diffusers reads `attention_head_dim` as the number of heads (a known misnomer): heads = width / head width
+        attention_head_dim=tuple(max(1, w // p["attention_head_dim"]) for w in widths),
+        norm_num_groups=min(32, widths[0] // 2))
+    if prompt_embeddings is None:  # fixed random tokens: the stand-in for frozen CLIP embeddings; only TOA adapts them
+        prompts = replay.TaskPrompts(n_tasks, p["prompt_tokens"], p["prompt_dim"], trainable=False)
     else:
         if tuple(prompt_embeddings.shape) != (n_tasks, p["prompt_tokens"], p["prompt_dim"]):
             raise ParameterError(f"prompt embeddings of shape {tuple(prompt_embeddings.shape)} do not match "
@@ -175,12 +180,13 @@ def train_generator_stage(gen: replay.PromptedDenoiser, p: dict[str, Any], k: in
 
 
 class ReplayBank(nn.Module):
-    """Generated pairs held as buffers, so the cache stores and verifies them like weights."""
+    """Generated pairs held as buffers, so the cache stores and verifies them like weights; half precision (the
+    paper profile's banks hold thousands of 256² pairs per task)."""
 
     def __init__(self, n: int, channels: int, size: int):
         super().__init__()
-        self.register_buffer("images", torch.zeros(n, channels, size, size))
-        self.register_buffer("masks", torch.zeros(n, 1, size, size))
+        self.register_buffer("images", torch.zeros(n, channels, size, size, dtype=torch.float16))
+        self.register_buffer("masks", torch.zeros(n, 1, size, size, dtype=torch.float16))
         self.register_buffer("ids", torch.zeros(n, dtype=torch.long))
 
 
@@ -194,16 +200,23 @@ class GeneratorRun:
     curves: list[dict] = field(default_factory=list)
     model: replay.PromptedDenoiser | None = None
 
-    def past(self, k: int, tasks: list[Task]) -> dict[int, tuple[Tensor, Tensor]]:
-        """Replay of tasks 0..k−1 available at stage k: {task index: (images, encoded masks)}."""
+    def pairs(self, k: int, tasks: list[Task]) -> dict[int, tuple[Tensor, Tensor]]:
+        """Replay of tasks 0..k−1 available at stage k: {task index: (images [N, C, H, W], local labels [N, H, W])},
+        the generated mask channel decoded with that task's own label count (the official post-processing rounds
+        to labels too)."""
         if k == 0:
             return {}
         bank = self.banks[k - 1]
-        return {j: (bank.images[bank.ids == j], bank.masks[bank.ids == j]) for j in range(k)}
+        out = {}
+        for j in range(k):
+            rows = bank.ids == j
+            out[j] = (bank.images[rows].float(), replay.decode_mask(bank.masks[rows].float(), tasks[j].n_local))
+        return out
 
-    def pairs(self, k: int, tasks: list[Task]) -> dict[int, tuple[Tensor, Tensor]]:
-        """As :meth:`past`, with masks decoded to each task's local labels."""
-        return {j: (img, replay.decode_mask(msk, tasks[j].n_local)) for j, (img, msk) in self.past(k, tasks).items()}
+    def past(self, k: int, tasks: list[Task]) -> dict[int, tuple[Tensor, Tensor]]:
+        """The generator's own replay at stage k: :meth:`pairs` with the labels re-encoded on the fixed grey levels,
+        so that off-level generated values do not compound from stage to stage."""
+        return {j: (img, replay.encode_mask(lab, tasks[j].n_local)) for j, (img, lab) in self.pairs(k, tasks).items()}
 
 
 def run_generator(p: dict[str, Any], tasks: list[Task], variant: str, gen_seed: int,
@@ -218,10 +231,10 @@ def run_generator(p: dict[str, Any], tasks: list[Task], variant: str, gen_seed: 
     gen = build_generator(p, len(tasks), channels, spec["toa"], prompt_embeddings).to(device)
     hyper_keys = ("size", "eps_skip", "bjd_batch", "gen_widths", "attention_levels", "gen_layers", "prompt_tokens",
                   "prompt_dim", "attention_head_dim", "gen_lr", "gen_batch", "gen_steps", "diffusion_loss", "train_toa",
-                  "n_replay", "sample_steps")
-    # the replay drawn after a stage depends on everything that trained the generator, so its key holds that code too
-    generator_code = (train_generator_stage, replay.bjd_loss, build_generator, replay.PromptedDenoiser,
-                      replay.TaskPrompts, replay.TaskOrientedAdapter)
+                  "n_replay", "sample_steps", "sample_batch")
+    # the whole replay kernel and this module: a generator stage depends on the replay it trained on and the code
+    # that drew it, and the replay drawn after it on everything that trained it
+    generator_code = (replay, sys.modules[__name__])
     run = GeneratorRun(variant)
     lineage: list[str] = []  # the data of every earlier stage: a stage's result depends on all of them
     for k in range(len(tasks) - 1):
@@ -251,7 +264,7 @@ def run_generator(p: dict[str, Any], tasks: list[Task], variant: str, gen_seed: 
             return {"n": n}
 
         train_or_load(f"cgr-replay-{variant}", bank, draw, data=lineage, hyper=hyper,
-                      code=(*generator_code, replay.sample_pairs, replay.ddim_sample))
+                      code=generator_code)
         run.banks.append(bank)
     run.model = gen
     return run
@@ -308,14 +321,16 @@ def dice_per_image(pred: Tensor, target: Tensor, labels: list[int]) -> np.ndarra
 
 
 def train_segmenter_stage(model: nn.Module, p: dict[str, Any], k: int, tasks: list[Task],
-                          past: dict[int, tuple[Tensor, Tensor]], seed: int) -> dict:
+                          past: dict[int, tuple[Tensor, Tensor]], seed: int, uniform: bool = False) -> dict:
     """Stage k: batches of real task-k data; when there is replay, half the batch is past pairs (global labels),
-    split evenly over the past tasks (the official 8 real + 8 synthetic). Adam with cosine annealing to 0.1·lr."""
+    split evenly over the past tasks (the official 8 real + 8 synthetic), or with ``uniform`` an equal share for
+    every task (joint training). Adam with cosine annealing to 0.1·lr."""
     g = torch.Generator().manual_seed(seed * 104729 + k)
     device = next(model.parameters()).device
     task, seen = tasks[k], seen_labels(tasks, k)
     batch = p["seg_batch"]
-    n_real = batch // 2 if past else batch
+    # half real current, half replay (official); joint training samples every task alike
+    n_real = batch if not past else batch // (len(past) + 1) if uniform else batch // 2
     opt = torch.optim.Adam(model.parameters(), lr=p["seg_lr"], weight_decay=3e-5)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, p["seg_steps"], eta_min=0.1 * p["seg_lr"])
     curve = []
@@ -329,7 +344,7 @@ def train_segmenter_stage(model: nn.Module, p: dict[str, Any], k: int, tasks: li
             images.append(img[jdx])
             labels.append(lab[jdx])
         x, y = torch.cat(images).to(device), torch.cat(labels).to(device)
-        flip = (torch.rand(len(x), generator=g) < 0.5).to(device)  # axis flips, as the official augmentation
+        flip = (torch.rand(len(x), generator=g) < 0.5).to(device)  # horizontal flips (the official code also rotates)
         x, y = torch.where(flip[:, None, None, None], x.flip(-1), x), torch.where(flip[:, None, None], y.flip(-1), y)
         loss = dice_ce_loss(model(x), y, seen)
         opt.zero_grad()
@@ -402,7 +417,7 @@ def run_seed(p: dict[str, Any], tasks: list[Task], generators: dict[str, Generat
     hyper = {key: p[key] for key in ("size", "seg_widths", "seg_batch", "seg_lr", "seg_steps", "buffer_fraction",
                                      "n_replay", "sample_steps", "gen_steps", "bjd_mode", "train_toa")}
     hyper.update(seed=seed, gen_seed=gen_seed, order=[t.name for t in tasks])
-    code = (train_segmenter_stage, dice_ce_loss, past_for_arm, real_buffer)
+    code = (sys.modules[__name__], replay, SegUNet)
     torch.manual_seed(seed)
     first = build_segmenter(p, channels, n_labels)
     lineage = [data_hash(tasks[0].train_images, tasks[0].train_labels)]
@@ -422,8 +437,8 @@ def run_seed(p: dict[str, Any], tasks: list[Task], generators: dict[str, Generat
             arm_lineage.append(data_hash(tasks[k].train_images, tasks[k].train_labels,
                                          {j: v for j, v in past.items()}))
             curve = train_or_load("cgr-seg", model,
-                                  lambda model=model, k=k, past=past: train_segmenter_stage(model, p, k, tasks, past,
-                                                                                            seed),
+                                  lambda model=model, k=k, past=past, arm=arm: train_segmenter_stage(
+                                      model, p, k, tasks, past, seed, uniform=ARMS[arm].get("uniform", False)),
                                   data=arm_lineage, hyper={**hyper, "arm": arm, "stage": k}, code=code)
             result.curves[arm].append(curve)
             result.dice[arm].append(evaluate(model, tasks, k))

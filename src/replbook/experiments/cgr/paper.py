@@ -1,8 +1,7 @@
 """The CGR paper profile: the paper's three tasks from local, licence-gated npz folders
 (:mod:`replbook.data.cgr_npz`, ``data_manifests/cgr-<task>.yaml``) and the official task prompts encoded by a frozen
 CLIP ViT-L/14 text encoder (``data_manifests/clip-vit-large-patch14.yaml``), run through the chapter's protocol
-(:func:`replbook.experiments.cgr.common.run_all`). Everything runs on the CPU, as the protocol does; nothing is
-downloaded.
+(:func:`replbook.experiments.cgr.common.run_all`) on ``p["device"]`` (CUDA when present); nothing is downloaded.
 """
 
 from __future__ import annotations
