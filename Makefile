@@ -69,6 +69,7 @@ test: setup apt-test lint
 bench: setup
 	$(BIN)/python benchmarks/minkpp.py
 	$(BIN)/python benchmarks/speechprune.py
+	$(BIN)/python benchmarks/replay.py
 
 clean:
 	rm -rf _build book/chapters results
