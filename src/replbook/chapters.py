@@ -37,7 +37,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("oodv2", "Generalized OOD detection and beyond in the VLM era", "2407.21794",
             "survey: detector benchmark and taxonomy", {"smoke": 0.5, "cpu": 6.0, "paper": 30.0}),
     Chapter("cgr", "CGR: comprehensive generative replay for task-incremental segmentation", "2406.19796",
-            "method, diffusion replay", {"smoke": 1.0, "cpu": 15.0, "paper": 20_000.0}),
+            "method, diffusion replay", {"smoke": 0.7, "cpu": 12.0, "paper": 20_000.0}),
     Chapter("smg", "SMG-Learning: synchronous memorizability and generalizability", "2406.18037",
             "method, diffusion replay"),
     Chapter("osrvit", "OSR-ViT: open-set object detection and discovery", "2404.10865", "method"),

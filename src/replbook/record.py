@@ -105,7 +105,7 @@ def scale_to_decide(lo: float, hi: float, *thresholds: float) -> float:
 
 def judge_effect(lo: float, hi: float, effect: float, null: float = 0.0, *,
                  seeds: Sequence[tuple[float, float]] = (), what: str = "the difference",
-                 estimate: float | None = None) -> Verdict:
+                 estimate: float | None = None, effect_name: str = "the paper's") -> Verdict:
     """The directional rule: a claim that the quantity moves from ``null`` towards ``effect`` (the paper's effect,
     or the smallest effect its words imply), judged on our interval [lo, hi] for it and its ``estimate`` (default:
     the interval's centre).
@@ -115,7 +115,8 @@ def judge_effect(lo: float, hi: float, effect: float, null: float = 0.0, *,
     without excluding ``null`` on the paper's side; inconclusive: it holds both. ``seeds`` are per-seed intervals
     (the pooled interval holds the trained models fixed, so seeds can disagree with it): a seed significantly
     against the claim turns reproduced and partly into inconclusive, and a seed significantly for it turns not
-    reproduced into inconclusive.
+    reproduced into inconclusive. ``effect_name`` says whose effect it is in the reason (e.g. "our" where the paper's
+    number is not transcribed and the claim's words set the size).
     """
     if not all(map(math.isfinite, (lo, hi, effect, null))):
         return Verdict("inconclusive", f"no finite interval for {what}")
@@ -140,17 +141,17 @@ def judge_effect(lo: float, hi: float, effect: float, null: float = 0.0, *,
                                            f"seeds, or the reason they disagree, would decide it")
         if centre >= eff:
             return Verdict("reproduced", f"{interval} excludes {_fmt(null)} and its estimate {_fmt(estimate)} "
-                                         f"reaches the paper's {_fmt(effect)}")
+                                         f"reaches {effect_name} {_fmt(effect)}")
         return Verdict("partly", f"{interval} excludes {_fmt(null)} but its estimate {_fmt(estimate)} stays short "
-                                 f"of the paper's {_fmt(effect)}")
+                                 f"of {effect_name} {_fmt(effect)}")
     if high < eff:
         if favour:
-            return Verdict("inconclusive", f"{interval} excludes the paper's {_fmt(effect)}, but {len(favour)} of "
+            return Verdict("inconclusive", f"{interval} excludes {effect_name} {_fmt(effect)}, but {len(favour)} of "
                                            f"{len(seeds)} seeds are significantly for the claim: the seeds disagree, "
                                            f"and more seeds would decide it")
-        return Verdict("not reproduced", f"{interval} excludes the paper's {_fmt(effect)}")
+        return Verdict("not reproduced", f"{interval} excludes {effect_name} {_fmt(effect)}")
     k = scale_to_decide(lo, hi, effect, null)
-    return Verdict("inconclusive", f"{interval} holds both {_fmt(null)} and the paper's {_fmt(effect)}; about "
+    return Verdict("inconclusive", f"{interval} holds both {_fmt(null)} and {effect_name} {_fmt(effect)}; about "
                                    f"{k:.1f}× the sample would decide it")
 
 

@@ -424,6 +424,7 @@ def run_seed(p: dict[str, Any], tasks: list[Task], generators: dict[str, Generat
     curve0 = train_or_load("cgr-seg", first, lambda: train_segmenter_stage(first, p, 0, tasks, {}, seed),
                            data=lineage, hyper={**hyper, "arm": "stage 1"}, code=code)
     stage1 = evaluate(first, tasks, 0)
+    oracle, pseudo_last = None, None
     for arm in progress(p["arms"], desc=f"seed {seed}: segmenters", leave=False):
         model = build_segmenter(p, channels, n_labels)
         model.load_state_dict(first.state_dict())
@@ -442,26 +443,36 @@ def run_seed(p: dict[str, Any], tasks: list[Task], generators: dict[str, Generat
                                   data=arm_lineage, hyper={**hyper, "arm": arm, "stage": k}, code=code)
             result.curves[arm].append(curve)
             result.dice[arm].append(evaluate(model, tasks, k))
+            if arm == PSEUDO and k == len(tasks) - 1:
+                pseudo_last = past
         if arm == JOINT:
-            result.consistency = replay_consistency(model, tasks, generators)
+            oracle = model
+    if oracle is not None:
+        result.consistency = replay_consistency(oracle, tasks, generators, pseudo_last)
     return result
 
 
-def replay_consistency(oracle: nn.Module, tasks: list[Task], generators: dict[str, GeneratorRun]) -> dict:
-    """How well each generator's masks match its images: Dice between a generated mask and the prediction of a
-    segmenter trained on all real data (the joint arm) on the generated image, per pair, for the replay drawn after
-    the last generator stage (BJD's correspondence claim). The pseudo-label arm's labels, by construction, are a
-    segmenter's prediction, so they have no entry."""
+def replay_consistency(oracle: nn.Module, tasks: list[Task], generators: dict[str, GeneratorRun],
+                       pseudo: dict[int, tuple[Tensor, Tensor]] | None = None) -> dict:
+    """How well replayed labels match their images: Dice between the label map replayed with an image and the
+    prediction of the joint-training segmenter (every real image kept) on that image, per pair, for the replay of the
+    last stage (BJD's correspondence claim). One entry per generator variant (its own masks), and ``"pseudo"`` for
+    the pseudo-label arm's labels of BJD's images (the previous segmenter's predictions): the control that says
+    whether generated masks or pseudo-labels fit the generated images better."""
     k = len(tasks) - 1
     seen = seen_labels(tasks, k)
+    sources = {v: {j: (img, tasks[j].to_global(lab)) for j, (img, lab) in run.pairs(k, tasks).items()}
+               for v, run in generators.items()}
+    if pseudo:
+        sources["pseudo"] = pseudo
     out: dict[str, dict[str, list[float]]] = {}
-    for variant, run in generators.items():
-        out[variant] = {}
-        for j, (img, lab) in run.pairs(k, tasks).items():
+    for source, pairs in sources.items():
+        out[source] = {}
+        for j, (img, lab) in pairs.items():
             task = tasks[j]
             pred = predict(oracle, img, seen)
-            out[variant][task.name] = [round(float(v), 5) for v in dice_per_image(
-                pred, task.to_global(lab), [task.offset + i for i in range(1, task.n_local)])]
+            out[source][task.name] = [round(float(v), 5) for v in dice_per_image(
+                pred, lab, [task.offset + i for i in range(1, task.n_local)])]
     return out
 
 
