@@ -131,7 +131,7 @@ def test_smoke_run_is_deterministic_and_reruns_from_the_cache(tmp_cache):
     assert [t.name for t in first["tasks"]] == ["cardiac", "fundus", "prostate"]
     res = first["seeds"][0]
     assert set(res.dice) == set(p["arms"]) and len(res.dice[common.CGR]) == 3
-    assert set(res.consistency) == {"joint", "bjd", "cgr"}
+    assert set(res.consistency) == {"joint", "bjd", "cgr", "pseudo"}
 
     cached = {f: f.stat().st_mtime_ns for f in tmp_cache.rglob("*")}
     second = cgr.run(p)
