@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from replbook.assets import resolve as resolve_asset
 
 PROFILES = ("smoke", "cpu", "paper")
@@ -139,3 +141,10 @@ def resolve(spec: ChapterParams, profile: str, overrides: Mapping[str, Any] | No
         for asset in spec.assets_for(values):
             resolve_asset(asset)
     return values
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when torch sees it (the validator has refused ``cuda`` without a device)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

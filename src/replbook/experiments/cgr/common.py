@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from replbook import replay
 from replbook.cache import data_hash, train_or_load
 from replbook.models import SegUNet
-from replbook.profiles import ParameterError
+from replbook.profiles import ParameterError, resolve_device
 from replbook.progress import progress
 
 JOINT, SEQFT, BUFFER = "joint training", "sequential fine-tuning", "real buffer"
@@ -67,13 +67,6 @@ class Task:
 
     def to_global(self, labels: Tensor) -> Tensor:
         return torch.where(labels > 0, labels + self.offset, labels)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when torch sees it (the validator has refused ``cuda`` without a device)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def validate(p: dict[str, Any]) -> None:

@@ -5,17 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from replbook.data.cifar import load_cifar
 from replbook.experiments.clat.common import SeedResult, run_seeds
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when torch sees it (the validator has refused ``cuda`` without a device)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+from replbook.profiles import resolve_device
 
 
 def run_paper(p: dict[str, Any]) -> list[SeedResult]:
