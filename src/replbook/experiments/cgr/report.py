@@ -19,6 +19,8 @@ from replbook.experiments.cgr.common import (
     GeneratorRun,
     SeedResult,
     Task,
+    build_generator,
+    build_segmenter,
 )
 from replbook.record import Claim, Verdict, judge_all, judge_effect
 from replbook.stats import paired_t_interval
@@ -344,3 +346,12 @@ def metrics_record(out: dict[str, Any]) -> dict[str, Any]:
                                     "curves": r.curves} for r in out["seeds"]},
         "generator_curves": {v: run.curves for v, run in out["generators"].items()},
     }
+
+
+def model_sizes(params: dict[str, Any]) -> pd.DataFrame:
+    """Parameter counts of the networks this run builds (one grey channel in the miniature, three in the paper)."""
+    channels = 3 if params["profile"] == "paper" else 1
+    rows = {"segmenter (UNet)": build_segmenter(params, channels, 7),
+            "generator (diffusers UNet2DConditionModel + prompts)": build_generator(params, 3, channels, toa=False),
+            "generator with TOA (CGR)": build_generator(params, 3, channels, toa=True)}
+    return pd.DataFrame({"parameters": {name: sum(q.numel() for q in m.parameters()) for name, m in rows.items()}})
