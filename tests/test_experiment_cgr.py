@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from replbook import segmentation
 from replbook.data import phantoms
 from replbook.experiments import cgr
 from replbook.experiments.cgr import common, miniature, report
@@ -60,14 +61,14 @@ def test_dice_per_image_by_hand():
     target = torch.tensor([[[1, 1, 0, 0]], [[0, 0, 0, 0]]])
     pred = torch.tensor([[[1, 0, 0, 0]], [[2, 0, 0, 0]]])
     # image 0: label 1 → 2·1/(1+2) = 2/3, label 2 absent from both → 1; image 1: label 1 absent → 1, label 2 → 0
-    np.testing.assert_allclose(common.dice_per_image(pred, target, [1, 2]), [(2 / 3 + 1) / 2, 0.5])
+    np.testing.assert_allclose(segmentation.dice_per_image(pred, target, [1, 2]), [(2 / 3 + 1) / 2, 0.5])
 
 
 def test_seen_labels_and_masked_logits():
     tasks = miniature.make_tasks(smoke())
     assert common.seen_labels(tasks, 0) == [0, 1, 2, 3]
     assert common.seen_labels(tasks, 2) == [0, 1, 2, 3, 4, 5, 6]
-    z = common.masked_logits(torch.zeros(1, 7, 1, 1), [0, 4])
+    z = segmentation.masked_logits(torch.zeros(1, 7, 1, 1), [0, 4])
     assert z.softmax(1)[0, :, 0, 0].tolist() == [0.5, 0, 0, 0, 0.5, 0, 0]
 
 
@@ -76,7 +77,7 @@ def test_dice_ce_loss_prefers_the_right_labels():
     good = torch.nn.functional.one_hot(target, 7).permute(0, 3, 1, 2).float() * 20
     bad = torch.roll(good, 1, dims=1)
     seen = [0, 1, 2, 3]
-    assert common.dice_ce_loss(good, target, seen) < 0.01 < common.dice_ce_loss(bad, target, seen)
+    assert segmentation.dice_ce_loss(good, target, seen) < 0.01 < segmentation.dice_ce_loss(bad, target, seen)
 
 
 def test_real_buffer_keeps_the_fraction_in_global_labels():
@@ -116,7 +117,7 @@ def test_pseudo_label_arm_labels_generated_images_with_the_previous_segmenter(tm
     past = common.past_for_arm(common.PSEUDO, p, 1, tasks, {"bjd": run}, previous, seed=0)
     images, _ = run.pairs(1, tasks)[0]
     assert torch.equal(past[0][0], images)
-    assert torch.equal(past[0][1], common.predict(previous, images, [0, 1, 2, 3]))
+    assert torch.equal(past[0][1], segmentation.predict(previous, images, [0, 1, 2, 3]))
     own = run.past(1, tasks)[0][1]  # the generator's own replay: masks back on the fixed grey levels
     levels = torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0])
     assert torch.isclose(own.reshape(-1, 1), levels).any(1).all()

@@ -307,3 +307,38 @@ def test_input_skip_spares_the_clean_channels():
     seen.clear()
     replay.ddim_sample(Spy(), torch.zeros(1, 2, 4, 4), 2, fixed=torch.zeros(1, 1, 4, 4), fixed_channels=[1])
     assert seen == [[False, True]] * 2
+
+
+def test_conditional_unet_places_attention_on_the_coarsest_levels():
+    unet = replay.conditional_unet(8, 1, (8, 8, 16), attention_levels=2, context_dim=8, head_dim=4)
+    assert unet.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+    assert unet.config.up_block_types == ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+    assert unet.config.in_channels == unet.config.out_channels == 1
+    with pytest.raises(ValueError, match="attention_levels must lie in 1..3"):
+        replay.conditional_unet(8, 1, (8, 8, 16), attention_levels=4)
+
+
+def test_denoising_loss_is_the_eps_error_of_the_noised_input():
+    sched = replay.make_scheduler("ddpm")
+    x0, noise, t = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4), torch.tensor([0, 500, 999])
+    seen = {}
+
+    def denoiser(z, t_, ctx):  # predicts 0 and records its input
+        seen["z"] = z
+        return torch.zeros_like(z)
+
+    loss = replay.denoising_loss(denoiser, x0, t, noise, None, scheduler=sched, loss="l1")
+    assert loss.item() == pytest.approx(noise.abs().mean().item())
+    a = sched.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(seen["z"], a.sqrt() * x0 + (1 - a).sqrt() * noise)
+    mse = replay.denoising_loss(denoiser, x0, t, noise, None, scheduler=sched, loss="mse")
+    assert mse.item() == pytest.approx((noise ** 2).mean().item())
+
+
+def test_sample_images_are_seeded_and_bounded():
+    model = replay.PromptedDenoiser(_tiny_conditional_unet(channels=1), replay.TaskPrompts(2, 2, 8))
+    images = replay.sample_images(model, torch.tensor([0, 1, 1]), 1, 8, 3,
+                                  generator=torch.Generator().manual_seed(0), batch_size=2)
+    assert images.shape == (3, 1, 8, 8) and images.abs().max() <= 1
+    again = replay.sample_images(model, torch.tensor([0, 1, 1]), 1, 8, 3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(images, again)

@@ -75,6 +75,30 @@ class Claim:
         return f"claim-{self.id.lower()}"
 
 
+class ClaimSheet:
+    """A chapter's claims as they are judged. ``table`` maps each claim id to (statement, the paper's wording, its
+    source); :meth:`add` appends a judged claim, :meth:`missing` a "not comparable" one when the arms the claim
+    compares were not run."""
+
+    def __init__(self, table: dict[str, tuple[str, str | None, str]], profile: str, arms: Sequence[str]):
+        self.table, self.profile, self.arms = table, profile, list(arms)
+        self.claims: list[Claim] = []
+
+    def add(self, cid: str, ours: str, verdict: str, reason: str) -> Claim:
+        statement, paper, source = self.table[cid]
+        claim = Claim(cid, statement, paper, source, ours, self.profile, verdict, reason)
+        self.claims.append(claim)
+        return claim
+
+    def missing(self, cid: str, *needed: str) -> bool:
+        """True (and the claim recorded as not comparable) when an arm in ``needed`` was not run."""
+        if all(a in self.arms for a in needed):
+            return False
+        self.add(cid, f"arms {', '.join(needed)} not all run", "not comparable",
+                 "the arms this claim compares were not run; add them to 'arms'")
+        return True
+
+
 # ----------------------------------------------------------------------------------------------------- verdicts
 
 

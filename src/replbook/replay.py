@@ -207,6 +207,27 @@ class PromptedDenoiser(nn.Module):
         return eps + scale * noisy
 
 
+def conditional_unet(size: int, channels: int, widths: Sequence[int], *, layers: int = 1, attention_levels: int = 1,
+                     context_dim: int = 32, head_dim: int = 8) -> UNet2DConditionModel:
+    """A ``UNet2DConditionModel`` of ``channels`` in and out, ``widths[i]`` channels at level i and cross-attention to a
+    ``context_dim``-wide context at the ``attention_levels`` coarsest levels (the cheapest placement first)."""
+    widths = tuple(widths)
+    levels = len(widths)
+    if not 1 <= attention_levels <= levels:
+        raise ValueError(f"attention_levels must lie in 1..{levels} (the levels of widths {widths}); got "
+                         f"{attention_levels}.")
+    plain = levels - attention_levels
+    return UNet2DConditionModel(
+        sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=widths,
+        layers_per_block=layers,
+        down_block_types=("DownBlock2D",) * plain + ("CrossAttnDownBlock2D",) * attention_levels,
+        up_block_types=("CrossAttnUpBlock2D",) * attention_levels + ("UpBlock2D",) * plain,
+        cross_attention_dim=context_dim,
+        # diffusers reads `attention_head_dim` as the number of heads (a known misnomer): heads = width / head width
+        attention_head_dim=tuple(max(1, w // head_dim) for w in widths),
+        norm_num_groups=min(32, widths[0] // 2))
+
+
 # ------------------------------------------------------------------------------------------------ training loss
 
 
@@ -223,6 +244,14 @@ def _loss(prediction: Tensor, target: Tensor, kind: str) -> Tensor:
     if kind == "mse":
         return F.mse_loss(prediction, target)
     raise ValueError(f"loss must be 'l1' (official) or 'mse'; got {kind!r}.")
+
+
+def denoising_loss(denoiser: Denoiser, x0: Tensor, t: Tensor, noise: Tensor, context: Any = None, *,
+                   scheduler: DDPMScheduler | None = None, loss: str = "l1") -> Tensor:
+    """The DDPM ε-prediction loss ‖ε − ε_θ(√ᾱ_t x₀ + √(1 − ᾱ_t) ε, t, c)‖ on x₀ [B, C, H, W] alone (an image-only
+    generator, as SMG-Learning's site-modulated diffusion): :func:`bjd_loss`'s joint term without a mask channel."""
+    scheduler = scheduler or make_scheduler("ddpm")
+    return _loss(_denoise(denoiser, scheduler.add_noise(x0, noise, t), t, context), noise, loss)
 
 
 def bjd_mode_at(setting: str, step: int) -> str:
@@ -367,4 +396,14 @@ def sample_pairs(denoiser: Denoiser, ids: Tensor, image_channels: int, size: int
     z = ddim_sample(denoiser, x_T, num_steps, context=ids.to(device), scheduler=scheduler, batch_size=batch_size)
     image, mask = split_pair(z, image_channels)
     return image.clamp(-1, 1), mask
+
+
+def sample_images(denoiser: Denoiser, ids: Tensor, channels: int, size: int, num_steps: int, *,
+                  generator: torch.Generator, scheduler: DDIMScheduler | None = None, batch_size: int = 128,
+                  device: torch.device | str = "cpu") -> Tensor:
+    """Images [N, channels, size, size] in [−1, 1] of the sites (or tasks) ``ids`` [N] from an image-only generator:
+    x_T ~ N(0, I) drawn on the CPU from ``generator``, DDIM on ``device`` with the ids as context."""
+    x_T = torch.randn(len(ids), channels, size, size, generator=generator).to(device)
+    z = ddim_sample(denoiser, x_T, num_steps, context=ids.to(device), scheduler=scheduler, batch_size=batch_size)
+    return z.clamp(-1, 1).cpu()
 

@@ -136,3 +136,15 @@ def bootstrap_mean_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, 
     boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1)
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
     return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi)}
+
+
+def bootstrap_group_mean_difference(a: list[np.ndarray], b: list[np.ndarray], seed: int, n_boot: int = 2000,
+                                    level: float = 0.95) -> dict[str, float]:
+    """Mean over groups (tasks, sites) of the per-group mean of a − b, paired items (test images) within each group,
+    with a percentile interval from resampling the items within each group: the mean over groups of per-group means,
+    whatever the group sizes. ``a``, ``b``: one array per group."""
+    rng = np.random.default_rng(seed)
+    diffs = [np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64) for x, y in zip(a, b, strict=True)]
+    boots = np.mean([d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1) for d in diffs], axis=0)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return {"mean": float(np.mean([d.mean() for d in diffs])), "lo": float(lo), "hi": float(hi)}

@@ -100,9 +100,9 @@ def index_path(task: str) -> Path:
     return path
 
 
-def read_index(path: Path) -> dict[str, str]:
+def read_index(path: Path, command: str = INDEX_COMMAND) -> dict[str, str]:
     """``sha256sum`` output → {path relative to the index's folder: sha256}; blank lines and ``#`` comments are
-    skipped."""
+    skipped. ``command`` (how to regenerate the index) goes into the errors."""
     entries = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -110,7 +110,7 @@ def read_index(path: Path) -> dict[str, str]:
         match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line.rstrip())
         if match is None:
             raise AssetError(f"{path}, line {number}: expected '<sha256>  <relative path>' (sha256sum output), got "
-                             f"{line!r}; regenerate the index: {INDEX_COMMAND}")
+                             f"{line!r}; regenerate the index: {command}")
         entries[match[2].removeprefix("./")] = match[1].lower()
     return entries
 
@@ -127,7 +127,7 @@ def check_index(folder: Path, index: dict[str, str]) -> None:
                                f"restore them or regenerate the index: {INDEX_COMMAND}")
 
 
-def read_verified(folder: Path, name: str, sha256: str) -> bytes:
+def read_verified(folder: Path, name: str, sha256: str, command: str = INDEX_COMMAND) -> bytes:
     """The bytes of ``folder/name`` after checking them against the index's sha256."""
     data = (folder / name).read_bytes()
     actual = hashlib.sha256(data).hexdigest()

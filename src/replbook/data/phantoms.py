@@ -58,6 +58,23 @@ STYLES: dict[str, Style] = {
 }
 
 
+#: Six acquisition "sites" of the cardiac task for SMG-Learning (spec smg.md §5.1): one geometry, six appearances.
+#: The chapter learns S1 → S4 in sequence and never sees S5 and S6.
+SITES: dict[str, Style] = {
+    "S1": Style(levels=(0.12, 0.92, 0.45, 0.72), rician=0.03, blur=0.5),                 # clean MR-like
+    "S2": Style(levels=(0.88, 0.10, 0.55, 0.30), rician=0.03, blur=0.5),                 # inverted contrast
+    "S3": Style(levels=(0.12, 0.92, 0.45, 0.72), bias=0.6, rician=0.12, blur=0.5),       # bias field + Rician noise
+    "S4": Style(levels=(0.35, 0.66, 0.48, 0.58), rician=0.02, blur=1.2),                 # low contrast + blur
+    "S5": Style(levels=(0.12, 0.92, 0.45, 0.72), texture=0.12, rician=0.03, blur=0.5, gamma=0.5),  # gamma + texture
+    "S6": Style(levels=(0.40, 1.00, 0.68, 0.88), rician=0.18, blur=0.5),                 # offset + strong noise
+}
+SITE_DESCRIPTIONS: dict[str, str] = {
+    "S1": "clean MR-like", "S2": "inverted contrast", "S3": "strong bias field + Rician noise",
+    "S4": "low contrast + blur σ = 1.2", "S5": "gamma 0.5 + sinusoidal texture",
+    "S6": "intensity offset + strong noise",
+}
+
+
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     axis = (np.arange(size) + 0.5) / size * 2 - 1
     return np.meshgrid(axis, axis, indexing="xy")
@@ -161,6 +178,14 @@ def render(task: str, n: int, size: int, seed: int, style: Style | None = None) 
         labels[i] = _GEOMETRY[task](rng, x, y)
         images[i, 0] = _appearance(rng, labels[i], style, x, y)
     return torch.from_numpy(images * 2 - 1), torch.from_numpy(labels)
+
+
+def render_site(site: str, n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` cardiac phantoms as acquired at ``site`` (:data:`SITES`): images [n, 1, size, size], labels [n, size,
+    size] (1 LV, 2 myocardium, 3 RV). Each site draws its own hearts (its own patients) from ``seed``."""
+    if site not in SITES:
+        raise ValueError(f"unknown site {site!r}; sites: {list(SITES)}.")
+    return render("cardiac", n, size, seed * 100 + list(SITES).index(site) + 1, style=SITES[site])
 
 
 def to_global(task: str, labels: torch.Tensor) -> torch.Tensor:

@@ -10,24 +10,20 @@ Segmenter arms: see :data:`ARMS`.
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from diffusers import UNet2DConditionModel
 from torch import Tensor, nn
 
-from replbook import replay
+from replbook import replay, segmentation
 from replbook.cache import data_hash, train_or_load
 from replbook.models import SegUNet
+from replbook.parallel import in_workers
 from replbook.profiles import ParameterError, resolve_device
 from replbook.progress import progress
+from replbook.segmentation import dice_ce_loss, dice_per_image, predict
 
 JOINT, SEQFT, BUFFER = "joint training", "sequential fine-tuning", "real buffer"
 PSEUDO, JOINT_REPLAY, BJD, CGR = "image replay + pseudo-labels", "joint diffusion replay", "BJD replay", "CGR"
@@ -103,19 +99,12 @@ def build_generator(p: dict[str, Any], n_tasks: int, image_channels: int, toa: b
     and, for CGR, the task-oriented adapter. The prompts
     are learned tokens, or fixed ``prompt_embeddings`` [K, L, D] (the paper profile's frozen CLIP text embeddings
     of the official prompts)."""
-    widths = tuple(p["gen_widths"])
-    levels, attn = len(widths), p["attention_levels"]
-    if not 1 <= attn <= levels:
-        raise ParameterError(f"parameter 'attention_levels' must lie in 1..{levels} (the levels of gen_widths).")
-    unet = UNet2DConditionModel(
-        sample_size=p["size"], in_channels=image_channels + 1, out_channels=image_channels + 1,
-        block_out_channels=widths, layers_per_block=p["gen_layers"],
-        down_block_types=("DownBlock2D",) * (levels - attn) + ("CrossAttnDownBlock2D",) * attn,
-        up_block_types=("CrossAttnUpBlock2D",) * attn + ("UpBlock2D",) * (levels - attn),
-        cross_attention_dim=p["prompt_dim"],
-        # diffusers reads `attention_head_dim` as the number of heads (a known misnomer): heads = width / head width
-        attention_head_dim=tuple(max(1, w // p["attention_head_dim"]) for w in widths),
-        norm_num_groups=min(32, widths[0] // 2))
+    try:
+        unet = replay.conditional_unet(p["size"], image_channels + 1, p["gen_widths"], layers=p["gen_layers"],
+                                       attention_levels=p["attention_levels"], context_dim=p["prompt_dim"],
+                                       head_dim=p["attention_head_dim"])
+    except ValueError as e:
+        raise ParameterError(f"parameter 'attention_levels': {e}") from None
     if prompt_embeddings is None:  # fixed random tokens: the stand-in for frozen CLIP embeddings; only TOA adapts them
         prompts = replay.TaskPrompts(n_tasks, p["prompt_tokens"], p["prompt_dim"], trainable=False)
     else:
@@ -271,48 +260,6 @@ def seen_labels(tasks: list[Task], k: int) -> list[int]:
     return [0] + [t.offset + i for t in tasks[: k + 1] for i in range(1, t.n_local)]
 
 
-def masked_logits(logits: Tensor, seen: list[int]) -> Tensor:
-    """Logits over the global label space with unseen labels at −∞: the growing classifier of the official code
-    (rows added per task) as one head."""
-    mask = torch.full((logits.shape[1],), float("-inf"), device=logits.device)
-    mask[seen] = 0.0
-    return logits + mask[None, :, None, None]
-
-
-def dice_ce_loss(logits: Tensor, target: Tensor, seen: list[int]) -> Tensor:
-    """Cross-entropy plus soft Dice (1 − mean over the seen labels) on softmax probabilities over the seen labels:
-    MONAI's DiceCE with a one-hot over the current label set, as in the official segmenter."""
-    z = masked_logits(logits, seen)
-    ce = F.cross_entropy(z, target)
-    prob = z.softmax(1)[:, seen]
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()[:, seen]
-    inter = (prob * onehot).sum((0, 2, 3))
-    dice = (2 * inter + 1e-5) / (prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1e-5)
-    return ce + 1 - dice.mean()
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: Tensor, seen: list[int], batch: int = 256) -> Tensor:
-    """Global label maps [N, H, W] (argmax over the seen labels)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = [masked_logits(model(images[i:i + batch].to(device)), seen).argmax(1).cpu()
-           for i in range(0, len(images), batch)]
-    return torch.cat(out)
-
-
-def dice_per_image(pred: Tensor, target: Tensor, labels: list[int]) -> np.ndarray:
-    """Dice of each image [N], averaged over ``labels`` (global), 2|P ∩ G| / (|P| + |G|); a label absent from both
-    counts as 1 (nothing to find, nothing found)."""
-    scores = []
-    for label in labels:
-        p, g = pred == label, target == label
-        inter = (p & g).sum((1, 2)).double()
-        total = (p.sum((1, 2)) + g.sum((1, 2))).double()
-        scores.append(torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total)))
-    return torch.stack(scores).mean(0).numpy()
-
-
 def train_segmenter_stage(model: nn.Module, p: dict[str, Any], k: int, tasks: list[Task],
                           past: dict[int, tuple[Tensor, Tensor]], seed: int, uniform: bool = False) -> dict:
     """Stage k: batches of real task-k data; when there is replay, half the batch is past pairs (global labels),
@@ -410,7 +357,7 @@ def run_seed(p: dict[str, Any], tasks: list[Task], generators: dict[str, Generat
     hyper = {key: p[key] for key in ("size", "seg_widths", "seg_batch", "seg_lr", "seg_steps", "buffer_fraction",
                                      "n_replay", "sample_steps", "gen_steps", "bjd_mode", "train_toa")}
     hyper.update(seed=seed, gen_seed=gen_seed, order=[t.name for t in tasks])
-    code = (sys.modules[__name__], replay, SegUNet)
+    code = (sys.modules[__name__], replay, segmentation, SegUNet)
     torch.manual_seed(seed)
     first = build_segmenter(p, channels, n_labels)
     lineage = [data_hash(tasks[0].train_images, tasks[0].train_labels)]
@@ -488,19 +435,6 @@ def _seed_job(p: dict[str, Any], tasks: list[Task], generators: dict[str, Genera
     return run_seed(p, tasks, generators, seed, gen_seed)
 
 
-def _in_workers(jobs: list[tuple], target: Callable, workers: int, threads: int) -> list[Any]:
-    """Run ``target(*job, threads)`` for every job: in this process when ``workers`` is 1, else in that many spawned
-    processes with ``threads`` torch threads each. Small models run faster as several one-thread processes than as
-    one process with several threads."""
-    if workers == 1:
-        torch.set_num_threads(threads)
-        return [target(*job, threads) for job in jobs]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        futures = [pool.submit(target, *job, threads) for job in jobs]
-        return [f.result() for f in futures]
-
-
 def _without_model(run: GeneratorRun) -> GeneratorRun:
     """What a segmenter needs of a generator run (its replay), light enough to send to a worker."""
     return GeneratorRun(run.variant, run.banks, run.curves, None)
@@ -517,12 +451,12 @@ def run_all(p: dict[str, Any], tasks: list[Task], prompt_embeddings: Tensor | No
     variants = generators_needed(p["arms"])
     jobs = [(p, tasks, v, gs, prompt_embeddings) for gs in range(p["gen_seeds"]) for v in variants]
     if workers > 1:  # train in the workers; the loop below then loads every stage from the cache
-        _in_workers(jobs, _generator_job, workers, threads)
+        in_workers(jobs, _generator_job, workers, threads)
     torch.set_num_threads(p["threads"])
     runs = {gs: {v: run_generator(p, tasks, v, gs, prompt_embeddings) for v in variants}
             for gs in range(p["gen_seeds"])}
     light = {gs: {v: _without_model(r) for v, r in rs.items()} for gs, rs in runs.items()}
     seed_jobs = [(p, tasks, light[s % p["gen_seeds"]], s, s % p["gen_seeds"]) for s in range(p["seeds"])]
-    seeds = _in_workers(seed_jobs, _seed_job, workers, threads)
+    seeds = in_workers(seed_jobs, _seed_job, workers, threads)
     torch.set_num_threads(p["threads"])
     return {"generators": runs[0], "seeds": seeds, "tasks": tasks}

@@ -22,8 +22,8 @@ from replbook.experiments.cgr.common import (
     build_generator,
     build_segmenter,
 )
-from replbook.record import Claim, Verdict, judge_all, judge_effect
-from replbook.stats import paired_t_interval
+from replbook.record import Claim, ClaimSheet, Verdict, judge_all, judge_effect
+from replbook.stats import bootstrap_group_mean_difference, paired_t_interval
 
 #: The smallest effects the claims' words imply (the paper's tables are not transcribed, so these are ours, in Dice
 #: on old tasks after the last stage): "clear advantage" over fine-tuning; BJD and TOA as ablation gains.
@@ -51,17 +51,6 @@ def old_task_items(result: SeedResult, arm: str, tasks: list[Task]) -> list[np.n
     """Dice per test image of each old task after the last stage (the images pair across arms)."""
     last = result.dice[arm][len(tasks) - 1]
     return [np.asarray(last[t.name]) for t in tasks[:-1]]
-
-
-def bootstrap_task_mean_difference(a: list[np.ndarray], b: list[np.ndarray], seed: int, n_boot: int = 2000,
-                                   level: float = 0.95) -> dict[str, float]:
-    """Mean over tasks of the per-task mean of a − b (paired images), with a percentile interval from resampling the
-    images within each task: the same quantity as :func:`old_task_dice`, whatever the test sizes."""
-    rng = np.random.default_rng(seed)
-    diffs = [np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64) for x, y in zip(a, b, strict=True)]
-    boots = np.mean([d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1) for d in diffs], axis=0)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return {"mean": float(np.mean([d.mean() for d in diffs])), "lo": float(lo), "hi": float(hi)}
 
 
 def stage_table(results: list[SeedResult], tasks: list[Task]) -> pd.DataFrame:
@@ -171,7 +160,7 @@ def compare(results: list[SeedResult], tasks: list[Task], a: str, b: str) -> dic
     bootstrap interval over test images (the pairs are the same images)."""
     d = paired_t_interval([old_task_dice(r, a, tasks) for r in results],
                           [old_task_dice(r, b, tasks) for r in results])
-    seeds = [bootstrap_task_mean_difference(old_task_items(r, a, tasks), old_task_items(r, b, tasks), seed=r.seed)
+    seeds = [bootstrap_group_mean_difference(old_task_items(r, a, tasks), old_task_items(r, b, tasks), seed=r.seed)
              for r in results]
     return {"seeds_interval": d, "per_seed": seeds}
 
@@ -253,33 +242,22 @@ def make_claims(out: dict[str, Any], params: dict[str, Any]) -> list[Claim]:
     arms = _arms(results)
     one_generator = params["gen_seeds"] < 2
     rule = "rule: paired t-interval over seeds of old-task Dice after the last task against our"
-    claims = []
-
-    def claim(cid: str, ours: str, verdict: str, reason: str) -> Claim:
-        statement, paper, source = CLAIMS[cid]
-        return Claim(cid, statement, paper, source, ours, profile, verdict, reason)
-
-    def missing(cid: str, *needed: str) -> bool:
-        if all(a in arms for a in needed):
-            return False
-        claims.append(claim(cid, f"arms {', '.join(needed)} not all run", "not comparable",
-                            "the arms this claim compares were not run; add them to 'arms'"))
-        return True
+    sheet = ClaimSheet(CLAIMS, profile, arms)
 
     def old_task_claim(cid: str, a: str, b: str) -> tuple[dict, Verdict]:
         comp = compare(results, tasks, a, b)
         return comp, _judge(comp, EFFECTS[cid], f"{a} − {b} (old-task Dice)")
 
-    if not missing("C1", CGR, SEQFT):
+    if not sheet.missing("C1", CGR, SEQFT):
         comp, v = old_task_claim("C1", CGR, SEQFT)
         others = [a for a in arms if a not in (CGR, SEQFT)]
         note = ("; every replay arm clears this bar when fine-tuning forgets completely, so C6 compares CGR with the "
                 "other replay arms") if others else ""
         if one_generator:
             note += "; one trained generator: the interval over seeds holds it fixed"
-        claims.append(claim("C1", f"{CGR} − {SEQFT}: {_fmt(comp['seeds_interval'])} over {len(results)} seeds",
-                            v.verdict, f"{rule} +{EFFECTS['C1']:g}; {v.reason}{note}"))
-    if not missing("C6", CGR, JOINT_REPLAY, PSEUDO):
+        sheet.add("C1", f"{CGR} − {SEQFT}: {_fmt(comp['seeds_interval'])} over {len(results)} seeds",
+                  v.verdict, f"{rule} +{EFFECTS['C1']:g}; {v.reason}{note}")
+    if not sheet.missing("C6", CGR, JOINT_REPLAY, PSEUDO):
         parts, texts = [], []
         for b in (JOINT_REPLAY, PSEUDO):
             comp, v = old_task_claim("C6", CGR, b)
@@ -287,9 +265,9 @@ def make_claims(out: dict[str, Any], params: dict[str, Any]) -> list[Claim]:
             texts.append(f"{CGR} − {b}: {_fmt(comp['seeds_interval'])}")
         v = judge_all(parts, [f"against {JOINT_REPLAY}", f"against {PSEUDO}"])
         v, note = generator_cap(v, params)
-        claims.append(claim("C6", "; ".join(texts), v.verdict,
-                            f"{rule} +{EFFECTS['C6']:g} for each other arm (both must hold); {v.reason}{note}"))
-    if not missing("C2", BJD, PSEUDO):
+        sheet.add("C6", "; ".join(texts), v.verdict,
+                  f"{rule} +{EFFECTS['C6']:g} for each other arm (both must hold); {v.reason}{note}")
+    if not sheet.missing("C2", BJD, PSEUDO):
         comp, v = old_task_claim("C2", BJD, PSEUDO)
         note = ("; both arms replay the same generated images (BJD's), so only the labels differ (the paper's "
                 "image-only baseline has its own generator); the consistency table compares the two labelings of "
@@ -297,20 +275,20 @@ def make_claims(out: dict[str, Any], params: dict[str, Any]) -> list[Claim]:
         if one_generator:
             note += ("; one trained generator at this budget (gen_steps per task): the interval over seeds holds it "
                      "fixed, and a better-trained generator could change the outcome")
-        claims.append(claim("C2", f"{BJD} − {PSEUDO}: {_fmt(comp['seeds_interval'])} over {len(results)} seeds",
-                            v.verdict, f"{rule} +{EFFECTS['C2']:g}; {v.reason}{note}"))
-    if not missing("C3", CGR, BJD):
+        sheet.add("C2", f"{BJD} − {PSEUDO}: {_fmt(comp['seeds_interval'])} over {len(results)} seeds",
+                  v.verdict, f"{rule} +{EFFECTS['C2']:g}; {v.reason}{note}")
+    if not sheet.missing("C3", CGR, BJD):
         comp, v = old_task_claim("C3", CGR, BJD)
         v, note = generator_cap(v, params)
         note += ("; the two generators share initialisation and first-stage batches and differ by the trained TOA "
                  "(and, from the second stage, by their own replay); in the miniature the prompts are fixed random "
                  "tokens, so TOA has no meaningful text embedding to adapt")
-        claims.append(claim("C3", f"{CGR} − {BJD}: {_fmt(comp['seeds_interval'])} over {len(results)} seeds; by "
-                                  f"stage (old tasks, mean over seeds): {_stage_trend(results, tasks, CGR, BJD)}",
-                            v.verdict, f"{rule} +{EFFECTS['C3']:g}; {v.reason}{note}"))
-    claims.append(claim("C4", f"one order run: {' → '.join(params['order'])}", "not comparable",
-                        "needs both orders; this run has one (the budget); rerun with the order reversed and compare "
-                        "C1's and C6's signs"))
+        sheet.add("C3", f"{CGR} − {BJD}: {_fmt(comp['seeds_interval'])} over {len(results)} seeds; by "
+                        f"stage (old tasks, mean over seeds): {_stage_trend(results, tasks, CGR, BJD)}",
+                  v.verdict, f"{rule} +{EFFECTS['C3']:g}; {v.reason}{note}")
+    sheet.add("C4", f"one order run: {' → '.join(params['order'])}", "not comparable",
+              "needs both orders; this run has one (the budget); rerun with the order reversed and compare "
+              "C1's and C6's signs")
     if {"joint", "bjd"} <= set(results[0].consistency):
         comp = _consistency_gap(results, "bjd", "joint")
         v = _judge(comp, EFFECTS["C5"], "consistency(BJD) − consistency(joint)")
@@ -320,12 +298,12 @@ def make_claims(out: dict[str, Any], params: dict[str, Any]) -> list[Claim]:
                      "joint term, the one replay is sampled from, trains on half of each batch; BJD's weaker "
                      "first-stage replay feeds its own second stage; bjd_batch = 'full' at equal steps would decide "
                      "between them")
-        claims.append(claim("C5", f"BJD − joint: {_fmt(comp['seeds_interval'])} Dice of generated masks against the "
-                                  f"joint-training segmenter", v.verdict,
-                            f"rule: paired t-interval over seeds against our +{EFFECTS['C5']:g} (the seeds vary only "
-                            f"the judging segmenter when gen_seeds = 1; each seed's own interval resamples the "
-                            f"generated pairs of each variant); {v.reason}{note}"))
-    return claims
+        sheet.add("C5", f"BJD − joint: {_fmt(comp['seeds_interval'])} Dice of generated masks against the "
+                        f"joint-training segmenter", v.verdict,
+                  f"rule: paired t-interval over seeds against our +{EFFECTS['C5']:g} (the seeds vary only "
+                  f"the judging segmenter when gen_seeds = 1; each seed's own interval resamples the "
+                  f"generated pairs of each variant); {v.reason}{note}")
+    return sheet.claims
 
 
 def ranking(out: dict[str, Any]) -> Any:
