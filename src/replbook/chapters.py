@@ -39,7 +39,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("cgr", "CGR: comprehensive generative replay for task-incremental segmentation", "2406.19796",
             "method, diffusion replay", {"smoke": 0.7, "cpu": 12.0, "paper": 20_000.0}),
     Chapter("smg", "SMG-Learning: synchronous memorizability and generalizability", "2406.18037",
-            "method, diffusion replay", {"smoke": 0.5, "cpu": 12.0, "paper": 20_000.0}),
+            "method, diffusion replay", {"smoke": 0.5, "cpu": 13.0, "paper": 20_000.0}),
     Chapter("osrvit", "OSR-ViT: open-set object detection and discovery", "2404.10865", "method"),
 )
 
