@@ -213,8 +213,11 @@ def test_ctrl_c_stops_a_chapter_within_seconds_and_keeps_the_last_good_notebook(
     good.write_text("last good")
     env = {**os.environ, "REPLBOOK_ROOT": str(sandbox), "REPLBOOK_CACHE": str(sandbox / "cache")}
     # its own session, as a terminal's foreground job: Ctrl-C is SIGINT to the whole process group
+    # SIGINT restored to its default: a suite started in the background (nohup, `&`) passes SIGINT on as ignored,
+    # and Python then installs no KeyboardInterrupt handler in the child
     proc = subprocess.Popen([sys.executable, "-m", "replbook", "run", "minkpp"], cwd=sandbox, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (kernels := kernels_of(proc.pid)) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
