@@ -50,6 +50,8 @@ SITES: dict[str, tuple[str, ...]] = {
     "fundus": ("Domain1", "Domain2", "Domain3", "Domain4"),
 }
 STRUCTURES: dict[str, tuple[str, ...]] = {"prostate": ("prostate gland",), "fundus": ("optic cup", "optic disc rim")}
+#: Image channels of each data set (T2 MRI grey, fundus RGB).
+CHANNELS: dict[str, int] = {"prostate": 1, "fundus": 3}
 MASK_SUFFIX = re.compile(r"_[Ss]egmentation\.nii\.gz$")
 
 

@@ -298,8 +298,7 @@ def train_stage(model: nn.Module, p: dict[str, Any], k: int, study: Study, arm: 
     replay, half of each batch is the current site and the other half is split evenly over the past sites (at least
     two pairs each); joint training gives every site an equal share."""
     objective = ARMS[arm]["objective"]
-    alpha = beta = p["large_alpha"] if ARMS[arm].get("large_alpha") else None
-    alpha, beta = (alpha, beta) if alpha is not None else (p["alpha"], p["beta"])
+    alpha, beta = (p["large_alpha"],) * 2 if ARMS[arm].get("large_alpha") else (p["alpha"], p["beta"])
     g = torch.Generator().manual_seed(seed * 104729 + k)
     device = next(model.parameters()).device
     site, labels, batch = study.seen[k], study.labels, p["seg_batch"]

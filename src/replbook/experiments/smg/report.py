@@ -16,6 +16,7 @@ import torch
 from IPython.display import Markdown
 
 from replbook import replay, smg
+from replbook.data import smg_sites
 from replbook.experiments.smg.protocol import (
     ARMS,
     AUGMENT,
@@ -361,8 +362,7 @@ def taylor_check(out: dict[str, Any], p: dict[str, Any], n: int = 8) -> dict[str
         row["ratio"] = prev["gap"] / row["gap"] if row["gap"] > 0 else float("inf")
     terms = smg.alignment_terms(model, loss_fn, D, R, A, B)
     plain = smg.flat_grad(sum(smg.batch_loss(model, loss_fn, X) for X in (D, R, A, B)), params)
-    pga = smg.flat_grad(smg.pga_objective(model, loss_fn, D, R, A, B, alpha=base, beta=base, lam_a=p["lam_a"]),
-                        params)
+    pga = g_pga  # the last α of the loop is the run's own
     share = float((pga - plain).norm() / plain.norm())
     large = p["large_alpha"]
     pga_large = smg.flat_grad(smg.pga_objective(model, loss_fn, D, R, A, B, alpha=large, beta=large,
@@ -512,8 +512,9 @@ def metrics_record(out: dict[str, Any], taylor: dict[str, Any] | None) -> dict[s
     }
 
 
-def model_sizes(p: dict[str, Any], channels: int) -> pd.DataFrame:
-    """Parameter counts of the networks this run builds."""
+def model_sizes(p: dict[str, Any]) -> pd.DataFrame:
+    """Parameter counts of the networks this run builds (image channels from the data set)."""
+    channels = smg_sites.CHANNELS.get(p["dataset"], 1)  # the phantoms are grey
     rows = {"segmenter (UNet)": build_segmenter(p, channels, 4),
             "SMD generator (diffusers UNet2DConditionModel + site prompts)": build_smd(p, 6, channels)}
     return pd.DataFrame({"parameters": {name: sum(q.numel() for q in m.parameters()) for name, m in rows.items()}})
