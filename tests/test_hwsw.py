@@ -109,3 +109,130 @@ def test_fedprophet_tie_reports_modules_and_the_whole_model():
     assert list(table.module) == ["a1", "a2", "a3+a4", "whole model (end-to-end)"]
     assert table["memory kB"].iloc[:-1].sum() == pytest.approx(table["memory kB"].iloc[-1])
     assert 0 < table["share of whole model"].iloc[:-1].max() < 1
+
+
+# ---------------------------------------------------------------------------------------------------- SmolLM2 int8
+
+
+def tiny_llama_model():
+    return measure.tiny_llama(d_model=64, n_layers=2, n_heads=4, d_ff=128, vocab=96)
+
+
+def test_weight_bytes_count_fp32_and_packed_int8_linears_by_hand():
+    import torch
+    from torch import nn
+
+    from replbook.experiments.hwsw import quantised
+
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8, bias=False))
+    assert quantised.weight_bytes(model) == quantised.linear_weight_bytes(model) == 4 * (64 * 32 + 32 + 32 * 8)
+    int8 = quantised.quantise_int8(model)
+    # int8 weights, per output row an fp64 scale and an int64 zero point, fp32 bias
+    assert int8[0].weight().qscheme() == torch.per_channel_affine
+    assert quantised.weight_bytes(int8) == quantised.linear_weight_bytes(int8) == 64 * 32 + 32 * 8 + 16 * 40 + 4 * 32
+    kept = quantised.quantise_int8(model, keep=("2",))  # the second linear stays fp32
+    assert quantised.linear_weight_bytes(kept) == 64 * 32 + 16 * 32 + 4 * 32 + 4 * 32 * 8
+    embedding = nn.Embedding(10, 4)
+    tied = nn.ModuleDict({"embed": embedding, "head": nn.Linear(4, 10, bias=False)})
+    tied["head"].weight = embedding.weight
+    assert quantised.weight_bytes(tied) == 4 * 40  # a tied weight counts once
+
+
+def test_int8_and_bf16_copies_stay_close_to_fp32_and_leave_it_untouched():
+    import torch
+
+    from replbook.experiments.hwsw import quantised
+
+    model = tiny_llama_model()
+    ids = torch.randint(0, 96, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = model(ids).logits
+        for precision, tol in (("int8", 0.1), ("bf16", 0.05)):
+            out = quantised.as_precision(model, precision)(ids).logits.float()
+            assert (out - ref).abs().max() / ref.abs().max() < tol
+        assert torch.equal(model(ids).logits, ref) and next(model.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        quantised.as_precision(model, "fp8")
+
+
+def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():
+    from types import SimpleNamespace
+
+    import torch
+
+    from replbook.experiments.hwsw import quantised
+
+    class Uniform(torch.nn.Module):
+        def forward(self, input_ids):
+            return SimpleNamespace(logits=torch.zeros(*input_ids.shape, 50))
+
+    assert quantised.perplexity(Uniform(), torch.randint(0, 50, (5, 7)), batch_size=2) == pytest.approx(50.0)
+
+
+def test_ratio_interval_and_the_bytes_prediction():
+    import numpy as np
+
+    from replbook.experiments.hwsw import quantised
+
+    base = np.array([1.0, 1.1, 0.9, 1.0, 1.05])
+    ratio, lo, hi = quantised.ratio_interval(2 * base, base)
+    assert ratio == pytest.approx(2.0) and lo <= 2.0 <= hi
+    model = tiny_llama_model()
+    config = model.config
+    fp32_bytes = quantised.linear_weight_bytes(model)
+    assert fp32_bytes == 4 * cm.linear_params(cm.TransformerConfig.from_hf(config))  # the cost model's count
+    assert quantised.predicted_decode_ratio(config, fp32_bytes, 1, 16) == 1.0
+    int8, bf16 = (quantised.predicted_decode_ratio(config, fp32_bytes // d, 1, 16) for d in (4, 2))
+    assert 0.25 < int8 < bf16 < 1.0  # weights shrink 4× and 2×; activations and the KV cache stay fp32
+
+
+def test_every_timed_decode_step_sees_the_same_context():
+    from replbook.experiments.hwsw import quantised
+
+    timer = quantised.PhaseTimer(tiny_llama_model(), batch=2, seq_len=8, steps=3)
+    for _ in range(2):
+        assert timer.decode() > 0 and timer.cache.get_seq_length() == 8
+    assert timer.prefill() > 0 and timer.cache.get_seq_length() == 8
+
+
+def test_measure_precisions_on_a_tiny_llama():
+    import torch
+
+    from replbook.experiments.hwsw import quantised
+
+    model = tiny_llama_model()
+    ids = torch.randint(0, 96, (2, 8), generator=torch.Generator().manual_seed(0))
+    out = quantised.measure_precisions(model, None, ["fp32", "int8", "int8-all"], [1, 2], 8, 3, ids)
+    table = out["table"]
+    assert list(zip(table.precision, table.batch, strict=True)) == [
+        (p, b) for b in (1, 2) for p in ("fp32", "int8", "int8-all")]
+    mb = table.set_index(["precision", "batch"])["weight MB"]
+    assert mb[("int8-all", 1)] < mb[("int8", 1)] < mb[("fp32", 1)]  # int8 keeps the down-projections in fp32
+    assert (table[table.precision == "fp32"]["decode time ratio to fp32"] == 1.0).all()
+    assert all(len(s) == 3 and (s > 0).all() for s in out["samples"].values())
+    with pytest.raises(ValueError, match="must include fp32"):
+        quantised.measure_precisions(model, None, ["int8"], [1], 8, 1, ids)
+
+
+@pytest.mark.parametrize("ratio, lo, hi, verdict", [
+    (0.30, 0.27, 0.33, "reproduced"),  # below 1 and as low as the bytes predict
+    (0.80, 0.75, 0.85, "partly"),  # faster, but far from proportional
+    (1.20, 1.10, 1.30, "not reproduced"),  # int8 slower than fp32
+    (0.70, 0.25, 1.10, "inconclusive"),  # holds both 1 and the bytes ratio
+])
+def test_measured_c3_rule_reaches_each_outcome(ratio, lo, hi, verdict):
+    import pandas as pd
+
+    table = pd.DataFrame([{"precision": "int8", "batch": 1, "decode time ratio to fp32": ratio, "ratio lo": lo,
+                           "ratio hi": hi, "predicted ratio (bytes)": 0.30, "decode ms/token": 10.0}])
+    claim = report.quantisation_claim({"table": table, "threads": 2}, "cpu")
+    assert claim.id == "C3-measured" and claim.verdict == verdict
+
+
+def test_qlm_precisions_without_fp32_is_refused():
+    from replbook.profiles import ParameterError
+
+    with pytest.raises(ParameterError, match="'qlm_precisions' must include 'fp32'"):
+        resolve(PARAMS, "smoke", {"qlm_precisions": ["int8"]}, check_assets=False)
+    with pytest.raises(ParameterError, match="must be one of"):
+        resolve(PARAMS, "smoke", {"qlm_precisions": ["fp32", "int4"]}, check_assets=False)

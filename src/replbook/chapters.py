@@ -24,12 +24,12 @@ class Chapter:
 
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter("minkpp", "Min-K%++: detecting pre-training data from LLMs", "2404.02936", "method",
-            {"smoke": 0.5, "cpu": 6.0, "paper": 10.0}),
+            {"smoke": 0.8, "cpu": 11.0, "paper": 10.0}),
     Chapter("speechprune", "SpeechPrune: context-aware token pruning for speech information retrieval",
             "2412.12009", "method", {"smoke": 0.5, "cpu": 6.0, "paper": 60.0}),
     Chapter("lobam", "LoBAM: LoRA-based backdoor attack on model merging", "2411.16746", "method (attack)"),
     Chapter("hwsw", "Collaborative hardware and software design in the era of LLMs", "2410.07265",
-            "survey: cost model and measured roofline", {"smoke": 0.3, "cpu": 1.5, "paper": 3.0}),
+            "survey: cost model and measured roofline", {"smoke": 0.5, "cpu": 3.0, "paper": 3.0}),
     Chapter("fedprophet", "FedProphet: memory-efficient federated adversarial training", "2409.08372",
             "method, federated"),
     Chapter("clat", "CLAT: critical-layer adversarial training", "2408.10204", "method",

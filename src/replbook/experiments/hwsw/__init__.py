@@ -9,7 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from replbook.experiments.hwsw.miniature import HwswResults, run_all
-from replbook.profiles import ChapterParams, Param
+from replbook.experiments.hwsw.quantised import PRECISIONS
+from replbook.models.pretrained_lm import SMOLLM2
+from replbook.profiles import ChapterParams, Param, ParameterError
+
+
+def _validate(p: dict[str, Any]) -> None:
+    if p["qlm_samples"] and "fp32" not in p["qlm_precisions"]:
+        raise ParameterError("parameter 'qlm_precisions' must include 'fp32', the reference of every measured ratio; "
+                             f"got {p['qlm_precisions']}.")
+
 
 PARAMS = ChapterParams(
     slug="hwsw",
@@ -29,18 +38,31 @@ PARAMS = ChapterParams(
         Param("repeats", int, "Timed repeats (the best is kept).", 1, 100),
         Param("threads", int, "torch threads on CPU.", 1, 256),
         Param("device", str, "Where to measure.", choices=("cpu", "cuda")),
+        Param("qlm_samples", int, "SmolLM2 quantisation: timed decode samples per precision and batch (0 skips "
+              "the section).", 0, 1000),
+        Param("qlm_seq", int, "SmolLM2 quantisation: prompt length, decode context and perplexity window.", 4, 8192),
+        Param("qlm_batches", list, "SmolLM2 quantisation: batch sizes timed.", 1, 256, item=int),
+        Param("qlm_precisions", list, "SmolLM2 quantisation: precisions measured (fp32 needed; int8 keeps the MLP "
+              "down-projections fp32, int8-all quantises every linear).", choices=PRECISIONS, item=str),
+        Param("qlm_ppl_texts", int, "SmolLM2 quantisation: held-out windows for perplexity.", 1, 10_000),
     ),
     defaults={
         "smoke": dict(hardware=["h100-sxm", "a100-sxm-80gb"], prompt_len=512, context=4096, batches=[1, 16],
                       matmul_sizes=[128, 256], gemv_n=1024, bandwidth_mib=16, lm_d_model=128, lm_layers=2,
-                      lm_vocab=1024, lm_seq=64, lm_batches=[1], repeats=2, threads=2, device="cpu"),
+                      lm_vocab=1024, lm_seq=64, lm_batches=[1], repeats=2, threads=2, device="cpu", qlm_samples=2,
+                      qlm_seq=16, qlm_batches=[1], qlm_precisions=list(PRECISIONS), qlm_ppl_texts=2),
         "cpu": dict(hardware=["h100-sxm", "h200", "a100-sxm-80gb", "tpu-v5e"], matmul_sizes=[256, 512, 1024],
                     gemv_n=4096, bandwidth_mib=256, lm_d_model=512, lm_layers=4, lm_vocab=8192, lm_seq=256,
-                    lm_batches=[1, 4], repeats=5),
+                    lm_batches=[1, 4], repeats=5, qlm_samples=15, qlm_seq=128, qlm_batches=[1, 4],
+                    qlm_ppl_texts=8),
         "paper": dict(hardware=["h100-sxm", "h200", "a100-sxm-80gb", "tpu-v5e"], matmul_sizes=[1024, 4096, 8192],
                       gemv_n=16384, bandwidth_mib=4096, lm_d_model=2048, lm_layers=8, lm_vocab=32000, lm_seq=1024,
-                      lm_batches=[1, 16], repeats=10, threads=16, device="cuda"),
+                      lm_batches=[1, 16], repeats=10, threads=16, device="cuda", qlm_samples=0),
     },
+    # SmolLM2 (the quantisation section) and the held-out text of its perplexity
+    assets={profile: (lambda p: [SMOLLM2, "stdlib-docstrings"] if p["qlm_samples"] else [])
+            for profile in ("smoke", "cpu", "paper")},
+    validate=_validate,
 )
 
 

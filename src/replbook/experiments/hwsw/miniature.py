@@ -15,6 +15,7 @@ import torch
 
 from replbook import costmodel as cm
 from replbook import measure
+from replbook.experiments.hwsw.quantised import measure_smollm2
 from replbook.progress import progress
 
 MODELS = {"Llama-2-7B": cm.LLAMA2_7B, "Llama-2-70B": cm.LLAMA2_70B, "Llama-3-8B": cm.LLAMA3_8B}
@@ -285,6 +286,7 @@ class HwswResults:
     zero: pd.DataFrame
     comparison: pd.DataFrame | None
     measured: dict[str, Any]
+    quantised: dict[str, Any] | None = None  # SmolLM2 in fp32/bf16/int8 (quantised.measure_smollm2)
 
 
 def run_all(params: dict[str, Any]) -> HwswResults:
@@ -300,4 +302,5 @@ def run_all(params: dict[str, Any]) -> HwswResults:
         zero=zero_table(7.5e9, 64),
         comparison=compare_llm_analysis(params["prompt_len"]) if llm_analysis_available() else None,
         measured=measure_machine(params),
+        quantised=measure_smollm2(params),
     )

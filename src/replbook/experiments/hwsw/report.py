@@ -10,7 +10,7 @@ import pandas as pd
 
 from replbook import costmodel as cm
 from replbook.experiments.hwsw.miniature import kv_crossover_tokens
-from replbook.record import Claim
+from replbook.record import Claim, judge_effect
 
 #: The survey states none of C1-C4 in its abstract; they are our reading of its background (prefill vs decode, the
 #: memory wall) and inference sections (quantisation, KV-cache management, attention kernels).
@@ -101,9 +101,10 @@ def plot_measured(measured: dict[str, Any]):
 
 
 def make_claims(points: pd.DataFrame, quant: pd.DataFrame, flash: pd.DataFrame, measured: dict[str, Any],
-                params: dict[str, Any]) -> list[Claim]:
+                params: dict[str, Any], quantised: dict[str, Any] | None = None) -> list[Claim]:
     """The survey's claims: C1 judged on this machine's measurements beside the model; C2-C4 *illustrated*, since
-    they follow from our own cost model (shown, never counted as reproduced)."""
+    they follow from our own cost model (shown, never counted as reproduced); C3 also gets a measured row
+    (``C3-measured``) from the SmolLM2 section when it ran."""
     profile = params["profile"]
     claims = []
     decode = points[(points.phase == "decode") & (points.batch == 1)]
@@ -149,6 +150,8 @@ def make_claims(points: pd.DataFrame, quant: pd.DataFrame, flash: pd.DataFrame, 
         "illustrated", "the roofline model assumes memory-bound decode, so time follows bytes by construction; "
                        "not measured on a quantised model here",
     ))
+    if quantised is not None:
+        claims.append(quantisation_claim(quantised, profile))
     big = flash.iloc[-1]
     claims.append(Claim(
         "C4", "FlashAttention cuts attention memory traffic", "qualitative", SURVEY_SOURCE,
@@ -156,6 +159,31 @@ def make_claims(points: pd.DataFrame, quant: pd.DataFrame, flash: pd.DataFrame, 
         "follows from the IO model of Dao et al. 2022 that we implement: shown, not tested",
     ))
     return claims
+
+
+def quantisation_claim(quantised: dict[str, Any], profile: str) -> Claim:
+    """C3 measured: int8 against fp32 decode time of SmolLM2 at batch 1 on this machine, judged by the directional
+    rule from no speed-up (ratio 1) towards the cost model's bytes ratio."""
+    table = quantised["table"]
+    row = table[(table.precision == "int8") & (table.batch == table.batch.min())]
+    if row.empty:
+        return Claim("C3-measured", "quantisation cuts decode time in proportion to bytes (measured)", "qualitative",
+                     SURVEY_SOURCE, "int8 was not measured", profile, "not comparable",
+                     "rule needs int8 among qlm_precisions")
+    row = row.iloc[0]
+    v = judge_effect(row["ratio lo"], row["ratio hi"], row["predicted ratio (bytes)"], null=1.0,
+                     estimate=row["decode time ratio to fp32"], what="int8 / fp32 decode time",
+                     effect_name="the bytes ratio")
+    return Claim(
+        "C3-measured", "quantisation cuts decode time in proportion to bytes (measured)", "qualitative",
+        SURVEY_SOURCE,
+        f"SmolLM2-135M, batch {int(row.batch)}, {quantised['threads']} CPU threads: int8 decode takes "
+        f"{row['decode time ratio to fp32']:.2f} [{row['ratio lo']:.2f}, {row['ratio hi']:.2f}] of fp32's time "
+        f"({row['decode ms/token']:.1f} ms/token); bytes predict {row['predicted ratio (bytes)']:.2f}", profile,
+        v.verdict,
+        "rule: judge_effect on the measured time ratio (median of interleaved samples, bootstrap 95% interval) from "
+        f"no speed-up (1) towards the cost model's bytes ratio; {v.reason}",
+    )
 
 
 #: What our cost model must match in llm-analysis 0.2.2: the KV cache exactly, the latencies within 5%.
@@ -172,3 +200,26 @@ def cross_check(comparison: pd.DataFrame | None) -> str:
     ok = kv == 0 and lat <= CROSS_CHECK_TOLERANCE
     return (f"{'Passed' if ok else 'Failed'}: KV-cache bytes differ by at most {kv:.1%} (must be 0), latencies by at "
             f"most {lat:.1%} (must be ≤ {CROSS_CHECK_TOLERANCE:.0%}).")
+
+
+def plot_quantised(quantised: dict[str, Any]):
+    """Measured decode time per token of SmolLM2 at each precision and batch (bars, with the spread of the samples)
+    beside what the bytes predict from the fp32 time (black ticks)."""
+    table = quantised["table"]
+    batches = sorted(table.batch.unique())
+    precisions = list(dict.fromkeys(table.precision))
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.2 * len(batches), 3.6), squeeze=False)
+    for ax, batch in zip(axes[0], batches, strict=True):
+        rows = table[table.batch == batch].set_index("precision").loc[precisions]
+        fp32 = rows.loc["fp32", "decode ms/token"]
+        spread = [1e3 * np.percentile(quantised["samples"][(p, batch)], [25, 75]) for p in precisions]
+        err = np.array([[r["decode ms/token"] - lo, hi - r["decode ms/token"]]
+                        for (_, r), (lo, hi) in zip(rows.iterrows(), spread, strict=True)]).T
+        ax.bar(precisions, rows["decode ms/token"], yerr=err, capsize=4, color="tab:blue", alpha=0.8,
+               label="measured (IQR of samples)")
+        ax.scatter(precisions, fp32 * rows["predicted ratio (bytes)"], marker="_", s=600, color="black", zorder=3,
+                   label="fp32 × bytes ratio")
+        ax.set(title=f"SmolLM2-135M decode, batch {batch}", ylabel="ms per token")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -131,4 +131,6 @@ class SeedResult:
     perplexity: dict[int, dict[str, float]] = field(default_factory=dict)
     epochs: dict[int, dict[str, Any]] = field(default_factory=dict)  # epoch → evaluate() output
     scores: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    train_loss: list[float] = field(default_factory=list)  # mean training loss per epoch (SmolLM2 section)
+    throughput: dict[str, float] = field(default_factory=dict)  # tokens per second measured in this run
 

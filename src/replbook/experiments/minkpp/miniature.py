@@ -24,6 +24,7 @@ from replbook.experiments.minkpp.common import (
     stats_from_logits,
 )
 from replbook.models import TinyGPT, TinyGPTConfig
+from replbook.parallel import in_workers
 from replbook.progress import progress
 
 
@@ -106,9 +107,9 @@ def load_corpus(params: dict[str, Any]) -> Corpus:
 
 
 
-def run_seed(params: dict[str, Any], corpus: Corpus, seed: int) -> SeedResult:
+def run_seed(params: dict[str, Any], corpus: Corpus, seed: int, threads: int | None = None) -> SeedResult:
     """One training seed of the miniature: split, reference LM, target LM with scoring after every epoch."""
-    torch.set_num_threads(params["threads"])
+    torch.set_num_threads(threads or params["threads"])
     split = split_indices(len(corpus.ids), seed, params["val_fraction"])
     cfg = TinyGPTConfig(vocab_size=len(corpus.vocab), context=params["chunk_len"], d_model=params["d_model"],
                         n_layers=params["n_layers"], n_heads=4 if params["d_model"] % 4 == 0 else 1)
@@ -134,6 +135,9 @@ def run_seed(params: dict[str, Any], corpus: Corpus, seed: int) -> SeedResult:
 
 
 def run_miniature(params: dict[str, Any]) -> list[SeedResult]:
-    """All seeds of the miniature, with a progress bar over seeds."""
+    """All seeds of the miniature: in this process with a progress bar over seeds, or ``workers`` seeds at once in
+    one-thread processes (a tiny GPT trains faster as two one-thread processes than as one two-thread process)."""
     corpus = load_corpus(params)
-    return [run_seed(params, corpus, seed) for seed in progress(range(params["seeds"]), desc="seeds")]
+    if params["workers"] == 1:
+        return [run_seed(params, corpus, seed) for seed in progress(range(params["seeds"]), desc="seeds")]
+    return in_workers([(params, corpus, seed) for seed in range(params["seeds"])], run_seed, params["workers"], 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -85,22 +86,19 @@ def difference(a: str, b: str) -> Callable[[dict[str, Any]], Any]:
     return lambda auroc: np.asarray(auroc[a], dtype=np.float64) - np.asarray(auroc[b], dtype=np.float64)
 
 
-def auroc_summary(results: list[SeedResult], fixed_k: float) -> pd.DataFrame:
-    """At the highest exposure: each method's test AUROC as the seed mean with its 95% interval (bootstrap over
-    test items, pooled over seeds), its spread over seeds, and the seed means of TPR at 5% and 1% FPR and of FPR at
-    95% TPR, for the fixed k, the validation-selected k and the best k on test."""
-    epoch = last_epoch(results)
+def _summary_rows(results: list[SeedResult], fixed_k: float, epoch: int) -> list[dict[str, Any]]:
+    """auroc_summary's rows with numbers: method, k, auroc, lo, hi, sd, tpr05 (+ mean of the seeds' bounds),
+    tpr01, fpr95."""
     rows = []
 
     def add(label: str, names: list[str], k_note: str) -> None:
         per_seed = [r.epochs[epoch]["test"][n] for r, n in zip(results, names, strict=True)]
         boots = [r.epochs[epoch]["boot"][n] for r, n in zip(results, names, strict=True)]
-        mean = {m: float(np.mean([p[m] for p in per_seed])) for m in ("auroc", "tpr05", "tpr01", "fpr95")}
+        mean = {m: float(np.mean([p[m] for p in per_seed]))
+                for m in ("auroc", "tpr05", "tpr05_lo", "tpr05_hi", "tpr01", "fpr95")}
         lo, hi = np.percentile(np.mean(boots, axis=0), [2.5, 97.5])
         sd = float(np.std([p["auroc"] for p in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
-        rows.append({"method": label, "k": k_note, "AUROC, seed mean [95% CI]": format_ci(mean["auroc"], lo, hi),
-                     "sd over seeds": round(sd, 3), "TPR@5%FPR": round(mean["tpr05"], 3),
-                     "TPR@1%FPR": round(mean["tpr01"], 3), "FPR@95%TPR": round(mean["fpr95"], 3)})
+        rows.append({"method": label, "k": k_note, **mean, "lo": float(lo), "hi": float(hi), "sd": sd})
 
     n = len(results)
     for method in ("loss", "zlib", "ref"):
@@ -112,14 +110,28 @@ def auroc_summary(results: list[SeedResult], fixed_k: float) -> pd.DataFrame:
         add(LABELS[method], [score_name(method, k) for k in chosen], f"{_ks(chosen)} (validation)")
         chosen = [r.epochs[epoch]["k"][method]["best"] for r in results]
         add(LABELS[method], [score_name(method, k) for k in chosen], f"{_ks(chosen)} (best on test: shown only)")
-    return pd.DataFrame(rows)
+    return rows
+
+
+def auroc_summary(results: list[SeedResult], fixed_k: float, epoch: int | None = None) -> pd.DataFrame:
+    """At ``epoch`` (default: the highest exposure): each method's test AUROC as the seed mean with its 95% interval
+    (bootstrap over test items, pooled over seeds), its spread over seeds, TPR at 5% FPR (seed mean, with the mean of
+    the seeds' own 95% bounds), and the seed means of TPR at 1% FPR and of FPR at 95% TPR, for the fixed k, the
+    validation-selected k and the best k on test."""
+    epoch = last_epoch(results) if epoch is None else epoch
+    return pd.DataFrame([
+        {"method": r["method"], "k": r["k"], "AUROC, seed mean [95% CI]": format_ci(r["auroc"], r["lo"], r["hi"]),
+         "sd over seeds": round(r["sd"], 3),
+         "TPR@5%FPR, seed mean [avg of seed 95% CIs]": format_ci(r["tpr05"], r["tpr05_lo"], r["tpr05_hi"]),
+         "TPR@1%FPR": round(r["tpr01"], 3), "FPR@95%TPR": round(r["fpr95"], 3)}
+        for r in _summary_rows(results, fixed_k, epoch)])
 
 
 def _ks(ks: list[float]) -> str:
     return "/".join(f"{k:g}" for k in ks)
 
 
-def plot_exposure(results: list[SeedResult], fixed_k: float):
+def plot_exposure(results: list[SeedResult], fixed_k: float, title: str = "Membership AUROC against exposure"):
     """AUROC against training epochs (exposure), mean ± sd over seeds, at the fixed k."""
     epochs = sorted(results[0].epochs)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -133,8 +145,7 @@ def plot_exposure(results: list[SeedResult], fixed_k: float):
                 lw=2.5 if method == "minkpp" else 1.5)
         ax.fill_between(epochs, mean - sd, mean + sd, alpha=0.15)
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-    ax.set(xlabel="training epochs on the members (exposure)", ylabel="test AUROC",
-           title="Membership AUROC against exposure")
+    ax.set(xlabel="training epochs on the members (exposure)", ylabel="test AUROC", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -193,15 +204,26 @@ def _interval_text(d: dict[str, Any], unit: str = "Δ AUROC") -> str:
     return f"{unit} {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] (seed mean, 95% CI); per seed {per_seed}"
 
 
-def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim]:
+#: The two LMs of the miniature: the claim ids' suffix and the name written into each claim.
+LMS = {"tiny": ("", "tiny GPT"), "smollm2": ("-smollm2", "SmolLM2-135M, LoRA fine-tuned")}
+
+
+def make_claims(results: list[SeedResult], params: dict[str, Any], lm: str = "tiny") -> list[Claim]:
     """The chapter's claims, judged by the rules stated in the notebook before the numbers: each on the seed mean
     of a paired difference at the highest exposure and k = ``fixed_k``, with its interval pooled over seeds and no
-    seed significantly against the claim; the best k on test is shown, never judged."""
+    seed significantly against the claim; the best k on test is shown, never judged.
+
+    ``lm`` is ``"tiny"`` (the tiny GPT, or the paper profile's model) or ``"smollm2"`` (the SmolLM2 section: ids
+    end in ``-smollm2``, Ref's reference is the base model, and there are no paper-profile rows).
+    """
+    if lm not in LMS:
+        raise ValueError(f"lm must be one of {sorted(LMS)}; got {lm!r}.")
+    suffix, lm_name = LMS[lm]
     profile, k, ks = params["profile"], params["fixed_k"], params["ks"]
-    effect = EFFECTS["paper" if profile == "paper" else "miniature"]
+    effect = EFFECTS["paper" if profile == "paper" and lm == "tiny" else "miniature"]
     epoch = last_epoch(results)
     pp, mk = score_name("minkpp", k), score_name("mink", k)
-    claims = []
+    claims: list[Claim] = []
 
     def seeds(d: dict[str, Any]) -> list[tuple[float, float]]:
         return [(lo, hi) for _, lo, hi in d["seeds"]]
@@ -228,9 +250,12 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
             rule = f"rule: on WikiMIA the paper claims a win: judge_effect against +{effect['ref']:g}"
         else:
             v = judge_noninferior(d["lo"], d["hi"], REF_MARGIN, what="Min-K%++ − Ref")
+            reference = (f"our Ref model is a same-size LM trained {params.get('ref_epochs', '?')} epoch(s) on stdlib "
+                         f"docstrings, a weaker reference than the paper's" if lm == "tiny" else
+                         "Ref's reference here is the base model itself, the same weights before fine-tuning: the "
+                         "ideal reference, stronger than any the paper could use for pre-training data")
             rule = (f"rule: non-inferiority with margin δ = {REF_MARGIN:g} (the paper claims parity on MIMIR, a win "
-                    f"only on WikiMIA); our Ref model is a same-size LM trained {params.get('ref_epochs', '?')} "
-                    f"epoch(s) on stdlib docstrings, a weaker reference than the paper's")
+                    f"only on WikiMIA); {reference}")
         claims.append(Claim("C2c", "Min-K%++ is on par with Ref (no worse), which needs a reference model",
                             PAPER_C2["ref"], SOURCE_BOTH, _interval_text(d), profile, v.verdict,
                             f"{rule}; {v.reason}"))
@@ -244,7 +269,7 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
     else:
         claims.append(Claim("C3", "Min-K%++ is robust to k", None, "ablation section [abs]", "one k only", profile,
                             "not comparable", "a single k has no range"))
-    if profile == "paper":
+    if profile == "paper" and lm == "tiny":
         r = results[0].epochs[epoch]
         pythia = params["target_model"].rstrip("/").lower().endswith("pythia-2.8b")
         for number, method in enumerate(("loss", "zlib", "ref", "mink", "minkpp"), start=1):
@@ -270,8 +295,12 @@ def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim
             f"{SHORT_WIKIMIA32}; Table 2, MIMIR (same status)",
             f"Min-K%++ {np.mean([r.epochs[epoch]['test'][pp]['auroc'] for r in results]):.3f} "
             f"on the miniature (k = {k}, seed mean)",
-            profile, "not comparable", "a tiny LM on a random member split of Python docs, not a pre-trained LLM",
+            profile, "not comparable",
+            "a tiny LM on a random member split of Python docs, not a pre-trained LLM" if lm == "tiny" else
+            "fine-tuning membership of a 135M-parameter LM (LoRA, a few epochs), not pre-training membership",
         ))
+    if lm != "tiny":  # the same rules, with the LM in every id and statement
+        claims = [replace(c, id=c.id + suffix, claim=f"{c.claim} ({lm_name})") for c in claims]
     return claims
 
 
@@ -294,3 +323,34 @@ def metrics_record(results: list[SeedResult]) -> dict[str, Any]:
         }
         for r in results
     }
+
+
+def verdicts_side_by_side(tiny: list[Claim], smollm2: list[Claim]) -> pd.DataFrame:
+    """C1-C3 for the two LMs in one table: each verdict from its own rule, with the estimate it was read from."""
+    smol = {c.id.removesuffix(LMS["smollm2"][0]): c for c in smollm2}
+    rows = []
+    for c in tiny:
+        if not c.id.startswith("C") or c.id not in smol:
+            continue
+        rows.append({"claim": c.id, "statement": c.claim, "tiny GPT": c.verdict,
+                     "tiny GPT estimate": c.ours.split(" (seed mean")[0], "SmolLM2": smol[c.id].verdict,
+                     "SmolLM2 estimate": smol[c.id].ours.split(" (seed mean")[0]})
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def base_control(results: list[SeedResult], fixed_k: float) -> pd.DataFrame:
+    """The control of the SmolLM2 section: every method's test AUROC on the base model (exposure 0), seed mean with
+    its 95% interval, and whether the interval holds 0.5 (a random split must look like chance to a model that has
+    not been fine-tuned). Ref is omitted: its reference is the base model, so its score is 0 for every text."""
+    rows = [r for r in _summary_rows(results, fixed_k, 0) if r["method"] != "Ref" and "best" not in r["k"]]
+    return pd.DataFrame([{"method": r["method"], "k": r["k"],
+                          "AUROC, seed mean [95% CI]": format_ci(r["auroc"], r["lo"], r["hi"]),
+                          "sd over seeds": round(r["sd"], 3), "interval holds 0.5": r["lo"] <= 0.5 <= r["hi"]}
+                         for r in rows])
+
+
+def throughput_table(results: list[SeedResult]) -> pd.DataFrame:
+    """Tokens per second measured in this run (scoring with the full 49k-token distribution, LoRA training), per
+    seed; training is absent where the adapters came from the cache."""
+    return pd.DataFrame([{"seed": r.seed, **{k: round(v, 1) for k, v in r.throughput.items()}} for r in results]
+                        ).set_index("seed")
