@@ -187,7 +187,7 @@ def test_paper_profile_runs_on_a_tiny_model_and_local_wikimia(tiny_neox, tmp_pat
     assert {rows[f"P{i}"].verdict for i in range(1, 6)} == {"not comparable"}
     assert "judge_effect" in rows["C2c"].reason  # on WikiMIA the paper claims a win over Ref, not parity
     assert all(c.profile == "paper" for c in claims)
-    assert len(report.auroc_summary(results, params["fixed_k"])) == 9
+    assert len(report.auroc_summary(results, params["fixed_k"])) == 10  # 4 baselines + 2 methods × 3 k choices
     for plot in (report.plot_exposure(results, 0.2), report.plot_k_sweep(results, params["ks"]),
                  report.plot_roc(results, 0.2)):
         assert plot.axes

@@ -176,7 +176,7 @@ def test_ratio_interval_and_the_bytes_prediction():
 
     base = np.array([1.0, 1.1, 0.9, 1.0, 1.05])
     ratio, lo, hi = quantised.ratio_interval(2 * base, base)
-    assert ratio == pytest.approx(2.0) and lo <= 2.0 <= hi
+    assert (ratio, lo, hi) == pytest.approx((2.0, 2.0, 2.0))  # paired: a load change between rounds cancels
     model = tiny_llama_model()
     config = model.config
     fp32_bytes = quantised.linear_weight_bytes(model)
@@ -184,6 +184,8 @@ def test_ratio_interval_and_the_bytes_prediction():
     assert quantised.predicted_decode_ratio(config, fp32_bytes, 1, 16) == 1.0
     int8, bf16 = (quantised.predicted_decode_ratio(config, fp32_bytes // d, 1, 16) for d in (4, 2))
     assert 0.25 < int8 < bf16 < 1.0  # weights shrink 4× and 2×; activations and the KV cache stay fp32
+    all_bf16 = quantised.predicted_decode_ratio(config, fp32_bytes // 2, 1, 16, other_bytes=2)
+    assert all_bf16 == pytest.approx(0.5)  # everything at half the bytes
 
 
 def test_every_timed_decode_step_sees_the_same_context():
@@ -223,10 +225,12 @@ def test_measure_precisions_on_a_tiny_llama():
 def test_measured_c3_rule_reaches_each_outcome(ratio, lo, hi, verdict):
     import pandas as pd
 
-    table = pd.DataFrame([{"precision": "int8", "batch": 1, "decode time ratio to fp32": ratio, "ratio lo": lo,
-                           "ratio hi": hi, "predicted ratio (bytes)": 0.30, "decode ms/token": 10.0}])
-    claim = report.quantisation_claim({"table": table, "threads": 2}, "cpu")
+    table = pd.DataFrame([{"precision": p, "batch": 1, "decode time ratio to fp32": r, "ratio lo": a, "ratio hi": b,
+                           "predicted ratio (bytes)": pred, "decode ms/token": 10.0, "decode GB/s": 5.0}
+                          for p, r, a, b, pred in (("fp32", 1.0, 0.9, 1.1, 1.0), ("int8", ratio, lo, hi, 0.30))])
+    claim = report.quantisation_claim({"table": table, "threads": 2}, "cpu", copy_bandwidth=20e9)
     assert claim.id == "C3-measured" and claim.verdict == verdict
+    assert "25% of this machine's copy bandwidth" in claim.ours
 
 
 def test_qlm_precisions_without_fp32_is_refused():

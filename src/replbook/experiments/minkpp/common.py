@@ -16,7 +16,8 @@ from replbook.stats import auroc_rank, bootstrap_metrics
 
 K_SWEEP = [round(0.1 * i, 1) for i in range(1, 11)]
 
-LABELS = {"loss": "Loss", "zlib": "Zlib", "ref": "Ref", "mink": "Min-K%", "minkpp": "Min-K%++"}
+LABELS = {"loss": "Loss", "zlib": "Zlib", "ref": "Ref", "mink": "Min-K%", "minkpp": "Min-K%++",
+          "confidence": "Confidence (control)"}
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
@@ -51,10 +52,13 @@ def stats_from_logits(logits: torch.Tensor, input_ids: torch.Tensor, attention_m
 
 def method_scores(stats: ChunkStats, texts: Sequence[str], ref_loss: np.ndarray | None, ks: Sequence[float],
                   ) -> dict[str, np.ndarray]:
-    """Every attack's sequence score [N] (higher = member): loss, zlib, ref, and mink/minkpp at each k."""
+    """Every attack's sequence score [N] (higher = member): loss, zlib, ref, and mink/minkpp at each k; and
+    ``confidence``, the mean over tokens of μ_t (minus the predictive entropy), a control: how far "the model is
+    surer on members", with no look at the actual tokens, separates the two."""
     tensors = (torch.from_numpy(a).double() for a in (stats.target_logp, stats.mu, stats.sigma))
     scores = minkpp.scores_from_stats(*tensors, torch.from_numpy(stats.valid), ks=ks)
     scores["zlib"] = minkpp.zlib_score(scores["loss"], texts)
+    scores["confidence"] = torch.from_numpy((stats.mu * stats.valid).sum(1) / stats.valid.sum(1)).double()
     if ref_loss is not None:
         scores["ref"] = minkpp.ref_score(scores["loss"], torch.from_numpy(ref_loss).double())
     return {name: s.numpy() for name, s in scores.items()}

@@ -26,7 +26,7 @@ from replbook.experiments.minkpp.common import (
     split_indices,
     stats_from_logits,
 )
-from replbook.models.pretrained_lm import SMOLLM2, fine_tune_lora, load_smollm2, lora_wrap
+from replbook.models.pretrained_lm import fine_tune_lora, load_smollm2, lora_wrap, smollm2_key
 from replbook.parallel import in_workers
 from replbook.progress import progress
 
@@ -44,15 +44,17 @@ class Windows:
 
 
 def corpus_windows(tokenizer, n_texts: int, length: int) -> Windows:
-    """``n_texts`` non-overlapping windows of ``length`` BPE tokens, drawn at random (seed :data:`WINDOW_SEED`)
-    from the Python reference manual (``pydoc-topics``, the tiny GPT's corpus), in corpus order."""
+    """``n_texts`` windows of ``length`` BPE tokens, drawn at random (seed :data:`WINDOW_SEED`) from the
+    even-numbered windows of the Python reference manual (``pydoc-topics``, the tiny GPT's corpus), in corpus order:
+    no two are adjacent, so no member continues a non-member's sentence."""
     text = resolve_asset("pydoc-topics")["pydoc_topics.txt"].read_text(encoding="utf-8")
     tokens = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
     available = len(tokens) // length
-    if n_texts > available:
+    candidates = np.arange(0, available, 2)
+    if n_texts > len(candidates):
         raise ValueError(f"parameter 'lm_texts' = {n_texts} asks for more windows than the corpus has at "
-                         f"lm_len = {length} ({available}); lower one of them.")
-    pick = np.sort(np.random.default_rng(WINDOW_SEED).choice(available, size=n_texts, replace=False))
+                         f"lm_len = {length} ({len(candidates)} non-adjacent ones); lower one of them.")
+    pick = np.sort(np.random.default_rng(WINDOW_SEED).choice(candidates, size=n_texts, replace=False))
     ids = tokens[: available * length].view(available, length)[torch.from_numpy(pick)]
     return Windows(ids, tokenizer.batch_decode(ids))
 
@@ -97,6 +99,7 @@ def run_seed(params: dict[str, Any], windows: Windows, base_stats: ChunkStats, s
 
     record(0, base_stats)
     model, _ = load_smollm2()
+    torch.manual_seed(seed)  # the adapters' initialisation (lora_A) is the seed's, in any process
     model = lora_wrap(model, params["lm_rank"])
     score_at = set(params["lm_epochs"])
 
@@ -113,7 +116,7 @@ def run_seed(params: dict[str, Any], windows: Windows, base_stats: ChunkStats, s
 
     log = fine_tune_lora(
         model, members, max(score_at), lr=params["lm_lr"], batch_size=params["lm_batch_size"],
-        seed=seed, base_key=f"{SMOLLM2}-rank{params['lm_rank']}", desc=f"seed {seed} LoRA", on_epoch=on_epoch)
+        seed=seed, base_key=smollm2_key(), desc=f"seed {seed} LoRA", on_epoch=on_epoch)
     result.train_loss = log.losses
     result.throughput = {"threads": threads, "scoring tokens/s": clock["scored"] / clock["scoring"]}
     if log.seconds is not None:  # absent when the adapters came from the cache
