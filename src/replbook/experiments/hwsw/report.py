@@ -185,7 +185,8 @@ def quantisation_claim(quantised: dict[str, Any], profile: str, copy_bandwidth: 
         f"{row['decode time ratio to fp32']:.2f} [{row['ratio lo']:.2f}, {row['ratio hi']:.2f}] of fp32's time "
         f"({row['decode ms/token']:.1f} ms/token); bytes predict {row['predicted ratio (bytes)']:.2f}{share}", profile,
         v.verdict,
-        "rule: judge_effect on the measured time ratio (median of interleaved samples, bootstrap 95% interval) from "
+        "rule: judge_effect on the measured time ratio (median of per-round ratios of interleaved samples, bootstrap "
+        "95% interval over rounds) from "
         f"no speed-up (1) towards the cost model's bytes ratio; {v.reason}",
     )
 
