@@ -204,7 +204,7 @@ def test_measure_precisions_on_a_tiny_llama():
 
     model = tiny_llama_model()
     ids = torch.randint(0, 96, (2, 8), generator=torch.Generator().manual_seed(0))
-    out = quantised.measure_precisions(model, None, ["fp32", "int8", "int8-all"], [1, 2], 8, 3, ids)
+    out = quantised.measure_precisions(model, ["fp32", "int8", "int8-all"], [1, 2], 8, 3, ids)
     table = out["table"]
     assert list(zip(table.precision, table.batch, strict=True)) == [
         (p, b) for b in (1, 2) for p in ("fp32", "int8", "int8-all")]
@@ -213,7 +213,7 @@ def test_measure_precisions_on_a_tiny_llama():
     assert (table[table.precision == "fp32"]["decode time ratio to fp32"] == 1.0).all()
     assert all(len(s) == 3 and (s > 0).all() for s in out["samples"].values())
     with pytest.raises(ValueError, match="must include fp32"):
-        quantised.measure_precisions(model, None, ["int8"], [1], 8, 1, ids)
+        quantised.measure_precisions(model, ["int8"], [1], 8, 1, ids)
 
 
 @pytest.mark.parametrize("ratio, lo, hi, verdict", [

@@ -124,3 +124,15 @@ def test_parameters_panel_marks_values_set_for_the_run():
 
     panel = parameters_panel(PARAMS, resolve(PARAMS, "smoke", {"epochs": 3}, check_assets=False)).data
     assert "<details" in panel and "<code>epochs</code>" in panel and panel.count("set for this run") == 1
+
+
+def test_placeholder_figures_are_glued_under_every_key(monkeypatch):
+    import myst_nb
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda key, value, display=True: glued.setdefault(key, value))
+    from replbook.record import glue_placeholder_figures
+
+    glue_placeholder_figures(["fig_a", "fig_b"], "not run")
+    assert sorted(glued) == ["fig_a", "fig_b"]
+    assert all(fig.texts[0].get_text() == "not run" for fig in glued.values())

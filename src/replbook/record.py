@@ -267,6 +267,19 @@ def glue_claims(claims: list[Claim], key: str = "claims_table") -> pd.DataFrame:
     return table
 
 
+def glue_placeholder_figures(keys: Sequence[str], text: str) -> None:
+    """Glue a small figure saying ``text`` under each key: a page whose section did not run (a switched-off
+    parameter) still finds every figure its directives name, so the book builds."""
+    import matplotlib.pyplot as plt
+    from myst_nb import glue
+
+    for key in keys:
+        fig = plt.figure(figsize=(4, 1))
+        fig.text(0.5, 0.5, text, ha="center")
+        glue(key, fig, display=False)
+        plt.close(fig)
+
+
 def format_ci(value: float, lo: float, hi: float, digits: int = 3) -> str:
     """``0.812 [0.790, 0.834]``."""
     return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"

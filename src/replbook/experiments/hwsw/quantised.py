@@ -181,7 +181,7 @@ def predicted_decode_ratio(config: Any, linear_bytes: int, batch: int, context: 
 PREFILL_SAMPLES = 3
 
 
-def measure_precisions(model: nn.Module, tokenizer, precisions: Sequence[str], batches: Sequence[int], seq_len: int,
+def measure_precisions(model: nn.Module, precisions: Sequence[str], batches: Sequence[int], seq_len: int,
                        samples: int, ppl_ids: torch.Tensor) -> dict[str, Any]:
     """Every measurement of the section, in this process.
 
@@ -236,5 +236,5 @@ def measure_smollm2(params: dict[str, Any]) -> dict[str, Any] | None:
     torch.set_num_threads(params["threads"])
     model, tokenizer = load_smollm2()
     ppl_ids = heldout_windows(tokenizer, params["qlm_ppl_texts"], params["qlm_seq"])
-    return measure_precisions(model, tokenizer, params["qlm_precisions"], params["qlm_batches"], params["qlm_seq"],
+    return measure_precisions(model, params["qlm_precisions"], params["qlm_batches"], params["qlm_seq"],
                               params["qlm_samples"], ppl_ids)

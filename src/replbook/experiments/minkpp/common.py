@@ -138,3 +138,17 @@ class SeedResult:
     train_loss: list[float] = field(default_factory=list)  # mean training loss per epoch (SmolLM2 section)
     throughput: dict[str, float] = field(default_factory=dict)  # tokens per second measured in this run
 
+
+
+def record_exposure(result: SeedResult, epoch: int, stats: ChunkStats, texts: Sequence[str],
+                    ref_loss: np.ndarray | None, params: dict[str, Any]) -> None:
+    """Score one model state (``stats`` of every text) with every attack, evaluate it on the seed's split and store
+    it in ``result`` under ``epoch``, with the member and non-member perplexities."""
+    scores = method_scores(stats, texts, ref_loss, params["ks"])
+    labels, split = result.split["labels"], result.split
+    ll = scores["loss"]  # mean target log-likelihood per text
+    result.perplexity[epoch] = {"member": float(np.exp(-ll[labels == 1].mean())),
+                                "non_member": float(np.exp(-ll[labels == 0].mean()))}
+    result.epochs[epoch] = evaluate(scores, labels, split["val"], split["test"], params["ks"], params["fixed_k"],
+                                    params["n_boot"], result.seed)
+    result.scores[epoch] = scores

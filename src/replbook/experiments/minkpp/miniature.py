@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -17,9 +16,8 @@ from replbook.data.text import WordVocab, chunk_tokens, tokenize_words
 from replbook.experiments.minkpp.common import (
     ChunkStats,
     SeedResult,
-    evaluate,
     mean_loglik,
-    method_scores,
+    record_exposure,
     split_indices,
     stats_from_logits,
 )
@@ -117,17 +115,9 @@ def run_seed(params: dict[str, Any], corpus: Corpus, seed: int, threads: int | N
                          params["batch_size"], desc=f"seed {seed} reference")
     ref_loss = mean_loglik(score_tiny_lm(ref_model, corpus.ids))
     result = SeedResult(seed, split)
-    labels = split["labels"]
 
     def on_epoch(epoch: int, model: TinyGPT) -> None:
-        stats = score_tiny_lm(model, corpus.ids)
-        scores = method_scores(stats, corpus.texts, ref_loss, params["ks"])
-        ll = scores["loss"]  # mean target log-likelihood per chunk
-        result.perplexity[epoch] = {"member": float(np.exp(-ll[labels == 1].mean())),
-                                    "non_member": float(np.exp(-ll[labels == 0].mean()))}
-        result.epochs[epoch] = evaluate(scores, labels, split["val"], split["test"], params["ks"],
-                                        params["fixed_k"], params["n_boot"], seed)
-        result.scores[epoch] = scores
+        record_exposure(result, epoch, score_tiny_lm(model, corpus.ids), corpus.texts, ref_loss, params)
 
     train_lm(cfg, corpus.ids[split["members"]], params["epochs"], seed, params["lr"], params["batch_size"],
              desc=f"seed {seed} target", on_epoch=on_epoch)

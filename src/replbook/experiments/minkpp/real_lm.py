@@ -20,9 +20,8 @@ from replbook.assets import resolve as resolve_asset
 from replbook.experiments.minkpp.common import (
     ChunkStats,
     SeedResult,
-    evaluate,
-    mean_loglik,
     method_scores,
+    record_exposure,
     split_indices,
     stats_from_logits,
 )
@@ -70,34 +69,17 @@ def score_ids(model, ids: torch.Tensor, batch_size: int, desc: str = "scoring") 
     return ChunkStats.concat(parts)
 
 
-def evaluate_exposure(stats: ChunkStats, windows: Windows, base_loss: np.ndarray, split: dict[str, np.ndarray],
-                      params: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Every attack's scores of one model state and their evaluation on the seed's split."""
-    scores = method_scores(stats, windows.texts, base_loss, params["ks"])
-    ev = evaluate(scores, split["labels"], split["val"], split["test"], params["ks"], params["fixed_k"],
-                  params["n_boot"], seed)
-    return ev, scores
-
-
 def run_seed(params: dict[str, Any], windows: Windows, base_stats: ChunkStats, seed: int,
              threads: int) -> SeedResult:
     """One seed: split, the base model's control (exposure 0), LoRA fine-tuning on the members with scoring after
     each epoch in ``lm_epochs``."""
     torch.set_num_threads(threads)
     split = split_indices(len(windows.ids), seed, params["val_fraction"])
-    labels = split["labels"]
     # the Loss score of the base model, computed exactly as every Loss score is, so Ref is exactly 0 at exposure 0
     base_loss = method_scores(base_stats, windows.texts, None, [params["fixed_k"]])["loss"]
     result = SeedResult(seed, split)
 
-    def record(epoch: int, stats: ChunkStats) -> None:
-        ll = mean_loglik(stats)
-        result.perplexity[epoch] = {"member": float(np.exp(-ll[labels == 1].mean())),
-                                    "non_member": float(np.exp(-ll[labels == 0].mean()))}
-        result.epochs[epoch], result.scores[epoch] = evaluate_exposure(stats, windows, base_loss, split, params,
-                                                                       seed)
-
-    record(0, base_stats)
+    record_exposure(result, 0, base_stats, windows.texts, base_loss, params)
     model, _ = load_smollm2()
     torch.manual_seed(seed)  # the adapters' initialisation (lora_A) is the seed's, in any process
     model = lora_wrap(model, params["lm_rank"])
@@ -112,7 +94,7 @@ def run_seed(params: dict[str, Any], windows: Windows, base_stats: ChunkStats, s
             stats = score_ids(m, windows.ids, params["lm_batch_size"], desc=f"seed {seed} epoch {epoch}")
             clock["scoring"] += time.perf_counter() - start
             clock["scored"] += windows.ids.numel()
-            record(epoch, stats)
+            record_exposure(result, epoch, stats, windows.texts, base_loss, params)
 
     log = fine_tune_lora(
         model, members, max(score_at), lr=params["lm_lr"], batch_size=params["lm_batch_size"],
