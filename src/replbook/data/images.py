@@ -42,3 +42,15 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) 
     out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
     out[flip.to(x.device)] = out[flip.to(x.device)].flip(-1)
     return out
+
+
+def load_digits_28() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's handwritten digits (1,797 images of 8×8, 16 grey levels; Alpaydin and Kaynak 1998, shipped
+    inside scikit-learn) as [N, 1, 28, 28] float32 in [0, 1] (bilinear upsampling to 24×24 and a 2-pixel border,
+    like MNIST's margin) and labels [N] int64."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
+    x = torch.nn.functional.interpolate(x, size=(24, 24), mode="bilinear", align_corners=False).clamp(0, 1)
+    return torch.nn.functional.pad(x, (2, 2, 2, 2)), torch.from_numpy(digits.target.astype(np.int64))

@@ -1,0 +1,364 @@
+"""The LoBAM chapter's tables, figures and claims, from :class:`~.common.LobamResults`.
+
+Every claim reads paired differences over seeds (Student-t 95% intervals): the seeds share θ_pre, the tasks and the
+test images, and each seed's uploads share its benign users, trigger and LoRA initialisation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from replbook.experiments.lobam.common import CLEAN, FULL_FT, NAIVE, SCHEMES, SELECTED, LobamResults, SeedResult
+from replbook.lobam import apply_trigger, corner_mask
+from replbook.record import Claim, ClaimSheet, Verdict, judge_all, judge_effect, judge_noninferior
+from replbook.stats import paired_t_interval
+
+SOURCE_ABS = "abstract and public overview of v4 [abs]; unverified against the PDF, tables not transcribed"
+CLAIMS = {
+    "C1": ("LoRA weakens the attack: the naive LoRA upload's merged ASR is well below full fine-tuning's",
+           "BadMerging's ASR drops from > 98% to ≈ 30–58% with LoRA", SOURCE_ABS),
+    "C2": ("LoBAM (λ by the stealth rule) restores a high merged ASR: ≥ 0.9, no worse than full FT − 0.05, and "
+           "well above the naive LoRA attack", "> 98% ASR across merging schemes", SOURCE_ABS),
+    "C3": ("Stealthy merge: the merged model's clean accuracy (mean over tasks) within 3 points of the clean merge",
+           "merged clean accuracy close to the clean merge", SOURCE_ABS),
+    "C3b": ("Stealthy amplification: the stealth rule finds a λ > 1, and that upload's own clean accuracy on the "
+            "attacker's task stays within 3 points of θ_ben's",
+            "λ chosen to balance effectiveness and stealthiness",
+            "abstract and public summaries [abs]; the rule's form reconstructed (spec §2.6) [recon]"),
+    "C4": ("The merged model's backdoor (ASR minus its clean target rate) does not fall as λ grows (the theorem's "
+           "consequence)",
+           "Theorem (section 4): backdoor loss falls monotonically in λ", "section 4 [recon]; not transcribed"),
+}
+#: The paper's effect sizes the directional rules use: a drop of at least 0.40 (from > 0.98 to at most ≈ 0.58) and
+#: the same size back; the level LoBAM reaches; the margins (ASR, clean accuracy).
+EFFECT_DROP, ASR_LEVEL, MARGIN_ASR, MARGIN_CA = 0.40, 0.90, 0.05, 0.03
+#: The paper's per-table numbers, to be copied from arXiv 2411.16746v4 (spec §4): None until someone checks the PDF.
+PAPER_NUMBERS: dict[str, float | None] = {
+    "Table (main), CIFAR100 on-task, ViT-B/32, task arithmetic: ASR of LoBAM": None,
+    "Table (main), CIFAR100 on-task, ViT-B/32, TIES: ASR of LoBAM": None,
+    "Table (main), BadMerging with LoRA, task arithmetic: ASR": None,
+    "Table (main), merged clean accuracy, LoBAM vs clean merge": None,
+    "Ablation, ASR against λ": None,
+    "Ablation, ASR against LoRA rank": None,
+}
+
+
+# ------------------------------------------------------------------------------------------------ reading results
+
+
+def _values(results: list[SeedResult], upload: str, what: str, scheme: str | None = None) -> np.ndarray:
+    """Per seed: ``what`` of ``upload``. Under a merging ``scheme``: "asr", "target_rate" (clean non-target images
+    classified as the target), "backdoor" (asr − target_rate: what the trigger adds) or "ca" (mean over tasks) of
+    the merged model; without one: the upload's own entries ("own_ca", "own_asr", "norm", "cos_benign", "lam")."""
+    out = []
+    for r in results:
+        entry = r.uploads[upload]
+        if scheme is None:
+            out.append(entry[what])
+            continue
+        merged = entry["merged"][scheme]
+        if what == "ca":
+            out.append(float(np.mean(list(merged["ca"].values()))))
+        elif what == "backdoor":
+            out.append(merged["asr"] - merged["target_rate"])
+        else:
+            out.append(merged[what])
+    return np.asarray(out, dtype=float)
+
+
+def _sweep(results: list[SeedResult]) -> list[str]:
+    """The λ-sweep uploads in order of λ (λ = 1 first)."""
+    names = [n for n, e in results[0].uploads.items() if n not in (CLEAN, FULL_FT, SELECTED)]
+    return sorted(names, key=lambda n: results[0].uploads[n]["lam"])
+
+
+def _ms(x: np.ndarray, digits: int = 3) -> str:
+    return f"{x.mean():.{digits}f} ± {x.std(ddof=1) if len(x) > 1 else 0.0:.{digits}f}"
+
+
+def upload_table(results: LobamResults) -> pd.DataFrame:
+    """One row per upload: λ, the upload's own clean accuracy and ASR, ‖τ‖ and its cosine to the benign users' τ,
+    and each merged model's ASR and mean clean accuracy; mean ± sd over seeds."""
+    seeds = results.main
+    rows = []
+    for name in [CLEAN, FULL_FT, *_sweep(seeds), SELECTED]:
+        row = {"upload": name, "λ": _ms(_values(seeds, name, "lam"), 2) if name not in (CLEAN, FULL_FT) else "—",
+               "own clean acc.": _ms(_values(seeds, name, "own_ca")),
+               "own ASR": _ms(_values(seeds, name, "own_asr")),
+               "‖τ‖": _ms(_values(seeds, name, "norm"), 2),
+               "cos(τ, benign τ)": _ms(_values(seeds, name, "cos_benign"))}
+        for scheme in SCHEMES:
+            row[f"ASR, {scheme}"] = _ms(_values(seeds, name, "asr", scheme))
+            row[f"clean target rate, {scheme}"] = _ms(_values(seeds, name, "target_rate", scheme))
+            row[f"clean acc., {scheme}"] = _ms(_values(seeds, name, "ca", scheme))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("upload")
+
+
+def reference_table(results: LobamResults) -> pd.DataFrame:
+    """The references: θ_pre (with the trigger: does the trigger alone fool the pre-trained model?), each user's own
+    fine-tuned clean accuracy, and the benign users' ‖τ‖; mean ± sd over seeds."""
+    seeds = results.main
+    rows = []
+    for task in seeds[0].pre["ca"]:
+        rows.append({"task": task, "θ_pre clean acc.": _ms(np.array([r.pre["ca"][task] for r in seeds])),
+                     "fine-tuned clean acc. (own)": _ms(np.array([r.finetuned[task] for r in seeds])),
+                     "benign ‖τ‖": _ms(np.array([r.benign_norms[task] for r in seeds]), 2)
+                     if task in seeds[0].benign_norms else "— (attacker)"})
+    table = pd.DataFrame(rows).set_index("task")
+    table.attrs["pre_asr"] = _ms(np.array([r.pre["asr"] for r in seeds]))
+    return table
+
+
+def per_task_table(results: LobamResults) -> pd.DataFrame:
+    """Merged clean accuracy per task and merging scheme (mean ± sd over seeds) for the clean merge, the attacks and
+    every λ of the sweep."""
+    seeds = results.main
+    uploads = [CLEAN, FULL_FT, *_sweep(seeds), SELECTED]
+    rows = {}
+    for scheme in SCHEMES:
+        for t in seeds[0].pre["ca"]:
+            rows[(scheme, t)] = {u: _ms(np.array([r.uploads[u]["merged"][scheme]["ca"][t] for r in seeds]))
+                                 for u in uploads}
+    return pd.DataFrame(rows).T
+
+
+def width_table(results: LobamResults) -> pd.DataFrame:
+    """The wider-backbone question: per ViT width, the λ the stealth rule picks, cos(θ_mal − θ_ben, θ_ben − θ_pre),
+    the upload's own clean accuracy (θ_ben's and at each λ of the sweep) and the merged ASR (task arithmetic) at
+    λ = 1 and at the largest λ; mean ± sd over seeds."""
+    rows = []
+    for width, seeds in {results.hidden: results.main, **results.widths}.items():
+        sweep = _sweep(seeds)
+        row = {"ViT width": width, "selected λ": _ms(np.array([r.lam_selected for r in seeds]), 2),
+               "cos(residual, benign update)": _ms(np.array([r.residual_cosine for r in seeds])),
+               "θ_ben own acc.": _ms(_values(seeds, CLEAN, "own_ca"))}
+        for name in sweep:
+            row[f"own acc., {name.split(', ')[-1]}"] = _ms(_values(seeds, name, "own_ca"))
+        row["merged ASR, λ = 1"] = _ms(_values(seeds, NAIVE, "asr", "task arithmetic"))
+        row[f"merged ASR, {sweep[-1].split(', ')[-1]}"] = _ms(_values(seeds, sweep[-1], "asr", "task arithmetic"))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("ViT width").T
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+
+def _band(ax, x, values: np.ndarray, label: str, **kw) -> None:
+    mean, sd = values.mean(0), values.std(0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
+    (line,) = ax.plot(x, mean, marker="o", label=label, **kw)
+    ax.fill_between(x, mean - sd, mean + sd, alpha=0.2, color=line.get_color())
+
+
+def plot_lambda(results: LobamResults) -> Figure:
+    """ASR and mean clean accuracy of the merged model against λ per merging scheme, and the upload's own clean
+    accuracy and ‖τ‖ against λ; mean ± sd over seeds, references as dashed lines."""
+    seeds = results.main
+    sweep = _sweep(seeds)
+    lams = [seeds[0].uploads[n]["lam"] for n in sweep]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    colours = {"task arithmetic": "tab:blue", "TIES": "tab:orange"}
+    for scheme in SCHEMES:
+        c = colours[scheme]
+        _band(axes[0], lams, np.stack([_values(seeds, n, "asr", scheme) for n in sweep], 1), f"LoBAM, {scheme}",
+              color=c)
+        axes[0].axhline(_values(seeds, FULL_FT, "asr", scheme).mean(), ls="--", color=c,
+                        label=f"full-FT BadMerging, {scheme}")
+        _band(axes[1], lams, np.stack([_values(seeds, n, "ca", scheme) for n in sweep], 1), f"LoBAM, {scheme}",
+              color=c)
+        axes[1].axhline(_values(seeds, CLEAN, "ca", scheme).mean(), ls="--", color=c, label=f"clean merge, {scheme}")
+    axes[0].set(xlabel="λ", ylabel="attack success rate (merged)", ylim=(-0.02, 1.02), title="backdoor after merging")
+    axes[1].set(xlabel="λ", ylabel="clean accuracy, mean over tasks", title="merged model's clean accuracy")
+    _band(axes[2], lams, np.stack([_values(seeds, n, "own_ca") for n in sweep], 1), "upload's own clean acc.",
+          color="tab:green")
+    axes[2].axhline(_values(seeds, CLEAN, "own_ca").mean(), ls="--", color="tab:green", label="θ_ben's")
+    axes[2].set(xlabel="λ", ylabel="clean accuracy, attacker's task", ylim=(0, 1), title="the upload itself")
+    twin = axes[2].twinx()
+    twin.plot(lams, np.stack([_values(seeds, n, "norm") for n in sweep], 1).mean(0), color="tab:red", marker="s",
+              label="‖τ_upload‖")
+    twin.axhline(max(max(r.benign_norms.values()) for r in seeds), ls=":", color="tab:red",
+                 label="largest benign user's ‖τ‖")
+    twin.axhline(_values(seeds, CLEAN, "norm").mean(), ls="--", color="tab:red", label="θ_ben's ‖τ‖")
+    twin.set_ylabel("‖τ‖", color="tab:red")
+    selected = _values(seeds, SELECTED, "lam").mean()
+    for ax in axes:
+        ax.axvline(selected, color="grey", lw=0.8)
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    lines = axes[2].get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    axes[2].legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="center right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_widths(results: LobamResults) -> Figure:
+    """Per ViT width: the upload's own clean accuracy and the merged ASR (task arithmetic) against λ."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for width, seeds in {results.hidden: results.main, **results.widths}.items():
+        sweep = _sweep(seeds)
+        lams = [seeds[0].uploads[n]["lam"] for n in sweep]
+        _band(axes[0], lams, np.stack([_values(seeds, n, "own_ca") for n in sweep], 1), f"width {width}")
+        _band(axes[1], lams, np.stack([_values(seeds, n, "asr", "task arithmetic") for n in sweep], 1),
+              f"width {width}")
+    axes[0].set(xlabel="λ", ylabel="upload's own clean accuracy", ylim=(0, 1), title="stealth of the upload")
+    axes[1].set(xlabel="λ", ylabel="merged ASR (task arithmetic)", ylim=(-0.02, 1.02), title="backdoor after merging")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_trigger(results: LobamResults) -> Figure:
+    """Each seed's optimised trigger pasted on a grey image (the patch sits in the bottom-right corner)."""
+    seeds = results.main
+    fig, axes = plt.subplots(1, len(seeds), figsize=(1.6 * len(seeds), 1.8), squeeze=False)
+    for ax, r in zip(axes[0], seeds, strict=True):
+        square = torch.tensor(r.trigger, dtype=torch.float32)  # [C, L, L]: the corner the mask covers
+        c, h, w = r.image_shape
+        patch = torch.zeros(c, h, w)
+        patch[:, h - square.shape[1]:, w - square.shape[2]:] = square
+        grey = torch.full((1, c, h, w), 0.5)
+        shown = apply_trigger(grey, patch, corner_mask((c, h, w), square.shape[1]))[0]
+        ax.imshow(shown.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"seed {r.seed}", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ claims
+
+
+def _paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    return paired_t_interval(a, b)
+
+
+def judge_level(values: np.ndarray, level: float, what: str) -> Verdict:
+    """Does the mean reach ``level``? reproduced if its interval lies at or above it, not reproduced if below,
+    inconclusive if it straddles it."""
+    d = paired_t_interval(values, np.full_like(values, level))
+    interval = f"{what} − {level:g}: [{d['lo']:+.3g}, {d['hi']:+.3g}]"
+    if d["lo"] >= 0:
+        return Verdict("reproduced", f"{interval} lies at or above {level:g}")
+    if d["hi"] < 0:
+        return Verdict("not reproduced", f"{interval} lies below {level:g}")
+    return Verdict("inconclusive", f"{interval} straddles {level:g}")
+
+
+def _fmt_d(d: dict[str, float]) -> str:
+    return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+
+
+def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
+    """The claims table, with the rules the notebook states before the numbers. Parts (schemes, sub-claims) combine
+    by :func:`~replbook.record.judge_all`."""
+    seeds = results.main
+    sheet = ClaimSheet(CLAIMS, params["profile"], [])
+    if len(seeds) < 2:
+        for cid in CLAIMS:
+            sheet.add(cid, "one seed", "inconclusive", "a paired interval over seeds needs at least two seeds")
+        return sheet.claims
+
+    # C1: ASR(naive LoRA) − ASR(full FT) per scheme; the paper's drop is at least 0.40. Beside it, the premise that a
+    # LoRA update is the smaller one.
+    parts, ours = [], []
+    for scheme in SCHEMES:
+        d = _paired(_values(seeds, NAIVE, "asr", scheme), _values(seeds, FULL_FT, "asr", scheme))
+        parts.append(judge_effect(d["lo"], d["hi"], -EFFECT_DROP, estimate=d["mean"],
+                                  what=f"ASR(naive LoRA) − ASR(full FT), {scheme}"))
+        ours.append(f"{scheme}: {_fmt_d(d)}")
+    ratio = _values(seeds, NAIVE, "norm") / _values(seeds, FULL_FT, "norm")
+    v = judge_all(parts, SCHEMES)
+    sheet.add("C1", "; ".join(ours) + f"; ‖τ(naive LoRA)‖ / ‖τ(full FT)‖ = {_ms(ratio, 2)}", v.verdict, v.reason)
+
+    # C2: three parts per scheme at the selected λ; the level is read on the backdoor (ASR − clean target rate), so
+    # that a merged model that calls everything the target does not count
+    parts, ours = [], []
+    for scheme in SCHEMES:
+        asr = _values(seeds, SELECTED, "asr", scheme)
+        backdoor = _values(seeds, SELECTED, "backdoor", scheme)
+        gain = _paired(asr, _values(seeds, NAIVE, "asr", scheme))
+        vs_full = _paired(asr, _values(seeds, FULL_FT, "asr", scheme))
+        parts.append(judge_all(
+            [judge_level(backdoor, ASR_LEVEL, "ASR − clean target rate (LoBAM)"),
+             judge_noninferior(vs_full["lo"], vs_full["hi"], MARGIN_ASR, what="ASR(LoBAM) − ASR(full FT)"),
+             judge_effect(gain["lo"], gain["hi"], EFFECT_DROP, estimate=gain["mean"],
+                          what="ASR(LoBAM) − ASR(naive LoRA)")],
+            ["level ≥ 0.9", "vs full FT", "gain over naive LoRA"]))
+        ours.append(f"{scheme}: ASR {_ms(asr)} (minus clean target rate {_ms(backdoor)}), − naive {_fmt_d(gain)}, "
+                    f"− full FT {_fmt_d(vs_full)}")
+    lam = _values(seeds, SELECTED, "lam")
+    v = judge_all(parts, SCHEMES)
+    sheet.add("C2", f"selected λ {_ms(lam, 2)}; " + "; ".join(ours), v.verdict, v.reason)
+
+    # C3: merged mean clean accuracy, LoBAM − clean merge, margin 3 points
+    parts, ours = [], []
+    for scheme in SCHEMES:
+        d = _paired(_values(seeds, SELECTED, "ca", scheme), _values(seeds, CLEAN, "ca", scheme))
+        parts.append(judge_noninferior(d["lo"], d["hi"], MARGIN_CA, what=f"CA(LoBAM merge) − CA(clean merge), "
+                                                                          f"{scheme}"))
+        ours.append(f"{scheme}: {_fmt_d(d)}")
+    v = judge_all(parts, SCHEMES)
+    sheet.add("C3", "; ".join(ours), v.verdict, v.reason)
+
+    # C3b: does the stealth rule leave room to amplify? The upload's own clean accuracy against θ_ben's, counted only
+    # where the rule picked λ > 1 (at λ = 1 the upload is the naive attack, not LoBAM)
+    d = _paired(_values(seeds, SELECTED, "own_ca"), _values(seeds, CLEAN, "own_ca"))
+    stealthy = judge_noninferior(d["lo"], d["hi"], MARGIN_CA, what="own CA(upload) − own CA(θ_ben)")
+    amplified = int((lam > 1).sum())
+    norm_ratio = _values(seeds, SELECTED, "norm") / _values(seeds, CLEAN, "norm")
+    ours = (f"λ > 1 in {amplified} of {len(seeds)} seeds (selected λ {_ms(lam, 2)}); own CA − θ_ben's "
+            f"{_fmt_d(d)}; ‖τ_upload‖ / ‖τ_ben‖ = {_ms(norm_ratio, 2)}")
+    if amplified == 0:
+        v = Verdict("not reproduced", f"no seed's upload passes the stealth rule ({params['stealth_rule']}) at any "
+                                      f"λ > 1: amplification is never stealthy here ({stealthy.reason})")
+    elif amplified < len(seeds):
+        v = Verdict("partly" if stealthy.verdict == "reproduced" else stealthy.verdict,
+                    f"the rule amplifies in {amplified} of {len(seeds)} seeds; {stealthy.reason}")
+    else:
+        v = stealthy
+    sheet.add("C3b", ours, v.verdict, v.reason)
+
+    # C4: no step of the λ sweep lowers the backdoor by more than the margin, and the largest λ beats λ = 1
+    sweep = _sweep(seeds)
+    parts, ours = [], []
+    for scheme in SCHEMES:
+        pairs = list(zip(sweep[:-1], sweep[1:], strict=True))
+        steps = [_paired(_values(seeds, b, "backdoor", scheme), _values(seeds, a, "backdoor", scheme))
+                 for a, b in pairs]
+        total = _paired(_values(seeds, sweep[-1], "backdoor", scheme), _values(seeds, sweep[0], "backdoor", scheme))
+        falling = [f"{a} → {b}" for (a, b), s in zip(pairs, steps, strict=True) if s["hi"] < -MARGIN_ASR]
+        largest = f"λ = {seeds[0].uploads[sweep[-1]]['lam']:g}"
+        if falling:
+            parts.append(Verdict("not reproduced", f"{scheme}: the backdoor falls by more than {MARGIN_ASR:g} at "
+                                                   f"{falling}"))
+        elif total["lo"] > 0:
+            parts.append(Verdict("reproduced", f"{scheme}: no step falls by more than {MARGIN_ASR:g}, and the "
+                                               f"backdoor at {largest} − at λ = 1 {_fmt_d(total)} excludes 0"))
+        else:
+            parts.append(Verdict("inconclusive", f"{scheme}: no step falls by more than {MARGIN_ASR:g}, but the "
+                                                 f"rise {_fmt_d(total)} does not exclude 0"))
+        ours.append(f"{scheme}: smallest step {min(s['mean'] for s in steps):+.3f}, {largest} − λ = 1 "
+                    f"{_fmt_d(total)}")
+    v = judge_all(parts, SCHEMES)
+    sheet.add("C4", "; ".join(ours), v.verdict, v.reason)
+    return sheet.claims
+
+
+def metrics_record(results: LobamResults) -> dict[str, Any]:
+    """Everything measured, per width and seed, for the results JSON."""
+
+    def seed_record(r: SeedResult) -> dict[str, Any]:
+        return {"lam_selected": r.lam_selected, "pre": r.pre, "finetuned": r.finetuned,
+                "benign_norms": r.benign_norms, "uploads": r.uploads, "residual_cosine": r.residual_cosine,
+                "packing_error": r.packing_error, "seconds": r.seconds, "trigger": r.trigger,
+                "image_shape": r.image_shape}
+
+    return {"hidden": results.hidden, "main": {f"seed{r.seed}": seed_record(r) for r in results.main},
+            "widths": {str(w): {f"seed{r.seed}": seed_record(r) for r in seeds} for w, seeds in results.widths.items()}}
