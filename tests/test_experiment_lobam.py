@@ -39,12 +39,17 @@ def test_one_seed_scores_every_upload_and_caches(tmp_cache, monkeypatch):
     shared = tiny_shared(p)
     result = common.run_seed(shared, p, seed=0)
     assert set(result.uploads) == {common.CLEAN, common.FULL_FT, common.NAIVE, common.lobam_name(2.0),
-                                   common.SELECTED}
+                                   common.SCALED, common.SELECTED}
+    # the equal-norm control: the naive update scaled to the λ = 2 upload's ‖τ‖
+    assert result.uploads[common.SCALED]["norm"] == pytest.approx(result.uploads[common.lobam_name(2.0)]["norm"],
+                                                                  rel=1e-4)
+    assert set(result.stealth) == {"theta_ben_val", "naive_val", "passes_at_1"}
     assert 1.0 <= result.lam_selected <= p["lam_max"]
     for entry in result.uploads.values():
         assert set(entry["merged"]) == set(common.SCHEMES)
         for scores in entry["merged"].values():
             assert set(scores["ca"]) == set(p["tasks"]) and 0 <= scores["asr"] <= 1
+            assert 0 <= scores["target_rate"] <= 1 and 0 <= scores["asr_random"] <= 1
     assert result.uploads[common.NAIVE]["lam"] == 1.0
     assert result.packing_error < 1e-5  # the peft 'cat' adapter equals amplify on the merged weights
     assert set(result.benign_norms) == {"digits"} and set(result.finetuned) == {"fashion", "digits"}
@@ -263,17 +268,17 @@ def fake_results(asr: dict[str, list[float]], ca: dict[str, list[float]] | None 
     the merged clean accuracy of both tasks and the upload's own clean accuracy, one value per seed."""
     uploads = list(asr)
     lams = {common.CLEAN: None, common.FULL_FT: None, common.NAIVE: 1.0, common.lobam_name(2.0): 2.0,
-            common.lobam_name(4.0): 4.0, common.SELECTED: 4.0}
+            common.lobam_name(4.0): 4.0, common.SELECTED: 4.0, common.SCALED: None}
     n = len(asr[uploads[0]])
     seeds = []
     for s in range(n):
         r = common.SeedResult(s, lam_selected=(lam or [4.0] * n)[s], benign_norms={"digits": 1.0},
-                              finetuned={"fashion": 0.8},
+                              finetuned={"fashion": 0.8}, stealth={"passes_at_1": True},
                               pre={"ca": {"fashion": 0.7, "digits": 0.7}, "asr": 0.0})
         for u in uploads:
             c = (ca or {}).get(u, [0.8] * n)[s]
             rate = (target or {}).get(u, [0.0] * n)[s]
-            merged = {scheme: {"ca": {"fashion": c, "digits": c}, "target_rate": rate,
+            merged = {scheme: {"ca": {"fashion": c, "digits": c}, "target_rate": rate, "asr_random": 0.0,
                                "asr": (tie_asr or {}).get(u, asr[u])[s] if scheme == "TIES" else asr[u][s]}
                       for scheme in common.SCHEMES}
             r.uploads[u] = {"lam": (lam or [4.0] * n)[s] if u == common.SELECTED else lams[u],
@@ -292,7 +297,8 @@ def verdicts(results) -> dict[str, str]:
 
 
 def asr_table(clean, full, naive, two, four, selected=None):
-    return dict(zip(ALL, [clean, full, naive, two, four, selected or four], strict=True))
+    """Merged ASR per upload and seed; the equal-norm control gets the naive attack's."""
+    return {**dict(zip(ALL, [clean, full, naive, two, four, selected or four], strict=True)), common.SCALED: naive}
 
 
 def test_claims_reach_reproduced_when_the_paper_holds():
@@ -341,3 +347,11 @@ def test_collapse_and_stealth_rule_outcomes():
     # the stealth rule never amplifies: C3b not reproduced; amplifies in some seeds only: at most partly
     assert verdicts(fake_results(table, lam=[1.0, 1.0, 1.0]))["C3b"] == "not reproduced"
     assert verdicts(fake_results(table, lam=[1.0, 2.5, 3.0]))["C3b"] == "partly"
+
+
+def test_c1_is_not_comparable_where_the_reference_attack_does_not_survive():
+    # under TIES the full-FT backdoor stays near 0.2: nothing for LoRA to weaken there
+    table = asr_table([0.0, 0.0, 0.0], [0.99, 0.98, 0.99], [0.40, 0.45, 0.50], [0.80, 0.85, 0.82], [0.99, 0.99, 1.0])
+    results = fake_results(table, tie_asr={common.FULL_FT: [0.20, 0.22, 0.18], common.NAIVE: [0.3, 0.3, 0.3]})
+    claims = {c.id: c for c in report.make_claims(results, resolve(experiment.PARAMS, "cpu", check_assets=False))}
+    assert claims["C1"].verdict == "partly" and "not comparable" in claims["C1"].reason

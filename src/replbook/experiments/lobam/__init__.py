@@ -73,7 +73,7 @@ PARAMS = ChapterParams(
         Param("stealth_rule", str, "What the attacker checks on validation data before uploading.",
               choices=STEALTH_RULES),
         Param("stealth_delta", float, "Largest drop of the upload's validation accuracy below θ_ben's.", 0.0, 1.0),
-        Param("stealth_kappa", float, "Largest ‖τ_upload‖ as a multiple of the largest benign ‖τ‖.", 0.1, 100.0),
+        Param("stealth_kappa", float, "Largest ‖τ_upload‖ as a multiple of the attacker's own ‖τ_ben‖.", 0.1, 100.0),
         Param("merge_coef", float, "Task arithmetic's coefficient c.", 0.01, 2.0),
         Param("ties_k", float, "Fraction of each task vector TIES keeps.", 0.01, 1.0),
         Param("ties_coef", float, "TIES's coefficient after the disjoint sum.", 0.01, 2.0),

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 CLEAN, FULL_FT = "benign upload (clean merge)", "full-FT BadMerging"
 NAIVE, SELECTED = "LoRA, λ = 1", "LoBAM, selected λ"
+#: The control for "amplification is only a bigger update": the naive LoRA update scaled to LoBAM's ‖τ‖ at λ = 2.
+SCALED, SCALED_LAM = "naive LoRA scaled to ‖τ‖ of λ = 2", 2.0
 SCHEMES = ("task arithmetic", "TIES")
 STEALTH_RULES = ("accuracy", "norm", "both")
 
@@ -77,6 +79,7 @@ class SeedResult:
     benign_norms: dict[str, float] = field(default_factory=dict)  # ‖τ_k‖ of the benign users
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)  # upload → λ, own accuracy, norm, merged
     residual_cosine: float = float("nan")  # cos(θ_mal − θ_ben, θ_ben − θ_pre): is the backdoor orthogonal?
+    stealth: dict[str, Any] = field(default_factory=dict)  # validation accuracies the rule read, and λ = 1's outcome
     packing_error: float = float("nan")  # max |peft 'cat' adapter − amplify| on the selected upload's weights
     seconds: float = 0.0
 
@@ -257,8 +260,10 @@ class Scorer:
     """Loads weights into one encoder and scores them: clean accuracy on each task's test (or validation) images
     and the attack success rate of the trigger on the attacker's test images."""
 
-    def __init__(self, shared: Shared, p: dict[str, Any], patch: Tensor, mask: Tensor):
+    def __init__(self, shared: Shared, p: dict[str, Any], patch: Tensor, mask: Tensor, random_seed: int = 0):
         self.shared, self.p, self.patch, self.mask = shared, p, patch, mask
+        # the control trigger: a random patch of the same size, never optimised (does any corner patch do it?)
+        self.random_patch = torch.rand(patch.shape, generator=torch.Generator().manual_seed(10_000 + random_seed))
         self.device = resolve_device(p["device"])
         self.encoder = build_encoder(shared.encoder_spec).eval().to(self.device)
         self.heads = {name: make_head(*h) for name, h in shared.heads.items()}
@@ -279,16 +284,16 @@ class Scorer:
         x, y = (t.x_test, t.y_test) if split == "test" else (t.x_val, t.y_val)
         return float((self.predict(task, x) == y).float().mean())
 
-    def asr(self) -> float:
-        """The trigger's attack success rate on the attacker's test images."""
+    def asr(self, patch: Tensor | None = None) -> float:
+        """The attack success rate of ``patch`` (default: the optimised trigger) on the attacker's test images."""
         t = self.shared.tasks[self.shared.attacker]
-        triggered = lobam.apply_trigger(t.x_test, self.patch, self.mask)
+        triggered = lobam.apply_trigger(t.x_test, self.patch if patch is None else patch, self.mask)
         return lobam.attack_success_rate(self.predict(t.name, triggered), t.y_test, self.p["target"])
 
     def merged_scores(self) -> dict[str, Any]:
-        """Clean accuracy per task, the ASR, and the control for a collapsed model: the share of the attacker's
-        non-target clean test images classified as the target (``target_rate``; an ASR no higher than it is no
-        backdoor)."""
+        """Clean accuracy per task, the ASR, and two controls: the share of the attacker's non-target clean test
+        images classified as the target (``target_rate``: an ASR no higher than it is a collapsed model, not a
+        backdoor) and the ASR of a random patch of the same size (``asr_random``: any corner patch?)."""
         out: dict[str, Any] = {"ca": {}}
         for name, t in self.shared.tasks.items():
             preds = self.predict(name, t.x_test)
@@ -296,6 +301,7 @@ class Scorer:
             if name == self.shared.attacker:
                 out["target_rate"] = lobam.attack_success_rate(preds, t.y_test, self.p["target"])
         out["asr"] = self.asr()
+        out["asr_random"] = self.asr(self.random_patch)
         return out
 
 
@@ -338,7 +344,7 @@ def run_seed(shared: Shared, p: dict[str, Any], seed: int, threads: int = 1) -> 
     mask = lobam.corner_mask(image_shape, p["patch"])
 
     # the trigger, optimised on θ_pre with the attacker's head (BadMerging's step 1)
-    scorer = Scorer(shared, p, torch.zeros(image_shape), mask).load(shared.pretrained)
+    scorer = Scorer(shared, p, torch.zeros(image_shape), mask, random_seed=seed).load(shared.pretrained)
     trigger_gen = torch.Generator().manual_seed(seed)
     head_on_device = make_head(*shared.heads[attacker.name]).to(scorer.device)
     patch = lobam.optimise_trigger(lambda x: head_on_device(scorer.encoder(x.to(scorer.device))).cpu(),
@@ -374,11 +380,19 @@ def run_seed(shared: Shared, p: dict[str, Any], seed: int, threads: int = 1) -> 
 
     ok = stealth_check(scorer, shared, p, theta_mal, theta_ben)
     result.lam_selected = lobam.select_lambda(ok, 1.0, p["lam_max"], p["lam_tol"])
+    result.stealth = {"theta_ben_val": scorer.load(theta_ben).accuracy(attacker.name, "val"),
+                      "naive_val": scorer.load(theta_mal).accuracy(attacker.name, "val"), "passes_at_1": ok(1.0)}
     # λ is None for the uploads that are not amplified LoRAs
-    uploads: dict[str, tuple[float | None, dict[str, Tensor]]] = {CLEAN: (None, theta_ben), FULL_FT: (None, theta_full)}
+    uploads: dict[str, tuple[float | None, dict[str, Tensor]]] = {CLEAN: (None, theta_ben),
+                                                                   FULL_FT: (None, theta_full)}
     for lam in p["lambdas"]:
         uploads[NAIVE if lam == 1 else lobam_name(lam)] = (lam, lobam.amplify(theta_mal, theta_ben, lam))
     uploads[SELECTED] = (result.lam_selected, lobam.amplify(theta_mal, theta_ben, result.lam_selected))
+    tau_mal = lobam.task_vector(theta_mal, shared.pretrained)
+    target_norm = lobam.state_norm(lobam.task_vector(lobam.amplify(theta_mal, theta_ben, SCALED_LAM),
+                                                     shared.pretrained))
+    scale = target_norm / lobam.state_norm(tau_mal)
+    uploads[SCALED] = (None, lobam.task_arithmetic(shared.pretrained, [tau_mal], scale))
 
     for name, (lam, theta) in uploads.items():
         tv = lobam.task_vector(theta, shared.pretrained)
@@ -391,8 +405,10 @@ def run_seed(shared: Shared, p: dict[str, Any], seed: int, threads: int = 1) -> 
             entry["merged"][scheme] = scorer.load(merge(scheme, shared.pretrained, [*benign_tvs, tv], p)
                                                   ).merged_scores()
         result.uploads[name] = entry
-    result.packing_error = packing_error(shared, p, {"benign": adapter_ben, "malicious": adapter_mal},
-                                         result.lam_selected, uploads[SELECTED][1])
+    # the rank-2r adapter at the largest λ, where its benign part has the negative weight 1 − λ
+    lam_max = max(p["lambdas"])
+    result.packing_error = packing_error(shared, p, {"benign": adapter_ben, "malicious": adapter_mal}, lam_max,
+                                         lobam.amplify(theta_mal, theta_ben, lam_max))
     result.seconds = time.perf_counter() - start
     return result
 

@@ -14,17 +14,39 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from replbook.experiments.lobam.common import CLEAN, FULL_FT, NAIVE, SCHEMES, SELECTED, LobamResults, SeedResult
+from replbook.experiments.lobam.common import (
+    CLEAN,
+    FULL_FT,
+    NAIVE,
+    SCALED,
+    SCALED_LAM,
+    SCHEMES,
+    SELECTED,
+    LobamResults,
+    SeedResult,
+    lobam_name,
+)
 from replbook.lobam import apply_trigger, corner_mask
-from replbook.record import Claim, ClaimSheet, Verdict, judge_all, judge_effect, judge_noninferior
+from replbook.record import (
+    Claim,
+    ClaimSheet,
+    Verdict,
+    judge_all,
+    judge_effect,
+    judge_noninferior,
+    scale_to_decide,
+)
 from replbook.stats import paired_t_interval
 
 SOURCE_ABS = "abstract and public overview of v4 [abs]; unverified against the PDF, tables not transcribed"
 CLAIMS = {
-    "C1": ("LoRA weakens the attack: the naive LoRA upload's merged ASR is well below full fine-tuning's",
+    "C1": ("LoRA weakens the attack: the naive LoRA upload's merged backdoor (ASR − clean target rate) is well below "
+           "full fine-tuning's",
            "BadMerging's ASR drops from > 98% to ≈ 30–58% with LoRA", SOURCE_ABS),
-    "C2": ("LoBAM (λ by the stealth rule) restores a high merged ASR: ≥ 0.9, no worse than full FT − 0.05, and "
-           "well above the naive LoRA attack", "> 98% ASR across merging schemes", SOURCE_ABS),
+    "C2": ("LoBAM (λ by the stealth rule) restores a strong merged backdoor (ASR − clean target rate): ≥ 0.9, no "
+           "worse than full FT − 0.05, and well above the naive LoRA attack",
+           "> 98% ASR across merging schemes (CIFAR100 and ImageNet100 as the attacker's task, CLIP ViT-B/32)",
+           SOURCE_ABS),
     "C3": ("Stealthy merge: the merged model's clean accuracy (mean over tasks) within 3 points of the clean merge",
            "merged clean accuracy close to the clean merge", SOURCE_ABS),
     "C3b": ("Stealthy amplification: the stealth rule finds a λ > 1, and that upload's own clean accuracy on the "
@@ -35,17 +57,19 @@ CLAIMS = {
            "consequence)",
            "Theorem (section 4): backdoor loss falls monotonically in λ", "section 4 [recon]; not transcribed"),
 }
-#: The paper's effect sizes the directional rules use: a drop of at least 0.40 (from > 0.98 to at most ≈ 0.58) and
-#: the same size back; the level LoBAM reaches; the margins (ASR, clean accuracy).
-EFFECT_DROP, ASR_LEVEL, MARGIN_ASR, MARGIN_CA = 0.40, 0.90, 0.05, 0.03
+#: The effect sizes the directional rules use: a drop of at least 0.40 (the paper's > 0.98 to at most ≈ 0.58) and
+#: the same size back. The level, the margins (ASR, clean accuracy) and the floor below which the reference attack
+#: has not survived the merge at all are ours (the spec's §5.3 suggestions), not the paper's.
+EFFECT_DROP, ASR_LEVEL, MARGIN_ASR, MARGIN_CA, REFERENCE_FLOOR = 0.40, 0.90, 0.05, 0.03, 0.5
 #: The paper's per-table numbers, to be copied from arXiv 2411.16746v4 (spec §4): None until someone checks the PDF.
 PAPER_NUMBERS: dict[str, float | None] = {
-    "Table (main), CIFAR100 on-task, ViT-B/32, task arithmetic: ASR of LoBAM": None,
-    "Table (main), CIFAR100 on-task, ViT-B/32, TIES: ASR of LoBAM": None,
-    "Table (main), BadMerging with LoRA, task arithmetic: ASR": None,
-    "Table (main), merged clean accuracy, LoBAM vs clean merge": None,
-    "Ablation, ASR against λ": None,
-    "Ablation, ASR against LoRA rank": None,
+    "main results table (section 5), CIFAR100 on-task, ViT-B/32, task arithmetic: ASR of LoBAM": None,
+    "main results table (section 5), CIFAR100 on-task, ViT-B/32, TIES: ASR of LoBAM": None,
+    "main results table (section 5), BadMerging with LoRA, task arithmetic: ASR": None,
+    "main results table (section 5), merged clean accuracy, LoBAM vs clean merge": None,
+    "ablation (section 5), ASR against λ": None,
+    "ablation (section 5), ASR against LoRA rank": None,
+    "defence table (section 5): detection rate of each defence": None,
 }
 
 
@@ -74,7 +98,7 @@ def _values(results: list[SeedResult], upload: str, what: str, scheme: str | Non
 
 def _sweep(results: list[SeedResult]) -> list[str]:
     """The λ-sweep uploads in order of λ (λ = 1 first)."""
-    names = [n for n, e in results[0].uploads.items() if n not in (CLEAN, FULL_FT, SELECTED)]
+    names = [n for n in results[0].uploads if n not in (CLEAN, FULL_FT, SELECTED, SCALED)]
     return sorted(names, key=lambda n: results[0].uploads[n]["lam"])
 
 
@@ -87,8 +111,9 @@ def upload_table(results: LobamResults) -> pd.DataFrame:
     and each merged model's ASR and mean clean accuracy; mean ± sd over seeds."""
     seeds = results.main
     rows = []
-    for name in [CLEAN, FULL_FT, *_sweep(seeds), SELECTED]:
-        row = {"upload": name, "λ": _ms(_values(seeds, name, "lam"), 2) if name not in (CLEAN, FULL_FT) else "—",
+    for name in [CLEAN, FULL_FT, *_sweep(seeds), SCALED, SELECTED]:
+        row = {"upload": name, "λ": _ms(_values(seeds, name, "lam"), 2) if name not in (CLEAN, FULL_FT, SCALED)
+               else "—",
                "own clean acc.": _ms(_values(seeds, name, "own_ca")),
                "own ASR": _ms(_values(seeds, name, "own_asr")),
                "‖τ‖": _ms(_values(seeds, name, "norm"), 2),
@@ -96,6 +121,7 @@ def upload_table(results: LobamResults) -> pd.DataFrame:
         for scheme in SCHEMES:
             row[f"ASR, {scheme}"] = _ms(_values(seeds, name, "asr", scheme))
             row[f"clean target rate, {scheme}"] = _ms(_values(seeds, name, "target_rate", scheme))
+            row[f"random-patch ASR, {scheme}"] = _ms(_values(seeds, name, "asr_random", scheme))
             row[f"clean acc., {scheme}"] = _ms(_values(seeds, name, "ca", scheme))
         rows.append(row)
     return pd.DataFrame(rows).set_index("upload")
@@ -113,6 +139,7 @@ def reference_table(results: LobamResults) -> pd.DataFrame:
                      if task in seeds[0].benign_norms else "— (attacker)"})
     table = pd.DataFrame(rows).set_index("task")
     table.attrs["pre_asr"] = _ms(np.array([r.pre["asr"] for r in seeds]))
+    table.attrs["pre_target_rate"] = _ms(np.array([r.pre["target_rate"] for r in seeds]))
     return table
 
 
@@ -141,10 +168,29 @@ def width_table(results: LobamResults) -> pd.DataFrame:
                "θ_ben own acc.": _ms(_values(seeds, CLEAN, "own_ca"))}
         for name in sweep:
             row[f"own acc., {name.split(', ')[-1]}"] = _ms(_values(seeds, name, "own_ca"))
-        row["merged ASR, λ = 1"] = _ms(_values(seeds, NAIVE, "asr", "task arithmetic"))
-        row[f"merged ASR, {sweep[-1].split(', ')[-1]}"] = _ms(_values(seeds, sweep[-1], "asr", "task arithmetic"))
+        largest = sweep[-1].split(", ")[-1]
+        for name, label in ((NAIVE, "λ = 1"), (sweep[-1], largest)):
+            row[f"merged ASR (TA), {label}"] = _ms(_values(seeds, name, "asr", "task arithmetic"))
+            row[f"merged clean target rate (TA), {label}"] = _ms(_values(seeds, name, "target_rate",
+                                                                         "task arithmetic"))
+            row[f"merged backdoor (TA), {label}"] = _ms(_values(seeds, name, "backdoor", "task arithmetic"))
         rows.append(row)
     return pd.DataFrame(rows).set_index("ViT width").T
+
+
+def width_sentence(results: LobamResults) -> str:
+    """The wider-backbone question answered from the numbers: per width, how far θ_mal (λ = 1) falls below θ_ben
+    on its own task, the residual's cosine with the benign update, and the λ the rule picked."""
+    parts = []
+    for width, seeds in {results.hidden: results.main, **results.widths}.items():
+        gap = _values(seeds, NAIVE, "own_ca") - _values(seeds, CLEAN, "own_ca")
+        cos = np.array([r.residual_cosine for r in seeds])
+        lam = np.array([r.lam_selected for r in seeds])
+        parts.append(f"at width {width}, θ_mal's own clean accuracy is {-gap.mean():.3f} below θ_ben's (per seed: "
+                     f"{', '.join(f'{-g:.2f}' for g in gap)}), the residual's cosine with the benign update is "
+                     f"{cos.mean():+.2f}, and the stealth rule picks λ > 1 in {int((lam > 1).sum())} of {len(lam)} "
+                     f"seeds")
+    return "Measured: " + "; ".join(parts) + "."
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -199,16 +245,17 @@ def plot_lambda(results: LobamResults) -> Figure:
 
 
 def plot_widths(results: LobamResults) -> Figure:
-    """Per ViT width: the upload's own clean accuracy and the merged ASR (task arithmetic) against λ."""
+    """Per ViT width: the upload's own clean accuracy and the merged backdoor (task arithmetic: ASR − clean target
+    rate) against λ."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for width, seeds in {results.hidden: results.main, **results.widths}.items():
         sweep = _sweep(seeds)
         lams = [seeds[0].uploads[n]["lam"] for n in sweep]
         _band(axes[0], lams, np.stack([_values(seeds, n, "own_ca") for n in sweep], 1), f"width {width}")
-        _band(axes[1], lams, np.stack([_values(seeds, n, "asr", "task arithmetic") for n in sweep], 1),
+        _band(axes[1], lams, np.stack([_values(seeds, n, "backdoor", "task arithmetic") for n in sweep], 1),
               f"width {width}")
     axes[0].set(xlabel="λ", ylabel="upload's own clean accuracy", ylim=(0, 1), title="stealth of the upload")
-    axes[1].set(xlabel="λ", ylabel="merged ASR (task arithmetic)", ylim=(-0.02, 1.02), title="backdoor after merging")
+    axes[1].set(xlabel="λ", ylabel="ASR − clean target rate (TA)", ylim=(-0.02, 1.02), title="backdoor after merging")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -243,7 +290,7 @@ def judge_level(values: np.ndarray, level: float, what: str) -> Verdict:
     """Does the mean reach ``level``? reproduced if its interval lies at or above it, not reproduced if below,
     inconclusive if it straddles it."""
     d = paired_t_interval(values, np.full_like(values, level))
-    interval = f"{what} − {level:g}: [{d['lo']:+.3g}, {d['hi']:+.3g}]"
+    interval = f"mean {what} {values.mean():.3f}, [{d['lo'] + level:.3f}, {d['hi'] + level:.3f}]"
     if d["lo"] >= 0:
         return Verdict("reproduced", f"{interval} lies at or above {level:g}")
     if d["hi"] < 0:
@@ -269,10 +316,17 @@ def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
     # LoRA update is the smaller one.
     parts, ours = [], []
     for scheme in SCHEMES:
-        d = _paired(_values(seeds, NAIVE, "asr", scheme), _values(seeds, FULL_FT, "asr", scheme))
-        parts.append(judge_effect(d["lo"], d["hi"], -EFFECT_DROP, estimate=d["mean"],
-                                  what=f"ASR(naive LoRA) − ASR(full FT), {scheme}"))
-        ours.append(f"{scheme}: {_fmt_d(d)}")
+        full = _values(seeds, FULL_FT, "backdoor", scheme)
+        d = _paired(_values(seeds, NAIVE, "backdoor", scheme), full)
+        reference = paired_t_interval(full, np.zeros_like(full))
+        if reference["hi"] < REFERENCE_FLOOR:
+            # the reference attack has not survived this merge: there is nothing for LoRA to weaken
+            parts.append(Verdict("not comparable", f"{scheme}: the full-FT attack's own backdoor "
+                                                   f"{_fmt_d(reference)} lies below {REFERENCE_FLOOR:g}"))
+        else:
+            parts.append(judge_effect(d["lo"], d["hi"], -EFFECT_DROP, estimate=d["mean"],
+                                      what=f"backdoor(naive LoRA) − backdoor(full FT), {scheme}"))
+        ours.append(f"{scheme}: {_fmt_d(d)} (full FT's backdoor {_ms(full)})")
     ratio = _values(seeds, NAIVE, "norm") / _values(seeds, FULL_FT, "norm")
     v = judge_all(parts, SCHEMES)
     sheet.add("C1", "; ".join(ours) + f"; ‖τ(naive LoRA)‖ / ‖τ(full FT)‖ = {_ms(ratio, 2)}", v.verdict, v.reason)
@@ -283,16 +337,16 @@ def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
     for scheme in SCHEMES:
         asr = _values(seeds, SELECTED, "asr", scheme)
         backdoor = _values(seeds, SELECTED, "backdoor", scheme)
-        gain = _paired(asr, _values(seeds, NAIVE, "asr", scheme))
-        vs_full = _paired(asr, _values(seeds, FULL_FT, "asr", scheme))
+        gain = _paired(backdoor, _values(seeds, NAIVE, "backdoor", scheme))
+        vs_full = _paired(backdoor, _values(seeds, FULL_FT, "backdoor", scheme))
         parts.append(judge_all(
-            [judge_level(backdoor, ASR_LEVEL, "ASR − clean target rate (LoBAM)"),
-             judge_noninferior(vs_full["lo"], vs_full["hi"], MARGIN_ASR, what="ASR(LoBAM) − ASR(full FT)"),
+            [judge_level(backdoor, ASR_LEVEL, "backdoor(LoBAM)"),
+             judge_noninferior(vs_full["lo"], vs_full["hi"], MARGIN_ASR, what="backdoor(LoBAM) − backdoor(full FT)"),
              judge_effect(gain["lo"], gain["hi"], EFFECT_DROP, estimate=gain["mean"],
-                          what="ASR(LoBAM) − ASR(naive LoRA)")],
+                          what="backdoor(LoBAM) − backdoor(naive LoRA)")],
             ["level ≥ 0.9", "vs full FT", "gain over naive LoRA"]))
-        ours.append(f"{scheme}: ASR {_ms(asr)} (minus clean target rate {_ms(backdoor)}), − naive {_fmt_d(gain)}, "
-                    f"− full FT {_fmt_d(vs_full)}")
+        ours.append(f"{scheme}: ASR {_ms(asr)}, backdoor {_ms(backdoor)}, − naive {_fmt_d(gain)}, − full FT "
+                    f"{_fmt_d(vs_full)}")
     lam = _values(seeds, SELECTED, "lam")
     v = judge_all(parts, SCHEMES)
     sheet.add("C2", f"selected λ {_ms(lam, 2)}; " + "; ".join(ours), v.verdict, v.reason)
@@ -315,9 +369,13 @@ def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
     norm_ratio = _values(seeds, SELECTED, "norm") / _values(seeds, CLEAN, "norm")
     ours = (f"λ > 1 in {amplified} of {len(seeds)} seeds (selected λ {_ms(lam, 2)}); own CA − θ_ben's "
             f"{_fmt_d(d)}; ‖τ_upload‖ / ‖τ_ben‖ = {_ms(norm_ratio, 2)}")
+    naive_passes = sum(bool(r.stealth.get("passes_at_1")) for r in seeds)
+    ours += f"; the naive upload (λ = 1) itself passes the rule in {naive_passes} of {len(seeds)} seeds"
     if amplified == 0:
         v = Verdict("not reproduced", f"no seed's upload passes the stealth rule ({params['stealth_rule']}) at any "
-                                      f"λ > 1: amplification is never stealthy here ({stealthy.reason})")
+                                      f"λ > 1 (the rule returns λ = 1 then, passing or not: the naive upload passes "
+                                      f"in {naive_passes} of {len(seeds)}): amplification is never stealthy here "
+                                      f"({stealthy.reason})")
     elif amplified < len(seeds):
         v = Verdict("partly" if stealthy.verdict == "reproduced" else stealthy.verdict,
                     f"the rule amplifies in {amplified} of {len(seeds)} seeds; {stealthy.reason}")
@@ -332,6 +390,9 @@ def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
         pairs = list(zip(sweep[:-1], sweep[1:], strict=True))
         steps = [_paired(_values(seeds, b, "backdoor", scheme), _values(seeds, a, "backdoor", scheme))
                  for a, b in pairs]
+        equal_norm = (_paired(_values(seeds, lobam_name(SCALED_LAM), "backdoor", scheme),
+                              _values(seeds, SCALED, "backdoor", scheme))
+                      if lobam_name(SCALED_LAM) in seeds[0].uploads else None)
         total = _paired(_values(seeds, sweep[-1], "backdoor", scheme), _values(seeds, sweep[0], "backdoor", scheme))
         falling = [f"{a} → {b}" for (a, b), s in zip(pairs, steps, strict=True) if s["hi"] < -MARGIN_ASR]
         largest = f"λ = {seeds[0].uploads[sweep[-1]]['lam']:g}"
@@ -342,10 +403,14 @@ def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
             parts.append(Verdict("reproduced", f"{scheme}: no step falls by more than {MARGIN_ASR:g}, and the "
                                                f"backdoor at {largest} − at λ = 1 {_fmt_d(total)} excludes 0"))
         else:
+            k = scale_to_decide(total["lo"], total["hi"], 0.0)
             parts.append(Verdict("inconclusive", f"{scheme}: no step falls by more than {MARGIN_ASR:g}, but the "
-                                                 f"rise {_fmt_d(total)} does not exclude 0"))
+                                                 f"rise {_fmt_d(total)} does not exclude 0; about {k:.1f}× the "
+                                                 f"seeds would decide it"))
+        control = ("" if equal_norm is None else
+                   f"; at equal ‖τ‖, LoBAM λ = {SCALED_LAM:g} − scaled naive LoRA {_fmt_d(equal_norm)}")
         ours.append(f"{scheme}: smallest step {min(s['mean'] for s in steps):+.3f}, {largest} − λ = 1 "
-                    f"{_fmt_d(total)}")
+                    f"{_fmt_d(total)}{control}")
     v = judge_all(parts, SCHEMES)
     sheet.add("C4", "; ".join(ours), v.verdict, v.reason)
     return sheet.claims
@@ -358,7 +423,8 @@ def metrics_record(results: LobamResults) -> dict[str, Any]:
         return {"lam_selected": r.lam_selected, "pre": r.pre, "finetuned": r.finetuned,
                 "benign_norms": r.benign_norms, "uploads": r.uploads, "residual_cosine": r.residual_cosine,
                 "packing_error": r.packing_error, "seconds": r.seconds, "trigger": r.trigger,
-                "image_shape": r.image_shape}
+                "image_shape": r.image_shape, "stealth": r.stealth}
 
-    return {"hidden": results.hidden, "main": {f"seed{r.seed}": seed_record(r) for r in results.main},
+    return {"paper_numbers": PAPER_NUMBERS, "hidden": results.hidden,
+            "main": {f"seed{r.seed}": seed_record(r) for r in results.main},
             "widths": {str(w): {f"seed{r.seed}": seed_record(r) for r in seeds} for w, seeds in results.widths.items()}}
