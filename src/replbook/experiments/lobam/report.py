@@ -282,10 +282,6 @@ def plot_trigger(results: LobamResults) -> Figure:
 # ------------------------------------------------------------------------------------------------ claims
 
 
-def _paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    return paired_t_interval(a, b)
-
-
 def judge_level(values: np.ndarray, level: float, what: str) -> Verdict:
     """Does the mean reach ``level``? reproduced if its interval lies at or above it, not reproduced if below,
     inconclusive if it straddles it."""
@@ -317,7 +313,7 @@ def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
     parts, ours = [], []
     for scheme in SCHEMES:
         full = _values(seeds, FULL_FT, "backdoor", scheme)
-        d = _paired(_values(seeds, NAIVE, "backdoor", scheme), full)
+        d = paired_t_interval(_values(seeds, NAIVE, "backdoor", scheme), full)
         reference = paired_t_interval(full, np.zeros_like(full))
         if reference["hi"] < REFERENCE_FLOOR:
             # the reference attack has not survived this merge: there is nothing for LoRA to weaken
@@ -337,8 +333,8 @@ def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
     for scheme in SCHEMES:
         asr = _values(seeds, SELECTED, "asr", scheme)
         backdoor = _values(seeds, SELECTED, "backdoor", scheme)
-        gain = _paired(backdoor, _values(seeds, NAIVE, "backdoor", scheme))
-        vs_full = _paired(backdoor, _values(seeds, FULL_FT, "backdoor", scheme))
+        gain = paired_t_interval(backdoor, _values(seeds, NAIVE, "backdoor", scheme))
+        vs_full = paired_t_interval(backdoor, _values(seeds, FULL_FT, "backdoor", scheme))
         parts.append(judge_all(
             [judge_level(backdoor, ASR_LEVEL, "backdoor(LoBAM)"),
              judge_noninferior(vs_full["lo"], vs_full["hi"], MARGIN_ASR, what="backdoor(LoBAM) − backdoor(full FT)"),
@@ -354,7 +350,7 @@ def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
     # C3: merged mean clean accuracy, LoBAM − clean merge, margin 3 points
     parts, ours = [], []
     for scheme in SCHEMES:
-        d = _paired(_values(seeds, SELECTED, "ca", scheme), _values(seeds, CLEAN, "ca", scheme))
+        d = paired_t_interval(_values(seeds, SELECTED, "ca", scheme), _values(seeds, CLEAN, "ca", scheme))
         parts.append(judge_noninferior(d["lo"], d["hi"], MARGIN_CA, what=f"CA(LoBAM merge) − CA(clean merge), "
                                                                           f"{scheme}"))
         ours.append(f"{scheme}: {_fmt_d(d)}")
@@ -363,7 +359,7 @@ def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
 
     # C3b: does the stealth rule leave room to amplify? The upload's own clean accuracy against θ_ben's, counted only
     # where the rule picked λ > 1 (at λ = 1 the upload is the naive attack, not LoBAM)
-    d = _paired(_values(seeds, SELECTED, "own_ca"), _values(seeds, CLEAN, "own_ca"))
+    d = paired_t_interval(_values(seeds, SELECTED, "own_ca"), _values(seeds, CLEAN, "own_ca"))
     stealthy = judge_noninferior(d["lo"], d["hi"], MARGIN_CA, what="own CA(upload) − own CA(θ_ben)")
     amplified = int((lam > 1).sum())
     norm_ratio = _values(seeds, SELECTED, "norm") / _values(seeds, CLEAN, "norm")
@@ -388,12 +384,13 @@ def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
     parts, ours = [], []
     for scheme in SCHEMES:
         pairs = list(zip(sweep[:-1], sweep[1:], strict=True))
-        steps = [_paired(_values(seeds, b, "backdoor", scheme), _values(seeds, a, "backdoor", scheme))
+        steps = [paired_t_interval(_values(seeds, b, "backdoor", scheme), _values(seeds, a, "backdoor", scheme))
                  for a, b in pairs]
-        equal_norm = (_paired(_values(seeds, lobam_name(SCALED_LAM), "backdoor", scheme),
-                              _values(seeds, SCALED, "backdoor", scheme))
+        equal_norm = (paired_t_interval(_values(seeds, lobam_name(SCALED_LAM), "backdoor", scheme),
+                                        _values(seeds, SCALED, "backdoor", scheme))
                       if lobam_name(SCALED_LAM) in seeds[0].uploads else None)
-        total = _paired(_values(seeds, sweep[-1], "backdoor", scheme), _values(seeds, sweep[0], "backdoor", scheme))
+        total = paired_t_interval(_values(seeds, sweep[-1], "backdoor", scheme),
+                                  _values(seeds, sweep[0], "backdoor", scheme))
         falling = [f"{a} → {b}" for (a, b), s in zip(pairs, steps, strict=True) if s["hi"] < -MARGIN_ASR]
         largest = f"λ = {seeds[0].uploads[sweep[-1]]['lam']:g}"
         if falling:
