@@ -80,7 +80,7 @@ class SeedResult:
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)  # upload → λ, own accuracy, norm, merged
     residual_cosine: float = float("nan")  # cos(θ_mal − θ_ben, θ_ben − θ_pre): is the backdoor orthogonal?
     stealth: dict[str, Any] = field(default_factory=dict)  # validation accuracies the rule read, and λ = 1's outcome
-    packing_error: float = float("nan")  # max |peft 'cat' adapter − amplify| on the selected upload's weights
+    packing_error: float = float("nan")  # max |peft 'cat' adapter − amplify| on the weights, at the largest λ
     seconds: float = 0.0
 
 
