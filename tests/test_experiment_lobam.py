@@ -147,6 +147,22 @@ def test_norm_rule_caps_the_upload_norm():
     p["stealth_kappa"] = 3.0
     ok = common.stealth_check(scorer, shared, p, mal, ben)
     assert ok(1.9) and not ok(2.1)
+    # "both" also needs the accuracy rule: with full accuracy slack it is the norm rule again; with no norm cap and
+    # no accuracy slack, an upload that has lost its task fails
+    p["stealth_rule"] = "both"
+    p["stealth_delta"] = 1.0
+    ok = common.stealth_check(scorer, shared, p, mal, ben)
+    assert ok(1.9) and not ok(2.1)
+    p["stealth_delta"], p["stealth_kappa"] = 0.0, 1e9  # now only the accuracy rule can fail
+    torch.manual_seed(0)
+    noisy = {k: v + 0.5 * torch.randn_like(v) if v.is_floating_point() else v for k, v in ben.items()}
+    attacker = shared.tasks["fashion"]
+    ben_preds = scorer.load(ben).predict("fashion", attacker.x_val)
+    assert not torch.equal(ben_preds, scorer.load(common.lobam.amplify(noisy, ben, 1.9)).predict("fashion",
+                                                                                                attacker.x_val))
+    attacker.y_val = ben_preds  # θ_ben scores 1.0 on validation; the upload that disagrees does not
+    ok = common.stealth_check(scorer, shared, p, noisy, ben)
+    assert not ok(1.9)
 
 
 def test_miniature_splits_are_disjoint():
