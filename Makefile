@@ -15,7 +15,8 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 
 # Debian packages: what the chapters read (book) and what the tests add (a browser).
 APT_BOOK := dataset-fashion-mnist espeak-ng
-APT_TEST := $(APT_BOOK) chromium
+# strace, iproute2 and util-linux: the Flower tests run in a loopback-only network namespace and trace its connects.
+APT_TEST := $(APT_BOOK) chromium strace iproute2 util-linux
 
 .PHONY: setup apt-book apt-test book smoke test bench lint clean
 
@@ -56,8 +57,9 @@ apt-book:
 apt-test:
 	$(call apt_install,$(APT_TEST))
 
+# In a loopback-only network namespace where one can be made (scripts/loopback): FedProphet starts Flower and Ray.
 book: setup apt-book
-	$(BIN)/replbook build --profile $(PROFILE)
+	scripts/loopback $(BIN)/replbook build --profile $(PROFILE)
 
 smoke:
 	$(MAKE) book PROFILE=smoke
@@ -67,7 +69,8 @@ lint: setup
 
 test: setup apt-test lint
 	$(BIN)/pytest tests
-	$(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
+	# The notebooks run in a loopback-only network namespace: FedProphet's starts Flower and Ray.
+	scripts/loopback $(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python benchmarks/minkpp.py --smollm2

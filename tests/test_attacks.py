@@ -95,3 +95,11 @@ def test_autoattack_path_runs_and_cannot_fool_a_constant_model():
     assert acc == pytest.approx(0.75)
     with pytest.raises(ValueError, match="at least 4 classes"):
         strong_robust_accuracy(const, torch.rand(4, 1, 4, 4), y, 0.1, "autoattack", num_classes=3)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_pgd_takes_a_loss_whose_gradient_is_a_broadcast_view(norm):
+    # the gradient of z.sum() is an expanded view of one number: the update must not write into it
+    x = torch.full((2, 3), 0.5)
+    adv = pgd(lambda z: z.sum(), x, eps=0.1, alpha=0.05, steps=2, norm=norm, random_start=False)
+    assert (adv >= x).all() and (adv > x).any()

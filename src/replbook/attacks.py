@@ -22,6 +22,15 @@ def _project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     return delta * factor.view(-1, *([1] * (delta.ndim - 1)))
 
 
+def _project_(delta: torch.Tensor, eps: float, norm: str) -> None:
+    """:func:`_project` in place."""
+    if norm == "inf":
+        delta.clamp_(-eps, eps)
+    else:
+        delta.mul_((eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0).view(
+            -1, *([1] * (delta.ndim - 1))))
+
+
 def pgd(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: float, alpha: float, steps: int,
         norm: str = "inf", bounds: tuple[float, float] = (0.0, 1.0), random_start: bool = True,
         generator: torch.Generator | None = None) -> torch.Tensor:
@@ -42,21 +51,27 @@ def pgd(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: f
         raise ValueError(f"need eps >= 0, alpha > 0 and steps >= 0; got eps={eps}, alpha={alpha}, steps={steps}.")
     lo, hi = bounds
     x = x.detach()
+    # In-place updates keep the attack's own buffers to x, delta, x + delta and the gradient: on feature maps
+    # (FedProphet's later stages) extra copies would outweigh the module's activations.
     if random_start and eps > 0:
-        noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device) * 2 - 1
-        delta = _project(noise * eps, eps, norm)
+        delta = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device).mul_(2).sub_(1).mul_(eps)
+        _project_(delta, eps, norm)
     else:
         delta = torch.zeros_like(x)
-    delta = ((x + delta).clamp(lo, hi) - x).detach()
+    delta.add_(x).clamp_(lo, hi).sub_(x)
     for _ in range(steps):
         delta.requires_grad_(True)
         (grad,) = torch.autograd.grad(loss_fn(x + delta), delta)
+        delta = delta.detach()
+        # not in place on grad: autograd may return a broadcast view (e.g. for loss_fn = lambda z: z.sum())
         if norm == "inf":
-            step = grad.sign()
+            delta.add_(grad.sign(), alpha=alpha)
         else:
-            step = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
-        delta = _project(delta.detach() + alpha * step, eps, norm)
-        delta = ((x + delta).clamp(lo, hi) - x).detach()
+            delta.add_(grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1))),
+                       alpha=alpha)
+        del grad
+        _project_(delta, eps, norm)
+        delta.add_(x).clamp_(lo, hi).sub_(x)
     return (x + delta).detach()
 
 

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from replbook.federated import use_offline_flower
+
+    use_offline_flower()  # before anything imports Flower: the FedProphet chapter's kernels inherit it
     from replbook.assets import AssetError
     from replbook.build import ChapterFailed, ChapterInterrupted
     from replbook.profiles import ParameterError

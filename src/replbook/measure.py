@@ -105,3 +105,21 @@ def time_lm_phases(model, batch: int, seq_len: int, device: str = "cpu", repeats
 
     decode = best_time(decode_once, repeats, device)
     return {"prefill": prefill, "decode": decode}
+
+
+def peak_cpu_allocation(fn: Callable[[], object]) -> int:
+    """Peak bytes allocated by torch's CPU allocator while ``fn()`` runs, above what was held when it started, read
+    from torch's profiler (its ``[memory]`` events: + bytes at each allocation, − at each free, in time order). Add
+    what was already resident (parameters, optimizer state) for a step's total. Python objects are not counted."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() ==
+              torch.autograd.DeviceType.CPU]
+    events.sort(key=lambda e: e.start_ns())
+    held = peak = 0
+    for event in events:
+        held += event.nbytes()
+        peak = max(peak, held)
+    return peak

@@ -1,0 +1,301 @@
+"""The FedProphet chapter without Flower's engines: the parameters, a client's local round per arm, the radius
+measurement, the client split, the paper profile's loading code on generated CIFAR files, and every verdict rule on
+hand-made results. (Flower itself runs in tests/test_federated.py, in a loopback-only namespace.)"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_fake_cifar
+
+from replbook.experiments import fedprophet as chapter
+from replbook.experiments.fedprophet import common, report
+from replbook.experiments.fedprophet.data import build_atoms, load_data
+from replbook.experiments.fedprophet.engine import FedProphetResults, arm_specs, settings
+from replbook.profiles import ParameterError, resolve
+
+CFG = dict(eps=0.1, step=0.05, train_steps=1, local_steps=2, batch_size=8, lr=0.05, mu=1e-3, psi=1.0, alpha=0.3,
+           stage_eps=1.0, adversarial=True, measure_samples=8)
+
+
+def tiny_model(seed: int = 0) -> common.Cascade:
+    s = {"model": "even_cnn", "width": 2, "blocks": 1, "batch_norm": True, "num_classes": 10,
+         "input_shape": [1, 28, 28]}
+    p = common.plan(build_atoms(s), (8, 1, 28, 28), 10, 0.5, "flatten")
+    torch.manual_seed(seed)
+    return common.Cascade(build_atoms(s), p["modules"], p["out_shapes"], 10, "flatten")
+
+
+def data(n: int = 16):
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_the_tiny_cascade_has_several_modules():
+    assert tiny_model().n_modules >= 2
+
+
+def test_a_cascade_client_returns_only_its_modules_and_heads_and_leaves_the_prefix_alone():
+    model, (x, y) = tiny_model(), data()
+    before = copy.deepcopy(model.state_dict())
+    r = common.local_train(model, x, y, {**CFG, "arm": "cascade", "modules": [1]}, 123, seed=0)
+    assert set(r.state) == set(model.keys([1], [1] if "1" in model.heads else []))
+    prefix = model.keys([0], [0])  # frozen, batch-norm statistics included (the prefix runs in eval mode)
+    assert all(torch.equal(model.state_dict()[k], before[k]) for k in prefix)
+    assert any(not torch.equal(r.state[k], before[k]) for k in r.state)
+    assert r.peak_bytes > 0 and r.predicted_bytes == 123 and r.n_samples == len(x) and np.isfinite(r.loss)
+
+
+def test_a_jfat_client_trains_every_atom_and_no_head():
+    model, (x, y) = tiny_model(), data()
+    r = common.local_train(model, x, y, {**CFG, "arm": "jfat", "modules": list(range(model.n_modules))}, 0, seed=0)
+    assert set(r.state) == set(model.keys(list(range(model.n_modules)), []))
+    assert not any(k.startswith("heads.") for k in r.state)
+
+
+def test_a_prophet_client_trains_the_stage_module_and_the_next_with_the_deepest_head():
+    model, (x, y) = tiny_model(), data()
+    deepest_head = [1] if "1" in model.heads else []
+    # ψ = 1: the stage head gets no gradient, so the client does not return it (it would dilute the average)
+    r = common.local_train(model, x, y, {**CFG, "arm": "fedprophet", "modules": [0, 1]}, 0, seed=0)
+    assert set(r.state) == set(model.keys([0, 1], deepest_head))
+    r = common.local_train(model, x, y, {**CFG, "psi": 0.5, "arm": "fedprophet", "modules": [0, 1]}, 0, seed=0)
+    assert set(r.state) == set(model.keys([0, 1], [0, *deepest_head]))
+
+
+def test_local_training_is_deterministic_in_its_seed():
+    runs = [common.local_train(tiny_model(), *data(), {**CFG, "arm": "cascade", "modules": [0]}, 0, seed=s)
+            for s in (5, 5, 6)]
+    assert all(torch.equal(runs[0].state[k], runs[1].state[k]) for k in runs[0].state)
+    assert any(not torch.equal(runs[0].state[k], runs[2].state[k]) for k in runs[0].state)
+
+
+def test_the_radius_measurement_is_a_mean_displacement_within_the_attack():
+    model, (x, y) = tiny_model(), data()
+    total, norms, count = common.measure_displacement(model, x, y, 0, CFG, seed=0)
+    assert count == CFG["measure_samples"] and total > 0 and norms > 0
+    small, _, _ = common.measure_displacement(model, x, y, 0, {**CFG, "eps": 0.01}, seed=0)
+    assert small < total  # a smaller pixel radius moves the module's output less
+
+
+def test_split_clients_iid_and_dirichlet():
+    labels = np.repeat(np.arange(10), 30)
+    iid = common.split_clients(labels, 3, "iid", 1.0, seed=0)
+    assert sorted(np.concatenate(iid).tolist()) == list(range(300)) and {len(p) for p in iid} == {100}
+    skew = common.split_clients(labels, 3, "dirichlet", 0.1, seed=0)
+    assert sorted(np.concatenate(skew).tolist()) == list(range(300))
+    assert common.split_clients(labels, 3, "dirichlet", 0.1, seed=0)[0].tolist() == skew[0].tolist()
+    with pytest.raises(ValueError, match="client .* received no samples"):
+        common.split_clients(np.zeros(3, dtype=int), 5, "dirichlet", 0.01, seed=0)
+
+
+def test_parameters_are_checked_before_any_work():
+    with pytest.raises(ParameterError, match="clients_per_round"):
+        resolve(chapter.PARAMS, "smoke", {"clients_per_round": 9})
+    with pytest.raises(ParameterError, match="client_perf.*one value per client"):
+        resolve(chapter.PARAMS, "smoke", {"client_perf": [1.0]})
+    with pytest.raises(ParameterError, match="add 'cascade' to 'arms'"):
+        resolve(chapter.PARAMS, "smoke", {"arms": ["jfat", "fedprophet"]})
+    with pytest.raises(ParameterError, match="client_mem_multiples.*every client must fit one module"):
+        resolve(chapter.PARAMS, "smoke", {"client_mem_multiples": [0.5, 1.0, 1.0]})
+    with pytest.raises(ParameterError, match="warmup_rounds"):
+        resolve(chapter.PARAMS, "smoke", {"warmup_rounds": 3})
+
+
+def test_the_arms_run_in_order_with_fedprophets_mu_selected():
+    p = resolve(chapter.PARAMS, "cpu", {})
+    names = [a["name"] for a in arm_specs(p)]
+    assert names == ["jFAT", "cascade μ=0", "cascade μ=0.0001", "cascade μ=0.001", "FedProphet"]
+    assert arm_specs(p)[-1]["mu"] == "select"
+    assert arm_specs({**p, "mus": [0.0]})[-1]["mu"] == 0.0
+    s = settings(p)
+    assert s["seeds"] == [0, 1, 2] and s["n_clients"] == 6 and s["input_shape"] == [1, 28, 28]
+
+
+def test_the_paper_profile_loads_cifar10_and_trains_vgg16_bn_on_generated_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPLBOOK_ROOT", str(tmp_path))
+    folder, env = write_fake_cifar(tmp_path, "cifar10", n_train=60, n_test=20)
+    monkeypatch.setenv(env, str(folder))
+    p = resolve(chapter.PARAMS, "paper", {"clients": 2, "clients_per_round": 2, "n_train": 30, "n_val": 16,
+                                          "n_test": 16, "seeds": 1, "batch_size": 4,
+                                          "client_mem_multiples": [1.0, 2.0], "client_perf": [1.0, 2.0]})
+    s = settings(p)
+    d = load_data(s)
+    (x, y), _ = d["clients"][0]
+    assert x.shape[1:] == (3, 32, 32) and d["test"][0].shape == (16, 3, 32, 32)
+    plan = common.plan(build_atoms(s), (4, 3, 32, 32), 10, s["budget_fraction"], s["head_rule"], 60_000_000)
+    assert plan["budget_bytes"] == 60_000_000 and sum(len(m) for m in plan["modules"]) == 14  # 13 convs + fc
+    model = common.Cascade(build_atoms(s), plan["modules"], plan["out_shapes"], 10, s["head_rule"])
+    r = common.local_train(model, x, y, {**CFG, "batch_size": 4, "local_steps": 1, "arm": "cascade",
+                                         "modules": [0], "eps": 8 / 255, "step": 2 / 255}, 0, seed=0)
+    assert r.state and all(k.startswith(("atoms.", "heads.0.")) for k in r.state)
+    acc = common.evaluate(model, *d["test"], 8 / 255, 2 / 255, 1)
+    assert set(acc) == {"clean", "pgd"} and all(0 <= v <= 1 for v in acc.values())
+    (folder / "test_batch").write_bytes(b"altered")
+    with pytest.raises(Exception, match="md5"):
+        load_data(s)
+
+
+# ------------------------------------------------------------------------------------------------ verdict rules
+
+
+def fake_results(accs: dict[str, list[tuple[float, float]]], vals: dict[str, list[float]] | None = None,
+                 memory: dict[str, int] | None = None, seconds: dict[str, float] | None = None) -> FedProphetResults:
+    """Runs with the given test (clean, PGD) per seed; every client of every arm with the arm's memory and time."""
+    mus = {"jFAT": 0.0, "FedProphet": 1e-3}
+    runs = []
+    for arm, per_seed in accs.items():
+        kind = "jfat" if arm == "jFAT" else "fedprophet" if arm == "FedProphet" else "cascade"
+        mu = float(arm.split("=")[1]) if "=" in arm else mus[arm]
+        for seed, (clean, pgd) in enumerate(per_seed):
+            val = (vals or {}).get(arm, [0.5] * len(per_seed))[seed]
+            clients = {str(pid): [{"round": 1, "peak_bytes": (memory or {}).get(arm, 100),
+                                   "predicted_bytes": (memory or {}).get(arm, 100),
+                                   "seconds": (seconds or {}).get(arm, 1.0), "modules": [0]}]
+                       for pid in range(2)}
+            runs.append({"seed": seed, "arm": arm, "kind": kind, "mu": mu, "test": {"clean": clean, "pgd": pgd},
+                         "val": {"clean": val, "pgd": val}, "clients": clients, "bytes_down": 1, "bytes_up": 1,
+                         "stage_eps": [0.0, 1.0], "stage_norm": [2.0], "log": []})
+    s = {"client_mem_multiples": [1.0, 2.0], "client_perf": [1.0, 1.0], "strong_eval": 0, "rounds": 1}
+    return FedProphetResults(s, {"modules": [["a"], ["b"]]}, runs, 0.0, False)
+
+
+def verdicts(results: FedProphetResults) -> dict[str, str]:
+    return {c.id: c.verdict for c in report.judge_claims(results, "cpu")}
+
+
+SEEDS3 = [(0.70, 0.50), (0.72, 0.52), (0.71, 0.49)]
+
+
+def shifted(d_clean: float, d_pgd: float, noise: tuple[float, float, float] = (0.0, 0.004, -0.003)):
+    return [(c + d_clean + n, p + d_pgd - n) for (c, p), n in zip(SEEDS3, noise, strict=True)]
+
+
+def test_c1_reproduced_when_fedprophet_is_within_the_margin_and_not_when_far_below():
+    close = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.1), "FedProphet": shifted(-0.002, 0.001)})
+    assert verdicts(close)["C1"] == "reproduced"
+    far = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.1), "FedProphet": shifted(-0.10, -0.20)})
+    assert verdicts(far)["C1"] == "not reproduced"
+    mixed = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.1), "FedProphet": shifted(0.0, -0.20)})
+    assert verdicts(mixed)["C1"] == "partly"
+
+
+@pytest.mark.parametrize("fed_memory, expected", [(15, "reproduced"), (50, "partly"), (90, "not reproduced")])
+def test_c2_reads_the_measured_saving(fed_memory, expected):
+    r = fake_results({"jFAT": SEEDS3, "FedProphet": SEEDS3}, memory={"jFAT": 100, "FedProphet": fed_memory})
+    assert verdicts(r)["C2"] == expected
+
+
+def test_c3_selects_mu_on_validation_never_on_test():
+    accs = {"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.2), "cascade μ=0.001": shifted(0, -0.1),
+            "cascade μ=0.01": shifted(0, -0.25)}
+    # validation prefers μ = 0.001 (more robust on test): reproduced
+    good = fake_results(accs, vals={"cascade μ=0.001": [0.9] * 3, "cascade μ=0.01": [0.1] * 3})
+    assert verdicts(good)["C3"] == "reproduced"
+    # validation prefers μ = 0.01 (less robust on test than μ = 0): the better test arm must not be picked
+    bad = fake_results(accs, vals={"cascade μ=0.001": [0.1] * 3, "cascade μ=0.01": [0.9] * 3})
+    assert verdicts(bad)["C3"] == "not reproduced"
+    claim = next(c for c in report.judge_claims(bad, "cpu") if c.id == "C3")
+    assert "0.01, 0.01, 0.01" in claim.ours
+
+
+def test_c4_and_c5():
+    r = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.1), "FedProphet": SEEDS3},
+                     seconds={"jFAT": 3.0, "FedProphet": 1.0})
+    v = verdicts(r)
+    assert v["C4"] == "reproduced" and v["C5"] == "partly"  # 3× faster: short of 10.8×
+    same = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, 0.001), "FedProphet": SEEDS3})
+    assert verdicts(same)["C4"] == "not reproduced"
+
+
+def test_claims_whose_arms_did_not_run_are_not_comparable():
+    v = verdicts(fake_results({"jFAT": SEEDS3}))
+    assert v["C1"] == v["C2"] == v["C3"] == v["C4"] == v["C5"] == "not comparable"
+
+
+def write_fake_caltech(root, per_class: int = 3, classes: int = 3):
+    """A 256_ObjectCategories-like folder of small JPEGs (plus clutter), its SHA256SUMS and a manifest."""
+    from PIL import Image
+
+    from replbook.data.caltech256 import index_folder
+
+    folder = root / "256_ObjectCategories"
+    rng = np.random.default_rng(0)
+    names = [f"{i + 1:03d}.class{i}" for i in range(classes)] + ["257.clutter"]
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        for j in range(per_class):
+            pixels = rng.integers(0, 256, (20 + j, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / name / f"{name[:3]}_{j + 1:04d}.jpg")
+    index_folder(folder)
+    manifests = root / "data_manifests"
+    manifests.mkdir(exist_ok=True)
+    (manifests / "caltech256.yaml").write_text(
+        "name: caltech256\nkind: dataset\nsource: {url: https://example.org, revision: test}\nlicence: test\n"
+        "provider: {type: local, env: REPLBOOK_CALTECH256}\nfiles:\n  - path: SHA256SUMS\n"
+        "used_by: [fedprophet]\nstand_in_for: null\n")
+    return folder
+
+
+def test_caltech256_loads_verified_images_per_class_split_without_clutter(tmp_path, monkeypatch):
+    from replbook.data.caltech256 import load_caltech256
+
+    monkeypatch.setenv("REPLBOOK_ROOT", str(tmp_path))
+    folder = write_fake_caltech(tmp_path)
+    monkeypatch.setenv("REPLBOOK_CALTECH256", str(folder))
+    x, y = load_caltech256("train", size=16)
+    xt, yt = load_caltech256("test", size=16)
+    assert x.shape == (6, 3, 16, 16) and xt.shape == (3, 3, 16, 16) and 0 <= x.min() and x.max() <= 1
+    assert sorted(y.tolist()) == [0, 0, 1, 1, 2, 2] and sorted(yt.tolist()) == [0, 1, 2]  # clutter left out
+    (folder / "001.class0" / "001_0001.jpg").write_bytes(b"altered")
+    with pytest.raises(Exception, match="sha256"):
+        load_caltech256("train", size=16)
+
+
+def test_resnet34_atoms():
+    from replbook.models.cascade_cnn import resnet34_atoms
+
+    atoms = resnet34_atoms(256)
+    assert len(atoms) == 1 + 16 + 1 and atoms[0][0] == "stem" and atoms[-1][0] == "fc"
+    # torchvision's resnet34 has 21,797,672 parameters with a 1000-class head (513,000); ours has a 256-class one
+    assert sum(p.numel() for _, a in atoms for p in a.parameters()) == 21_797_672 - 513_000 + 512 * 256 + 256
+    z = torch.randn(1, 3, 64, 64)
+    for _, atom in atoms:
+        z = atom(z)
+    assert z.shape == (1, 256)
+
+
+def test_the_paper_profile_trains_resnet34_on_generated_caltech256_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPLBOOK_ROOT", str(tmp_path))
+    monkeypatch.setenv("REPLBOOK_CALTECH256", str(write_fake_caltech(tmp_path, per_class=30)))
+    p = resolve(chapter.PARAMS, "paper", {"dataset": "caltech256", "model": "resnet34", "image_size": 32,
+                                          "clients": 2, "clients_per_round": 2, "n_train": 16, "n_val": 16,
+                                          "n_test": 16, "seeds": 1, "batch_size": 2,
+                                          "client_mem_multiples": [1.0, 2.0], "client_perf": [1.0, 2.0]})
+    s = settings(p)
+    assert s["input_shape"] == [3, 32, 32] and s["num_classes"] == 256
+    d = load_data(s)
+    (x, y), _ = d["clients"][0]
+    plan = common.plan(build_atoms(s), (2, 3, 32, 32), 256, s["budget_fraction"], s["head_rule"], 120_000_000)
+    model = common.Cascade(build_atoms(s), plan["modules"], plan["out_shapes"], 256, s["head_rule"])
+    r = common.local_train(model, x, y, {**CFG, "batch_size": 2, "local_steps": 1, "arm": "cascade",
+                                         "modules": [0], "eps": 8 / 255, "step": 2 / 255}, 0, seed=0)
+    assert r.state
+    with pytest.raises(ParameterError, match="does not take caltech256 images"):
+        resolve(chapter.PARAMS, "paper", {"dataset": "caltech256"})
+
+
+def test_the_feature_space_attack_stays_in_its_l2_ball_and_above_zero_after_a_relu():
+    model, (x, y) = tiny_model(), data(8)
+    with torch.no_grad():
+        z = model.run(x, 0, 0)  # post-ReLU features: all >= 0
+    cfg = {**CFG, "alpha": 0.5, "stage_eps": 2.0, "train_steps": 3}
+    z_adv = common.attack_stage_input(model, z, y, 1, 1, cfg, torch.Generator().manual_seed(0))
+    moved = (z_adv - z).flatten(1).norm(dim=1)
+    assert (moved <= 0.5 * 2.0 + 1e-5).all() and moved.max() > 0.5  # inside α·ε, and it does move
+    assert (z_adv >= 0).all()
+    loss = common.stage_objective
+    assert loss(model, z_adv, y, 1, 1, 1e-3, 1.0) > loss(model, z, y, 1, 1, 1e-3, 1.0)  # it ascends the loss
