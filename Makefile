@@ -67,9 +67,10 @@ smoke:
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
+# Everything runs in a loopback-only network namespace where one can be made (scripts/loopback): the FedProphet
+# chapter starts Flower and Ray (the book test and nbval run it), and nothing here needs another address.
 test: setup apt-test lint
-	$(BIN)/pytest tests
-	# The notebooks run in a loopback-only network namespace: FedProphet's starts Flower and Ray.
+	scripts/loopback $(BIN)/pytest tests
 	scripts/loopback $(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
 
 bench: setup
