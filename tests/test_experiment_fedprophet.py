@@ -108,9 +108,11 @@ def test_parameters_are_checked_before_any_work():
 def test_the_arms_run_in_order_with_fedprophets_mu_selected():
     p = resolve(chapter.PARAMS, "cpu", {})
     names = [a["name"] for a in arm_specs(p)]
-    assert names == ["jFAT", "cascade μ=0", "cascade μ=0.0001", "cascade μ=0.001", "FedProphet"]
-    assert arm_specs(p)[-1]["mu"] == "select"
-    assert arm_specs({**p, "mus": [0.0]})[-1]["mu"] == 0.0
+    assert names == ["jFAT", "cascade μ=0", "cascade μ=0.001", "FedProphet", "FedProphet − APA"]
+    assert arm_specs(p)[-2]["mu"] == arm_specs(p)[-1]["mu"] == "select" and arm_specs(p)[-1]["apa"] is False
+    assert arm_specs({**p, "mus": [0.0], "ablate_apa": False})[-1]["mu"] == 0.0
+    assert arm_specs({**p, "ablate_dma": True})[-1] == {"name": "FedProphet − DMA", "arm": "fedprophet",
+                                                         "mu": "select", "dma": "off"}
     s = settings(p)
     assert s["seeds"] == [0, 1, 2] and s["n_clients"] == 6 and s["input_shape"] == [1, 28, 28]
 
@@ -145,10 +147,10 @@ def test_the_paper_profile_loads_cifar10_and_trains_vgg16_bn_on_generated_images
 def fake_results(accs: dict[str, list[tuple[float, float]]], vals: dict[str, list[float]] | None = None,
                  memory: dict[str, int] | None = None, seconds: dict[str, float] | None = None) -> FedProphetResults:
     """Runs with the given test (clean, PGD) per seed; every client of every arm with the arm's memory and time."""
-    mus = {"jFAT": 0.0, "FedProphet": 1e-3}
+    mus = {"jFAT": 0.0, "FedProphet": 1e-3, "FedProphet − APA": 1e-3}
     runs = []
     for arm, per_seed in accs.items():
-        kind = "jfat" if arm == "jFAT" else "fedprophet" if arm == "FedProphet" else "cascade"
+        kind = "jfat" if arm == "jFAT" else "fedprophet" if arm.startswith("FedProphet") else "cascade"
         mu = float(arm.split("=")[1]) if "=" in arm else mus[arm]
         for seed, (clean, pgd) in enumerate(per_seed):
             val = (vals or {}).get(arm, [0.5] * len(per_seed))[seed]
@@ -160,7 +162,7 @@ def fake_results(accs: dict[str, list[tuple[float, float]]], vals: dict[str, lis
                          "val": {"clean": val, "pgd": val}, "clients": clients, "bytes_down": 1, "bytes_up": 1,
                          "stage_eps": [0.0, 1.0], "stage_norm": [2.0], "log": []})
     s = {"client_mem_multiples": [1.0, 2.0], "client_perf": [1.0, 1.0], "strong_eval": 0, "rounds": 1}
-    return FedProphetResults(s, {"modules": [["a"], ["b"]]}, runs, 0.0, False)
+    return FedProphetResults(s, {"modules": [["a"], ["b"]], "budget_bytes": 40, "full_bytes": 100}, runs, 0.0, False)
 
 
 def verdicts(results: FedProphetResults) -> dict[str, str]:
@@ -209,6 +211,18 @@ def test_c4_and_c5():
     assert v["C4"] == "reproduced" and v["C5"] == "partly"  # 3× faster: short of 10.8×
     same = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, 0.001), "FedProphet": SEEDS3})
     assert verdicts(same)["C4"] == "not reproduced"
+
+
+def test_the_fedprophet_comparisons_pair_each_seed_with_the_cascade_at_its_mu():
+    accs = {"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.1), "cascade μ=0.001": shifted(0, -0.3),
+            "FedProphet": shifted(-0.05, -0.2), "FedProphet − APA": shifted(-0.04, -0.2)}
+    r = fake_results(accs)  # FedProphet's μ is 0.001 in fake_results: paired with "cascade μ=0.001"
+    table = report.fedprophet_table(r)
+    assert table.loc["the cascade at the same seed and μ", "clean acc."].startswith("-0.050")
+    assert table.loc["the cascade at the same seed and μ", "pgd acc."].startswith("+0.100")
+    assert table.loc["FedProphet − APA", "clean acc."].startswith("-0.010")
+    assert "No APGD control" in report.masking_sentence(r) and "jFAT's seed sd" in report.spread_sentence(r)
+    assert report.apa_sentence(r) == ""  # no per-round log in these fake runs
 
 
 def test_claims_whose_arms_did_not_run_are_not_comparable():

@@ -32,7 +32,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("hwsw", "Collaborative hardware and software design in the era of LLMs", "2410.07265",
             "survey: cost model and measured roofline", {"smoke": 0.5, "cpu": 3.0, "paper": 3.0}),
     Chapter("fedprophet", "FedProphet: memory-efficient federated adversarial training", "2409.08372",
-            "method, federated", {"smoke": 0.6, "cpu": 9.5, "paper": 50_000.0}),
+            "method, federated", {"smoke": 0.8, "cpu": 9.5, "paper": 50_000.0}),
     Chapter("clat", "CLAT: critical-layer adversarial training", "2408.10204", "method",
             {"smoke": 0.5, "cpu": 14.0, "paper": 600.0}),
     Chapter("oodv2", "Generalized OOD detection and beyond in the VLM era", "2407.21794",

@@ -31,15 +31,19 @@ class FedProphetResults:
 
 def arm_specs(p: dict[str, Any]) -> list[dict[str, Any]]:
     """The runs per seed, in order: jFAT, one cascade per μ, then FedProphet (whose μ is selected among the
-    cascade runs on validation when there are several)."""
+    cascade runs on validation when there are several) and its ablations without APA or without DMA."""
     specs: list[dict[str, Any]] = []
     if "jfat" in p["arms"]:
         specs.append({"name": "jFAT", "arm": "jfat"})
     if "cascade" in p["arms"]:
         specs += [{"name": f"cascade μ={mu:g}", "arm": "cascade", "mu": mu} for mu in p["mus"]]
     if "fedprophet" in p["arms"]:
-        specs.append({"name": "FedProphet", "arm": "fedprophet",
-                      "mu": "select" if len(p["mus"]) > 1 else p["mus"][0]})
+        mu = "select" if len(p["mus"]) > 1 else p["mus"][0]
+        specs.append({"name": "FedProphet", "arm": "fedprophet", "mu": mu})
+        if p["ablate_apa"]:
+            specs.append({"name": "FedProphet − APA", "arm": "fedprophet", "mu": mu, "apa": False})
+        if p["ablate_dma"]:
+            specs.append({"name": "FedProphet − DMA", "arm": "fedprophet", "mu": mu, "dma": "off"})
     return specs
 
 

@@ -114,13 +114,14 @@ class FedProphetStrategy(Strategy):
         pids = self.sampled(server_round)
         if self.kind == "jfat":
             return {pid: list(range(self.model.n_modules)) for pid in pids}
-        if self.kind == "cascade" or self.s["dma"] == "off":
+        dma = self.arm.get("dma", self.s["dma"])  # an ablation arm may switch it off
+        if self.kind == "cascade" or dma == "off":
             return {pid: [self.stage] for pid in pids}
         budget = self.plan["budget_bytes"]
         mem = [int(self.s["client_mem_multiples"][pid] * budget) for pid in pids]
         perf = [float(self.s["client_perf"][pid]) for pid in pids]
         lists = fp.assign_modules(self.stage, mem, perf, self.plan["module_bytes"], self.plan["module_macs"],
-                                  by_flops=self.s["dma"] == "flops+memory")
+                                  by_flops=dma == "flops+memory")
         return dict(zip(pids, lists, strict=True))
 
     def _task(self, op: str, modules: list[int], server_round: int, alpha: float | None = None) -> dict:
@@ -177,7 +178,7 @@ class FedProphetStrategy(Strategy):
         ratio = r["clean"] / max(r["pgd"], 1e-3)
         score = r["clean"] + self.target_ratio * r["pgd"]
         self.ratios.append(ratio)
-        if self.kind == "fedprophet" and self.stage > 0 and self.s["apa"]:
+        if self.kind == "fedprophet" and self.stage > 0 and self.arm.get("apa", self.s["apa"]):
             length = self.lengths[self.stage]
             every = max(1, int(0.1 * length))
             if self.stage_round >= max(1, math.ceil(0.05 * length)) and self.stage_round % every == 0:
