@@ -410,15 +410,15 @@ def apa_sentence(results: FedProphetResults) -> str:
     alphas, ratios = [], []
     for s in seeds(results):
         fed = _run(results, FEDPROPHET, s)
-        alphas += [e["alpha"] for e in fed["log"]]
+        alphas += [e["alpha"] for e in fed["log"] if e["stage"] > 0]  # stage 0 attacks pixels: no α
         match = [r for r in results.runs if r["seed"] == s and r["kind"] == "cascade" and r["mu"] == fed["mu"]]
         if match and len(match[0]["stage_eps"]) > 2:
             ratios += [f / c for f, c in zip(fed["stage_eps"][2:], match[0]["stage_eps"][2:], strict=True) if c > 0]
     if not alphas:
         return ""
-    text = f"Under APA, FedProphet's α ranged over {min(alphas):.1f}–{max(alphas):.1f} (each stage starts at " \
-           f"{results.settings['eps_quantile']:g})"
+    text = (f"Under APA, FedProphet's α in the feature-space stages ranged over {min(alphas):.1f}–{max(alphas):.1f}"
+            f" (each stage starts at {results.settings['eps_quantile']:g})")
     if ratios:
-        text += (f"; from stage 3 on, the radius ε_m it measured was {min(ratios):.1f}–{max(ratios):.1f}× the "
+        text += (f"; from module 3 on, the radius ε_m it measured was {min(ratios):.1f}–{max(ratios):.1f}× the "
                  "cascade's at the same seed and μ, because each stage's α·ε feeds the next measurement")
     return text + "."
