@@ -26,7 +26,7 @@ needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="strace
 TINY = dict(arms=["jfat", "cascade", "fedprophet"], mus=[0.0, 1e-3], seeds=1, width=4, blocks=1, clients=2,
             clients_per_round=2, n_train=64, n_val=32, n_test=32, rounds=3, local_steps=1, batch_size=16,
             test_steps=1, strong_eval=0, client_mem_multiples=[1.0, 4.0], client_perf=[1.0, 4.0],
-            measure_samples=16)
+            measure_samples=16, ablate_apa=False, ablate_dma=False)  # the smoke notebook runs the ablation arms
 
 
 def outside_connects(trace: str) -> list[str]:
