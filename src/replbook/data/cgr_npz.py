@@ -134,7 +134,7 @@ def read_verified(folder: Path, name: str, sha256: str, command: str = INDEX_COM
     if actual != sha256:
         raise ChecksumMismatch(f"sha256 of {folder / name} is {actual}, {folder / INDEX} says {sha256}: the file was "
                                f"altered or comes from another preparation; restore it, or if the data changed on "
-                               f"purpose, regenerate the index: {INDEX_COMMAND}")
+                               f"purpose, regenerate the index: {command}")
     return data
 
 

@@ -1,0 +1,212 @@
+"""The OSR-ViT chapter's ``paper`` profile: the VOC→COCO open-set benchmark and DINOv2, through the same protocol as
+the miniature (:mod:`.common`).
+
+**Data.** Training: PASCAL VOC 2007 + 2012 ``trainval`` (the 20 VOC classes are the known ones; ``difficult``
+objects left out). Test: COCO 2017 ``val``, where the 20 classes that VOC shares are known and the other 60 unknown
+(the class map of the first author's ``voccoco.py`` config [code]). Two manifests name the folders:
+
+* ``voc0712`` (``REPLBOOK_VOC``): a ``VOCdevkit`` folder with ``VOC2007/`` and ``VOC2012/`` (``Annotations/``,
+  ``ImageSets/Main/trainval.txt``, ``JPEGImages/``) and our ``SHA256SUMS`` index of every file used;
+* ``coco2017-val`` (``REPLBOOK_COCO``): a folder with ``val2017/`` and ``annotations/instances_val2017.json``, and its
+  ``SHA256SUMS``.
+
+Every file is checked against its index before it is parsed or decoded. Images are resized (squashed) to
+``image_size`` × ``image_size`` and read lazily, one batch at a time.
+
+**Models.** THPN and the baseline are the dense detectors of the miniature at ``det_width`` channels on RGB input
+(not mmdet's ResNet-50-FPN, which needs a CUDA build of mmcv). The classifier's backbone is ``transformers``'
+``Dinov2Model`` from the manifest ``dinov2`` names (the local Hugging Face cache) or from a folder; never the
+network.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from replbook import osr
+from replbook.assets import AssetError, resolve
+from replbook.cache import train_or_load
+from replbook.data.cgr_npz import read_index, read_verified
+from replbook.experiments.osrvit.common import DETECTOR_CODE, DetectionSplit, Splits, run_seed, train_detector
+from replbook.models.dense_detector import DenseDetector
+from replbook.models.vit_encoder import ImageEncoder
+from replbook.profiles import resolve_device
+from replbook.progress import progress
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+#: COCO's names of the VOC classes, in VOC's order (the rest of COCO's 80 are the unknown classes).
+VOC_TO_COCO = ("airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "dining table",
+               "dog", "horse", "motorcycle", "person", "potted plant", "sheep", "couch", "train", "tv")
+DINOV2_MANIFESTS = ("dinov2-small", "dinov2-base")
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+VOC_INDEX = ("cd $REPLBOOK_VOC && find VOC2007 VOC2012 -type f \\( -name '*.jpg' -o -name '*.xml' -o -name "
+             "trainval.txt \\) | sort | xargs sha256sum > SHA256SUMS")
+COCO_INDEX = ("cd $REPLBOOK_COCO && find val2017 annotations/instances_val2017.json -type f | sort | xargs sha256sum "
+              "> SHA256SUMS")
+
+
+class VerifiedImages:
+    """Lazy images: ``self[i]`` → [3, size, size] float32 in [0, 1], the file checked against its index first."""
+
+    def __init__(self, folder: Path, names: list[str], index: dict[str, str], size: int, command: str):
+        self.folder, self.names, self.index, self.size, self.command = folder, names, index, size, command
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def digests(self) -> list[str]:
+        """The images' sha256 from the index (the cache keys: content, not names)."""
+        return [self.index[n] for n in self.names]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from PIL import Image
+
+        data = read_verified(self.folder, self.names[i], self.index[self.names[i]], self.command)
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = np.asarray(image.convert("RGB").resize((self.size, self.size), Image.BILINEAR))
+        return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _listed(index: dict[str, str], name: str, command: str, folder: Path) -> str:
+    if name not in index:
+        raise AssetError(f"{folder / 'SHA256SUMS'} does not list {name}; add the file and regenerate the index: "
+                         f"{command}")
+    return name
+
+
+def load_voc(size: int) -> DetectionSplit:
+    """VOC 2007 + 2012 ``trainval``: boxes scaled to ``size`` × ``size``, labels 0 … 19 in :data:`VOC_CLASSES`'s
+    order, ``difficult`` objects left out."""
+    (index_file,) = resolve("voc0712").values()
+    folder, index = index_file.parent, read_index(index_file, VOC_INDEX)
+    names, truths = [], []
+    for year in ("VOC2007", "VOC2012"):
+        ids_name = f"{year}/ImageSets/Main/trainval.txt"
+        if ids_name not in index:
+            continue
+        ids = read_verified(folder, ids_name, index[ids_name], VOC_INDEX).decode().split()
+        for image_id in ids:
+            xml = read_verified(folder, _listed(index, f"{year}/Annotations/{image_id}.xml", VOC_INDEX, folder),
+                                index[f"{year}/Annotations/{image_id}.xml"], VOC_INDEX)
+            root = ET.fromstring(xml)
+            w, h = float(root.findtext("size/width")), float(root.findtext("size/height"))
+            boxes, labels = [], []
+            for obj in root.iter("object"):
+                if obj.findtext("difficult", "0").strip() == "1":
+                    continue
+                name = obj.findtext("name").strip()
+                if name not in VOC_CLASSES:
+                    raise AssetError(f"{folder}/{year}/Annotations/{image_id}.xml: unknown VOC class {name!r}.")
+                bb = obj.find("bndbox")
+                # VOC's corners are 1-based and inclusive
+                x1, y1, x2, y2 = (float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+                boxes.append([(x1 - 1) * size / w, (y1 - 1) * size / h, x2 * size / w, y2 * size / h])
+                labels.append(VOC_CLASSES.index(name))
+            names.append(_listed(index, f"{year}/JPEGImages/{image_id}.jpg", VOC_INDEX, folder))
+            truths.append(osr.ImageTruth(np.array(boxes, float).reshape(-1, 4), np.array(labels, np.int64)))
+    if not names:
+        raise AssetError(f"{index_file} lists no VOC2007 or VOC2012 trainval.txt; regenerate it: {VOC_INDEX}")
+    return DetectionSplit(VerifiedImages(folder, names, index, size, VOC_INDEX), truths)
+
+
+def load_coco_val(size: int, limit: int) -> DetectionSplit:
+    """The first ``limit`` COCO 2017 val images (by id) with any annotation: the 20 VOC classes labelled 0 … 19,
+    the other 60 classes 20 … 79 (unknown); crowd regions left out."""
+    (index_file,) = resolve("coco2017-val").values()
+    folder, index = index_file.parent, read_index(index_file, COCO_INDEX)
+    ann_name = _listed(index, "annotations/instances_val2017.json", COCO_INDEX, folder)
+    coco = json.loads(read_verified(folder, ann_name, index[ann_name], COCO_INDEX))
+    cats = {c["id"]: c["name"] for c in coco["categories"]}
+    missing = [n for n in VOC_TO_COCO if n not in cats.values()]
+    if missing:
+        raise AssetError(f"{folder / ann_name}: categories {missing} are missing; is it COCO's instances file?")
+    unknown = sorted(n for n in cats.values() if n not in VOC_TO_COCO)
+    label_of = {cid: (VOC_TO_COCO.index(n) if n in VOC_TO_COCO else len(VOC_TO_COCO) + unknown.index(n))
+                for cid, n in cats.items()}
+    per_image: dict[int, list[dict]] = {}
+    for a in coco["annotations"]:
+        if not a.get("iscrowd", 0):
+            per_image.setdefault(a["image_id"], []).append(a)
+    images = {im["id"]: im for im in coco["images"]}
+    names, truths = [], []
+    for image_id in sorted(per_image)[:limit]:
+        im = images[image_id]
+        sx, sy = size / im["width"], size / im["height"]
+        boxes = [[a["bbox"][0] * sx, a["bbox"][1] * sy, (a["bbox"][0] + a["bbox"][2]) * sx,
+                  (a["bbox"][1] + a["bbox"][3]) * sy] for a in per_image[image_id]]
+        names.append(_listed(index, f"val2017/{im['file_name']}", COCO_INDEX, folder))
+        truths.append(osr.ImageTruth(np.array(boxes, float).reshape(-1, 4),
+                                     np.array([label_of[a["category_id"]] for a in per_image[image_id]], np.int64)))
+    return DetectionSplit(VerifiedImages(folder, names, index, size, COCO_INDEX), truths)
+
+
+def load_dinov2(name: str, random_init: bool = False) -> ImageEncoder:
+    """DINOv2 (``Dinov2Model``) from one of :data:`DINOV2_MANIFESTS` (resolved in the local Hugging Face cache,
+    never downloaded) or a folder; ``random_init`` keeps its configuration with fresh weights (the control)."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    if name in DINOV2_MANIFESTS:
+        folder = str(next(iter(resolve(name).values())).parent)
+    elif os.path.isdir(name):
+        folder = name
+    else:
+        raise AssetError(f"parameter 'dinov2': {name!r} is neither a folder nor one of {list(DINOV2_MANIFESTS)}; "
+                         f"give a folder with a saved Dinov2Model (config.json, model.safetensors) or a manifest.")
+    if random_init:
+        torch.manual_seed(0)
+        model = Dinov2Model(Dinov2Config.from_pretrained(folder, local_files_only=True))
+    else:
+        model = Dinov2Model.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    return ImageEncoder(model.eval(), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def run_paper(p: dict[str, Any]) -> dict[str, Any]:
+    """VOC→COCO: VOC trainval (the last ``n_val`` of a fixed shuffle held out for τ_ood), COCO val as the test, the
+    dense detectors trained on each fraction, DINOv2 as the classifier's backbone."""
+    torch.set_num_threads(p["threads"])
+    device = resolve_device(p["device"])
+    voc = load_voc(p["image_size"])
+    order = np.random.default_rng(0).permutation(len(voc))
+    n_val = min(p["n_val"], len(voc) - 1)
+    train = voc.subset(np.sort(order[n_val:][:p["n_train"]]))
+    splits = Splits(train, voc.subset(np.sort(order[:n_val])), load_coco_val(p["image_size"], p["n_test"]),
+                    len(VOC_CLASSES))
+    encoders = {"osrvit": load_dinov2(p["dinov2"]).to(device)}
+    if "osrvit-random" in p["arms"]:
+        encoders["osrvit-random"] = load_dinov2(p["dinov2"], random_init=True).to(device)
+
+    def train_detectors(sub: DetectionSplit, seed: int) -> tuple[dict[str, torch.nn.Module], dict]:
+        models, curves = {}, {}
+        for name, n_cls in (("thpn", 1), ("baseline", len(VOC_CLASSES) + 1)):
+            torch.manual_seed(seed)
+            model = DenseDetector(n_cls, width=p["det_width"], in_channels=3).to(device)
+            curves[name] = train_or_load(
+                f"osrvit-paper-{name}", model,
+                lambda model=model: train_detector(model, sub, steps=p["det_steps"], batch_size=p["det_batch"],
+                                                   lr=p["det_lr"], seed=seed),
+                data=(sub.images.digests, [(t.boxes, t.labels) for t in sub.truths]),
+                hyper={k: p[k] for k in ("det_width", "det_steps", "det_batch", "det_lr", "image_size")} | {
+                    "seed": seed},
+                code=DETECTOR_CODE)
+            models[name] = model
+        return models, curves
+
+    runs = [run_seed(p, splits, encoders, f, s, train_detectors)
+            for f in progress(p["fractions"], desc="fractions") for s in range(p["seeds"])]
+    # the figure's thumbnails: at most 128 px a side (the record keeps them), boxes divided by example_scale
+    scale = max(1, p["image_size"] // 128)
+    first = torch.nn.functional.avg_pool2d(splits.test.batch(range(p["n_examples"])), scale)
+    return {"runs": runs, "pretrain": None, "n_known": splits.n_known, "example_scale": scale,
+            "test_images": first.permute(0, 2, 3, 1).numpy().round(3).tolist(),
+            "test_truths": [{"boxes": t.boxes.tolist(), "labels": t.labels.tolist()}
+                            for t in splits.test.truths[:p["n_examples"]]]}
