@@ -15,8 +15,12 @@ Every file is checked against its index before it is parsed or decoded. Images a
 
 **Models.** THPN and the baseline are the dense detectors of the miniature at ``det_width`` channels on RGB input
 (not mmdet's ResNet-50-FPN, which needs a CUDA build of mmcv). The classifier's backbone is ``transformers``'
-``Dinov2Model`` from the manifest ``dinov2`` names (the local Hugging Face cache) or from a folder; never the
-network.
+``Dinov2Model`` (safetensors only) from the folder the manifest ``dinov2`` names (``REPLBOOK_DINOV2_SMALL`` /
+``_BASE``) or from a folder given instead; never the network. It embeds the crops at their own size
+(``crop_size``, a multiple of its 14-pixel patch), interpolating its position embeddings.
+
+**Not done here:** COCO's crowd regions are dropped rather than ignored (a detection on a crowd counts as a false
+positive); every training step re-reads and decodes its images (a decoded cache would speed a GPU run up).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from replbook.data.cgr_npz import read_index, read_verified
 from replbook.experiments.osrvit.common import DETECTOR_CODE, DetectionSplit, Splits, run_seed, train_detector
 from replbook.models.dense_detector import DenseDetector
 from replbook.models.vit_encoder import ImageEncoder
-from replbook.profiles import resolve_device
+from replbook.profiles import ParameterError, resolve_device
 from replbook.progress import progress
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -151,8 +155,8 @@ def load_coco_val(size: int, limit: int) -> DetectionSplit:
 
 
 def load_dinov2(name: str, random_init: bool = False) -> ImageEncoder:
-    """DINOv2 (``Dinov2Model``) from one of :data:`DINOV2_MANIFESTS` (resolved in the local Hugging Face cache,
-    never downloaded) or a folder; ``random_init`` keeps its configuration with fresh weights (the control)."""
+    """DINOv2 (``Dinov2Model``) from one of :data:`DINOV2_MANIFESTS` (the local folder its manifest names, never
+    downloaded) or a folder; ``random_init`` keeps its configuration with fresh weights (the control)."""
     from transformers import Dinov2Config, Dinov2Model
 
     if name in DINOV2_MANIFESTS:
@@ -182,6 +186,10 @@ def run_paper(p: dict[str, Any]) -> dict[str, Any]:
     splits = Splits(train, voc.subset(np.sort(order[:n_val])), load_coco_val(p["image_size"], p["n_test"]),
                     len(VOC_CLASSES))
     encoders = {"osrvit": load_dinov2(p["dinov2"]).to(device)}
+    patch = encoders["osrvit"].backbone.config.patch_size
+    if p["crop_size"] % patch:
+        raise ParameterError(f"parameter 'crop_size' ({p['crop_size']}) must be a multiple of DINOv2's patch "
+                             f"({patch}), e.g. 224.")
     if "osrvit-random" in p["arms"]:
         encoders["osrvit-random"] = load_dinov2(p["dinov2"], random_init=True).to(device)
 
