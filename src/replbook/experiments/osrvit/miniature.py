@@ -165,9 +165,9 @@ def run_miniature(p: dict[str, Any]) -> dict[str, Any]:
     threads = 1 if p["workers"] > 1 else p["threads"]
     trainings = [("vit", 1.0, 0, p)] if "osrvit" in p["arms"] else []
     trainings += [(name, f, s, p) for f in p["fractions"] for s in range(p["seeds"]) for name in detector_names(p)]
-    in_workers(trainings, _train_job, p["workers"], threads)
+    in_workers(trainings, _train_job, p["workers"], threads, desc="training (ViT, detectors)")
     jobs = [(f, s, p) for f in p["fractions"] for s in range(p["seeds"])]
-    runs = in_workers(jobs, _job, p["workers"], threads)
+    runs = in_workers(jobs, _job, p["workers"], threads, desc="evaluating (fraction, seed)")
     torch.set_num_threads(p["threads"])
     log = pretrained_vit(p)[1] if "osrvit" in p["arms"] else None
     splits = make_splits(p)
