@@ -240,36 +240,31 @@ def _class_matches(dets: Sequence[ImageDetections], gts: Sequence[ImageTruth], c
 
 
 def mean_ap(dets: Sequence[ImageDetections], gts: Sequence[ImageTruth], classes: Sequence[int],
-            iou_thrs: Sequence[float] = (0.5,), max_dets: int = 100, image_weights: np.ndarray | None = None) -> float:
+            iou_thrs: Sequence[float] = (0.5,), max_dets: int = 100) -> float:
     """COCO-style mAP: the mean over ``classes`` with ground truth and over ``iou_thrs`` of :func:`ap_from_matches`
-    (AP@0.5 with the default; ``COCO_IOUS`` gives AP@[.5:.95]). ``image_weights`` [n_images]
-    resample images (a bootstrap)."""
+    (AP@0.5 with the default; ``COCO_IOUS`` gives AP@[.5:.95])."""
     if len(dets) != len(gts):
         raise ValueError(f"mean_ap needs one detection set per image; got {len(dets)} for {len(gts)} images.")
-    w = np.ones(len(gts)) if image_weights is None else np.asarray(image_weights, dtype=np.float64)
     aps = []
     for thr in iou_thrs:
         for cls in classes:
             scores, tps, n_gt = _class_matches(dets, gts, cls, thr, max_dets)
-            total = float((w * n_gt).sum())
-            if total == 0:
+            if n_gt.sum() == 0:
                 continue
-            per_det_w = np.concatenate([np.full(len(s), wi) for s, wi in zip(scores, w, strict=True)])
-            aps.append(ap_from_matches(np.concatenate(scores), np.concatenate(tps), total, per_det_w))
+            aps.append(ap_from_matches(np.concatenate(scores), np.concatenate(tps), float(n_gt.sum())))
     return float(np.mean(aps)) if aps else float("nan")
 
 
 def recall_at_k(dets: Sequence[ImageDetections], gts: Sequence[ImageTruth], k: int, iou_thr: float = 0.5,
-                gt_mask: Sequence[np.ndarray] | None = None, image_weights: np.ndarray | None = None) -> float:
+                gt_mask: Sequence[np.ndarray] | None = None) -> float:
     """Class-agnostic recall: the share of ground truths (those of ``gt_mask`` per image, default all) matched one
     to one (:func:`match_greedy`) by an image's ``k`` highest-scoring detections, labels ignored."""
-    w = np.ones(len(gts)) if image_weights is None else np.asarray(image_weights, dtype=np.float64)
     hit, total = 0.0, 0.0
     for i, (d, g) in enumerate(zip(dets, gts, strict=True)):
         gb = g.boxes if gt_mask is None else g.boxes[gt_mask[i]]
         top = np.argsort(-d.scores, kind="stable")[:k]
-        hit += w[i] * float((match_greedy(d.boxes[top], d.scores[top], gb, iou_thr) >= 0).sum())
-        total += w[i] * len(gb)
+        hit += float((match_greedy(d.boxes[top], d.scores[top], gb, iou_thr) >= 0).sum())
+        total += len(gb)
     return hit / total if total else float("nan")
 
 
