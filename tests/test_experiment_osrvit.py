@@ -179,6 +179,9 @@ def test_verdicts_reproduced_partly_and_not():
     assert v["C2a"] == "partly"  # a 10% lead: above 0, short of 18%
     assert v["C3a"] == "partly"  # a +0.03 lead at 10%, but no larger than at 100%
     assert v["C3b"] == "not comparable"  # no 25% run
+    narrowing = fake_results({("osrvit", 1.0): 0.20, ("baseline", 1.0): 0.40, ("osrvit", 0.1): 0.20,
+                              ("baseline", 0.1): 0.25})
+    assert verdicts(narrowing)["C3a"] == "partly"  # the deficit shrinks from 0.20 to 0.05, but there is no lead
     worse = fake_results({("osrvit", 1.0): 0.20, ("baseline", 1.0): 0.30})
     assert verdicts(worse)["C2a"] == "not reproduced" and verdicts(worse)["C3a"] == "not comparable"
     noisy = fake_results({("osrvit", 1.0): 0.34, ("baseline", 1.0): 0.30}, spread=0.08)

@@ -50,7 +50,8 @@ CLAIMS: dict[str, tuple[str, str | None, str]] = {
     "C3b": ("OSR-ViT on 25% of the data beats the baseline trained on 100% (AOSP, reconstructed)",
             "VOC25→COCO: the lightest OSR-ViT reaches 20.6% AOSP, above every baseline trained on 100% of the data",
             "third-party summary of v1 [abs], unverified"),
-    "C4": ("The paper's VOC→COCO numbers", "ID mAP 30.2–31.5%; OOD AR@100 43.2%",
+    "C4": ("The paper's VOC→COCO numbers", "ID mAP 30.2–31.5% across OSR-ViT configurations; OOD AR@100 43.2% "
+           "(configuration not stated)",
            "third-party summary of v1 [abs], unverified"),
 }
 
