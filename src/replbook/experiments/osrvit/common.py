@@ -25,10 +25,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from replbook import osr
+from replbook.cache import train_or_load
 from replbook.models.dense_detector import DenseDetector
 from replbook.models.vit_encoder import ImageEncoder
 
 ARMS = ("baseline", "osrvit", "osrvit-random")
+#: The dense detectors every run trains: THPN for the OSR-ViT arms, and the baseline.
+DETECTORS = ("thpn", "baseline")
 
 
 @dataclass
@@ -42,6 +45,10 @@ class DetectionSplit:
 
     def __len__(self) -> int:
         return len(self.truths)
+
+    def content_key(self) -> Any:
+        """What identifies the images in a cache key: the tensor itself, or a lazy reader's file digests."""
+        return self.images if isinstance(self.images, Tensor) else self.images.digests
 
     def batch(self, idx: Sequence[int]) -> Tensor:
         return torch.stack([torch.as_tensor(self.images[int(i)]) for i in idx])
@@ -191,6 +198,25 @@ def train_detector(model: DenseDetector, data: DetectionSplit, *, steps: int, ba
 #: Everything that decides a detector's trained weights (the cache key's code).
 DETECTOR_CODE = (train_detector, detector_loss, assign_locations, iou_loss, flip_batch, osr.centerness_targets,
                  osr.encode_ltrb, osr.decode_ltrb, osr.box_area, DenseDetector)
+
+
+def train_dense(p: dict[str, Any], name: str, sub: DetectionSplit, seed: int, n_known: int, *, prefix: str,
+                in_channels: int = 1, device: torch.device | str = "cpu",
+                hyper_keys: Sequence[str] = ("det_width", "det_steps", "det_batch", "det_lr"),
+                ) -> tuple[nn.Module, dict]:
+    """THPN (``name`` "thpn": one foreground logit) or the baseline ("baseline": K + 1 logits) trained on ``sub``,
+    from the cache when this code, these settings (``hyper_keys`` of ``p``) and these images trained it before.
+    Returns the model and its loss curve."""
+    torch.manual_seed(seed)
+    model = DenseDetector(1 if name == "thpn" else n_known + 1, width=p["det_width"], in_channels=in_channels)
+    model = model.to(device)
+    curve = train_or_load(
+        f"{prefix}-{name}", model,
+        lambda: train_detector(model, sub, steps=p["det_steps"], batch_size=p["det_batch"], lr=p["det_lr"],
+                               seed=seed),
+        data=(sub.content_key(), [(t.boxes, t.labels) for t in sub.truths]),
+        hyper={**{k: p[k] for k in hyper_keys}, "seed": seed}, code=DETECTOR_CODE)
+    return model, curve
 
 
 @dataclass

@@ -17,14 +17,13 @@ from replbook.cache import train_or_load
 from replbook.data import shape_scenes
 from replbook.data.shape_scenes import AUXILIARY, KNOWN, UNKNOWN, Scene, make_scenes
 from replbook.experiments.osrvit.common import (
-    DETECTOR_CODE,
+    DETECTORS,
     DetectionSplit,
     Splits,
     fraction_indices,
     run_seed,
-    train_detector,
+    train_dense,
 )
-from replbook.models.dense_detector import DenseDetector
 from replbook.models.vit_encoder import ImageEncoder, tiny_vit
 from replbook.parallel import in_workers
 from replbook.progress import progress
@@ -111,30 +110,9 @@ def pretrained_vit(p: dict[str, Any]) -> tuple[ImageEncoder, dict[str, Any]]:
     return encoder, log
 
 
-def detector_names(p: dict[str, Any]) -> list[str]:
-    """The dense detectors the arms need: THPN for the OSR-ViT arms, the baseline for itself."""
-    return (["thpn"] if any(a.startswith("osrvit") for a in p["arms"]) else []) + (
-        ["baseline"] if "baseline" in p["arms"] else [])
-
-
-def train_one(p: dict[str, Any], name: str, sub: DetectionSplit, seed: int) -> tuple[nn.Module, dict]:
-    """THPN (one foreground logit) or the baseline (K + 1 logits) trained on ``sub``, from the cache when this code
-    and these settings trained it before."""
-    torch.manual_seed(seed)
-    model = DenseDetector(1 if name == "thpn" else len(KNOWN) + 1, width=p["det_width"])
-    hyper = {k: p[k] for k in ("det_width", "det_steps", "det_batch", "det_lr")}
-    curve = train_or_load(
-        f"osrvit-{name}", model,
-        lambda: train_detector(model, sub, steps=p["det_steps"], batch_size=p["det_batch"], lr=p["det_lr"],
-                               seed=seed),
-        data=(sub.images, [(t.boxes, t.labels) for t in sub.truths]), hyper={**hyper, "seed": seed},
-        code=DETECTOR_CODE)
-    return model, curve
-
-
 def train_detectors(p: dict[str, Any], sub: DetectionSplit, seed: int) -> tuple[dict[str, nn.Module], dict]:
-    """Every detector the arms need, trained on ``sub`` (or loaded)."""
-    trained = {name: train_one(p, name, sub, seed) for name in detector_names(p)}
+    """THPN and the baseline trained on ``sub`` (or loaded); the arms always need both (``validate``)."""
+    trained = {name: train_dense(p, name, sub, seed, len(KNOWN), prefix="osrvit") for name in DETECTORS}
     return {k: v[0] for k, v in trained.items()}, {k: v[1] for k, v in trained.items()}
 
 
@@ -145,7 +123,8 @@ def _train_job(kind: str, fraction: float, seed: int, p: dict[str, Any], threads
         pretrained_vit(p)
     else:
         splits = make_splits(p)
-        train_one(p, kind, splits.train.subset(fraction_indices(len(splits.train), fraction, seed)), seed)
+        sub = splits.train.subset(fraction_indices(len(splits.train), fraction, seed))
+        train_dense(p, kind, sub, seed, len(KNOWN), prefix="osrvit")
 
 
 def _job(fraction: float, seed: int, p: dict[str, Any], threads: int) -> dict[str, Any]:
@@ -164,7 +143,7 @@ def run_miniature(p: dict[str, Any]) -> dict[str, Any]:
     each detector at each fraction and seed, all cached), then the evaluation of every (fraction, seed)."""
     threads = 1 if p["workers"] > 1 else p["threads"]
     trainings = [("vit", 1.0, 0, p)] if "osrvit" in p["arms"] else []
-    trainings += [(name, f, s, p) for f in p["fractions"] for s in range(p["seeds"]) for name in detector_names(p)]
+    trainings += [(name, f, s, p) for f in p["fractions"] for s in range(p["seeds"]) for name in DETECTORS]
     in_workers(trainings, _train_job, p["workers"], threads, desc="training (ViT, detectors)")
     jobs = [(f, s, p) for f in p["fractions"] for s in range(p["seeds"])]
     runs = in_workers(jobs, _job, p["workers"], threads, desc="evaluating (fraction, seed)")

@@ -37,10 +37,8 @@ import torch
 
 from replbook import osr
 from replbook.assets import AssetError, resolve
-from replbook.cache import train_or_load
 from replbook.data.cgr_npz import read_index, read_verified
-from replbook.experiments.osrvit.common import DETECTOR_CODE, DetectionSplit, Splits, run_seed, train_detector
-from replbook.models.dense_detector import DenseDetector
+from replbook.experiments.osrvit.common import DETECTORS, DetectionSplit, Splits, run_seed, train_dense
 from replbook.models.vit_encoder import ImageEncoder
 from replbook.profiles import ParameterError, resolve_device
 from replbook.progress import progress
@@ -194,20 +192,11 @@ def run_paper(p: dict[str, Any]) -> dict[str, Any]:
         encoders["osrvit-random"] = load_dinov2(p["dinov2"], random_init=True).to(device)
 
     def train_detectors(sub: DetectionSplit, seed: int) -> tuple[dict[str, torch.nn.Module], dict]:
-        models, curves = {}, {}
-        for name, n_cls in (("thpn", 1), ("baseline", len(VOC_CLASSES) + 1)):
-            torch.manual_seed(seed)
-            model = DenseDetector(n_cls, width=p["det_width"], in_channels=3).to(device)
-            curves[name] = train_or_load(
-                f"osrvit-paper-{name}", model,
-                lambda model=model: train_detector(model, sub, steps=p["det_steps"], batch_size=p["det_batch"],
-                                                   lr=p["det_lr"], seed=seed),
-                data=(sub.images.digests, [(t.boxes, t.labels) for t in sub.truths]),
-                hyper={k: p[k] for k in ("det_width", "det_steps", "det_batch", "det_lr", "image_size")} | {
-                    "seed": seed},
-                code=DETECTOR_CODE)
-            models[name] = model
-        return models, curves
+        trained = {name: train_dense(p, name, sub, seed, len(VOC_CLASSES), prefix="osrvit-paper", in_channels=3,
+                                     device=device, hyper_keys=("det_width", "det_steps", "det_batch", "det_lr",
+                                                                "image_size"))
+                   for name in DETECTORS}
+        return {k: v[0] for k, v in trained.items()}, {k: v[1] for k, v in trained.items()}
 
     runs = [run_seed(p, splits, encoders, f, s, train_detectors)
             for f in progress(p["fractions"], desc="fractions") for s in range(p["seeds"])]

@@ -84,9 +84,6 @@ def values(results: dict[str, Any], arm: str, metric: str, fraction: float = 1.0
     return np.array([r["arms"][arm][metric] for r in _runs(results, fraction)], float)
 
 
-def _metric(results: dict[str, Any], arm: str, metric: str) -> np.ndarray:
-    return values(results, arm, metric)
-
 
 def boot(results: dict[str, Any], arm: str, metric: str, fraction: float = 1.0) -> np.ndarray:
     """The metric on every bootstrap resample [n_seeds, n_boot]."""
@@ -406,5 +403,5 @@ def findings_sentence(results: dict[str, Any]) -> str:
 
 def _seed_interval(results: dict[str, Any], metric: str) -> dict[str, Any]:
     """A metric without bootstrap draws: the per-seed differences' mean and range."""
-    d = _metric(results, "osrvit", metric) - _metric(results, "baseline", metric)
+    d = values(results, "osrvit", metric) - values(results, "baseline", metric)
     return {"mean": float(d.mean()), "lo": float(d.min()), "hi": float(d.max())}
