@@ -1,5 +1,7 @@
 # Two commands matter: `make book` (the book at the cpu profile) and `make test` (the whole suite).
-# Each installs what it needs; a second run with nothing changed installs nothing and reruns no chapter.
+# Each installs what it needs; a second run with nothing changed installs nothing and recomputes no chapter.
+# The publishing workflows call the targets below one per step (render, recompute, lint-workflows, ...), and the
+# tests run the same targets here.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,13 +14,20 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONWARNINGS := ignore::DeprecationWarning
+# apt-get needs root: sudo where we are not root (a GitHub runner), nothing where we are (the project's machines).
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-# Debian packages: what the chapters read (book) and what the tests add (a browser).
+# Debian packages: what computing the chapters reads (book) and what the tests add (a browser, the namespace tools).
 APT_BOOK := dataset-fashion-mnist espeak-ng
 # strace, iproute2 and util-linux: the Flower tests run in a loopback-only network namespace and trace its connects.
 APT_TEST := $(APT_BOOK) chromium strace iproute2 util-linux
+# Chapters for `make reproduce` / `make recompute` (default: every chapter / the compute-stale ones). Passed to the
+# recipes through the environment and expanded by the shell, so a value is only ever a list of words.
+CHAPTERS ?=
+export CHAPTERS
 
-.PHONY: setup apt-book apt-test book smoke test bench lint clean
+.PHONY: setup apt-book apt-test book render smoke smoke-results test lint lint-workflows reproduce recompute \
+	refresh-pr bench clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,11 +53,11 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 
 setup: $(STAMP)
 
-# Installs only the missing packages (needs root, as on the project's machines and in CI).
+# Installs only the missing packages.
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "apt-get install$$missing"; apt-get update -q >/dev/null && \
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; fi
+	if [ -n "$$missing" ]; then echo "apt-get install$$missing"; $(SUDO) apt-get update -q >/dev/null && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; fi
 endef
 
 apt-book:
@@ -57,21 +66,55 @@ apt-book:
 apt-test:
 	$(call apt_install,$(APT_TEST))
 
-# In a loopback-only network namespace where one can be made (scripts/loopback): FedProphet starts Flower and Ray.
-book: setup apt-book
+# The book: recompute only the chapters whose saved results are missing or compute-stale (installing the Debian
+# packages their assets come from first), re-render the stale pages from saved results, render the book. In a
+# loopback-only network namespace where one can be made (scripts/loopback): FedProphet starts Flower and Ray.
+book: setup
+	@if [ -n "$$($(BIN)/replbook stale --profile $(PROFILE))" ]; then $(MAKE) --no-print-directory apt-book; fi
 	scripts/loopback $(BIN)/replbook build --profile $(PROFILE)
+
+# Publishing: render the committed cpu results. Computes nothing, reads no asset and needs no Debian package; fails,
+# one line per chapter, where committed results are missing or compute-stale.
+render: setup
+	$(BIN)/replbook build --profile cpu --render-only
 
 smoke:
 	$(MAKE) book PROFILE=smoke
 
+# Every chapter's smoke results, computed once (each chapter in its own process); the unit tests, the smoke book
+# and nbval render from them (never committed).
+smoke-results: setup apt-test
+	scripts/loopback $(BIN)/replbook compute all --profile smoke
+
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
+# The workflows: actionlint (syntax, expressions, runner and action versions) and zizmor (security), offline.
+lint-workflows: setup
+	$(BIN)/actionlint .github/workflows/*.yml
+	$(BIN)/zizmor --offline --config .github/zizmor.yml .github/workflows
+
 # Everything runs in a loopback-only network namespace where one can be made (scripts/loopback): the FedProphet
-# chapter starts Flower and Ray (the book test and nbval run it), and nothing here needs another address.
-test: setup apt-test lint
-	scripts/loopback $(BIN)/pytest tests
-	scripts/loopback $(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
+# chapter starts Flower and Ray, and nothing here needs another address. Unit and browser tests run in two
+# processes (a file's tests stay together); nbval executes every notebook, rendering from the smoke results.
+test: setup apt-test lint lint-workflows smoke-results
+	scripts/loopback $(BIN)/pytest -n 2 --dist loadfile tests
+	REPLBOOK_RENDER_ONLY=1 scripts/loopback $(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
+
+# The replication of the replication: recompute chapters from nothing (an empty weight cache) and compare, claim by
+# claim, with the committed results; the table goes to _build/reproduce.md.
+reproduce: setup apt-book
+	scripts/loopback $(BIN)/replbook reproduce --profile cpu $${CHAPTERS}
+
+# The recompute workflow's step: recompute the compute-stale chapters (or CHAPTERS) with the kept model cache, put
+# the results into results/ and the reproduce table into results/reproduce.md.
+recompute: setup apt-book
+	scripts/loopback $(BIN)/replbook reproduce --profile cpu --update --cache .cache/replbook $${CHAPTERS:---stale}
+
+# The recompute workflow's last step: a branch with the refreshed results and a pull request whose body is the
+# reproduce table (DRY_RUN=1 prints the commands instead).
+refresh-pr:
+	scripts/refresh_pr
 
 bench: setup
 	$(BIN)/python benchmarks/minkpp.py --smollm2
@@ -79,4 +122,4 @@ bench: setup
 	$(BIN)/python benchmarks/replay.py
 
 clean:
-	rm -rf _build book/chapters results
+	rm -rf _build book/chapters runs results/*/*.claims.json results/*/smoke.*

@@ -12,9 +12,9 @@ import json
 import torch
 
 from replbook import costmodel as cm
-from replbook.experiments.hwsw import PARAMS
+from replbook.experiments.hwsw import PARAMS, report
 from replbook.experiments.hwsw import miniature as hwsw
-from replbook.profiles import resolve
+from replbook.profiles import config, resolve
 
 
 def main() -> None:
@@ -24,13 +24,13 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the table as JSON here")
     args = parser.parse_args()
     params = resolve(PARAMS, args.profile, {"device": args.device}, check_assets=False)
-    measured = hwsw.measure_machine(params)
-    table = hwsw.measured_table(measured)
-    machine = measured["machine"]
+    measured = hwsw.measure_machine(config(hwsw.MachineSetup, params))
+    table = report.measured_table(measured)
+    machine = measured.machine
     where = torch.cuda.get_device_name(0) if params["device"] == "cuda" else "CPU"
-    print(f"device: {where}, dtype {measured['dtype']}, torch {torch.__version__}")
+    print(f"device: {where}, dtype {measured.dtype}, torch {torch.__version__}")
     print(table.round(3).to_string(index=False))
-    peak = machine.peak[measured["dtype"]]
+    peak = machine.peak[measured.dtype]
     print(f"measured peak {peak / 1e12:.2f} TFLOP/s, copy bandwidth {machine.mem_bw / 1e9:.1f} GB/s, "
           f"ridge {peak / machine.mem_bw:.1f} FLOP/B")
     if params["device"] == "cuda" and "H100" in where:
@@ -39,7 +39,7 @@ def main() -> None:
               f"{machine.mem_bw / hw.mem_bw:.2f} of the bandwidth")
     if args.out:
         with open(args.out, "w") as handle:
-            json.dump({"device": where, "dtype": measured["dtype"], "rows": table.to_dict("records")}, handle,
+            json.dump({"device": where, "dtype": measured.dtype, "rows": table.to_dict("records")}, handle,
                       indent=2)
 
 

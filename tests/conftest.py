@@ -50,3 +50,37 @@ def write_fake_cifar(root, name: str = "cifar10", n_train: int = 20, n_test: int
         f"provider: {{type: local, env: {env}}}\nfiles:\n" + "\n".join(lines)
         + "\nused_by: [clat]\nstand_in_for: null\n")
     return folder, env
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+_SMOKE_DONE: set = set()
+
+
+def ensure_smoke_results(*slugs: str):
+    """The checkout's ``results/<slug>/smoke.*`` for ``slugs`` (every landed chapter when none), computed once here
+    (``replbook compute``, as the build does) where missing or compute-stale; returns the checkout's results folder.
+    Smoke results are never committed; tests copy them into their sandboxes and render from them."""
+    import subprocess
+    import sys
+
+    from replbook import results
+    from replbook.chapters import chapter_params, landed_chapters
+    from replbook.profiles import resolve
+
+    env = {k: v for k, v in os.environ.items() if k not in ("REPLBOOK_ROOT", "REPLBOOK_CACHE")}
+    for slug in slugs or [c.slug for c in landed_chapters()]:
+        if slug in _SMOKE_DONE:
+            continue
+        path = ROOT / "results" / slug / "smoke.json"
+        old = os.environ.pop("REPLBOOK_ROOT", None)
+        try:
+            params = resolve(chapter_params(slug), "smoke", check_assets=False)
+            current = results.stored_key(path) == results.compute_key(slug, params).value
+        finally:
+            if old is not None:
+                os.environ["REPLBOOK_ROOT"] = old
+        if not current:
+            subprocess.run([sys.executable, "-m", "replbook", "compute", slug, "--profile", "smoke"], cwd=ROOT,
+                           env={**env, "REPLBOOK_WRITE_BOOK": "1"}, check=True, capture_output=True)
+        _SMOKE_DONE.add(slug)
+    return ROOT / "results"

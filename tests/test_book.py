@@ -1,5 +1,6 @@
-"""The rendered book in a real browser: the smoke book is built in a sandbox copy of the project, then every page of
-the table of contents is opened in Debian's headless Chromium (driven by Playwright). Each chapter page must show
+"""The rendered book in a real browser: the smoke book is rendered in a sandbox copy of the project from the smoke
+results computed once per session (``REPLBOOK_RENDER_ONLY``: a miss fails), then every page of the table of contents
+is opened in Debian's headless Chromium (driven by Playwright). Each chapter page must show
 its figures and its paper-vs-ours table, no error output or broken glue, rendered equations, and load nothing from
 outside the machine. Screenshots land in _build/screenshots/."""
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from replbook.chapters import CHAPTERS, landed_chapters
-from replbook.record import VERDICTS
+from replbook.verdicts import VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -43,25 +44,34 @@ def toc_files() -> list[str]:
 
 @pytest.fixture(scope="module")
 def html_root(tmp_path_factory) -> Path:
-    """Build the smoke book in a copy of the project, so the developer's own book (cpu profile) is untouched."""
+    """Render the smoke book in a copy of the project from the session's smoke results, so the developer's own book
+    (cpu profile) is untouched and nothing is computed twice."""
+    from conftest import ensure_smoke_results
+
+    results = ensure_smoke_results()
     sandbox = tmp_path_factory.mktemp("book")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, sandbox / name)
-    for folder in ("notebooks", "data_manifests", "data"):
+    for folder in ("notebooks", "data_manifests", "data", "benchmarks"):
         shutil.copytree(ROOT / folder, sandbox / folder)
     shutil.copytree(ROOT / "book", sandbox / "book", ignore=shutil.ignore_patterns("chapters"))
+    for ch in landed_chapters():
+        (sandbox / "results" / ch.slug).mkdir(parents=True)
+        for suffix in (".json", ".npz"):
+            shutil.copy(results / ch.slug / f"smoke{suffix}", sandbox / "results" / ch.slug / f"smoke{suffix}")
     # What a developer's tree holds after `make test`: the build must not warn about it (warnings are errors).
     (sandbox / ".pytest_cache").mkdir()
     (sandbox / ".pytest_cache" / "README.md").write_text("# pytest cache directory\n")
     env = {**os.environ, "REPLBOOK_ROOT": str(sandbox), "REPLBOOK_CACHE": str(sandbox / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "replbook", "build", "--profile", "smoke"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "replbook", "build", "--profile", "smoke", "--render-only"], env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "minkpp       ran in" in proc.stdout
-    # A second build with nothing changed reruns no chapter.
-    again = subprocess.run([sys.executable, "-m", "replbook", "build", "--profile", "smoke"], env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "minkpp       up to date (smoke)" in again.stdout
+    assert "minkpp       results current, rendered in" in proc.stdout
+    assert not (sandbox / "cache" / "models").exists()  # rendering trained nothing
+    # A second build with nothing changed renders no chapter again.
+    again = subprocess.run([sys.executable, "-m", "replbook", "build", "--profile", "smoke", "--render-only"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "minkpp       results current, page current" in again.stdout
     return sandbox / "_build" / "html"
 
 
@@ -138,7 +148,8 @@ def test_chapter_page_opens_with_its_title_and_ends_with_a_run_record(browser, h
     assert record.locator("summary").inner_text().startswith("Run record")
     record.locator("summary").click()
     text = record.inner_text()
-    for field in ("git commit", "device", "wall time", "torch", "transformers", "diffusers", "peft", "flwr"):
+    for field in ("computed at commit", "compute key", "device", "compute wall time", "torch", "transformers",
+                  "diffusers", "peft", "flwr"):
         assert field in text
     href = record.locator("a.results-json").get_attribute("href")
     target = (html_root / "book" / "chapters" / href).resolve()

@@ -85,16 +85,16 @@ def test_an_altered_cached_file_is_retrained(tmp_cache):
 
 def test_speechprune_reader_retrains_when_one_alignment_label_changes(tmp_cache):
     from replbook.experiments.speechprune import PARAMS
-    from replbook.experiments.speechprune.miniature import make_data, train_reader
-    from replbook.profiles import resolve
+    from replbook.experiments.speechprune.miniature import ReaderSetup, SpeechData, make_data, train_reader
+    from replbook.profiles import config, resolve
 
     p = resolve(PARAMS, "smoke", {"n_train": 10, "n_test": 10, "clips_per_item": 1, "epochs": 1})
-    data = make_data(p)
-    train_reader(p, data)
-    train_reader(p, data)
+    data, reader = make_data(config(SpeechData, p)), config(ReaderSetup, p)
+    train_reader(reader, data)
+    train_reader(reader, data)
     assert len(list((tmp_cache / "models").glob("speechprune-reader-*.safetensors"))) == 1
     data["clips"][-1].labels[-1] += 1
-    train_reader(p, data)
+    train_reader(reader, data)
     assert len(list((tmp_cache / "models").glob("speechprune-reader-*.safetensors"))) == 2
 
 

@@ -13,8 +13,8 @@ import torch
 from replbook.assets import AssetError, AssetUnavailable, ChecksumMismatch
 from replbook.data import cgr_npz
 from replbook.experiments import cgr as experiment
-from replbook.experiments.cgr import paper
-from replbook.profiles import ParameterError, resolve
+from replbook.experiments.cgr import common, paper
+from replbook.profiles import ParameterError, config, resolve
 
 SIDE = 16
 FOLDER = {"mnms": "mnms_dataset_npz", "fundus": "Fundus_dataset_npz", "prostate": "Prostate_dataset_npz"}
@@ -134,7 +134,8 @@ def paper_params(**overrides):
 
 def test_tasks_load_with_shapes_offsets_ranges_and_the_split(data_root):
     _, cases = data_root
-    tasks = paper.load_tasks(paper_params())
+    p = paper_params()
+    tasks = paper.load_tasks(p["order"], p["size"])
     assert [t.name for t in tasks] == ["mnms", "fundus", "prostate"]
     assert [t.offset for t in tasks] == [0, 3, 5] and [t.n_local for t in tasks] == [4, 3, 2]
     for task in tasks:
@@ -220,11 +221,11 @@ def test_altered_unlisted_and_missing_files_are_named(data_root):
 
 def test_prompt_embeddings_are_frozen_clip_states(clip_env):
     p = paper_params(prompt_tokens=77)
-    emb = paper.prompt_embeddings(p)
+    emb = paper.prompt_embeddings(p["order"], p["prompt_tokens"], p["prompt_dim"])
     assert emb.shape == (3, 77, 16) and not emb.requires_grad
     tokenizer, model = paper.load_text_encoder(clip_env)
     alone = paper.encode_prompts(tokenizer, model, [paper.PROMPTS["fundus"]], 77)
-    assert torch.allclose(emb[1], alone[0], atol=1e-6)  # in p["order"], one prompt per task
+    assert torch.allclose(emb[1], alone[0], atol=1e-6)  # in the order of the tasks, one prompt per task
     assert not torch.allclose(emb[0], emb[2])
     from transformers import CLIPTextModel  # the safetensors text-tower load matches transformers' own loader
 
@@ -233,7 +234,7 @@ def test_prompt_embeddings_are_frozen_clip_states(clip_env):
     with torch.no_grad():
         assert torch.allclose(reference(input_ids=ids).last_hidden_state, alone, atol=1e-6)
     with pytest.raises(ParameterError, match="prompt_dim.*must equal the text encoder's width \\(16\\)"):
-        paper.prompt_embeddings(paper_params(prompt_dim=32))
+        paper.prompt_embeddings(p["order"], p["prompt_tokens"], 32)
 
 
 def test_a_checkpoint_without_the_text_tower_is_named(tiny_clip, tmp_path):
@@ -254,16 +255,19 @@ def test_run_paper_end_to_end(data_root, clip_env, tmp_cache):
                 check_assets=True)
     assert p["size"] == SIDE and p["prompt_tokens"] == 77
     out = experiment.run(p)
-    assert [t.name for t in out["tasks"]] == ["mnms", "fundus", "prostate"]
-    (seed,) = out["seeds"]
+    assert [t.name for t in out.tasks] == ["mnms", "fundus", "prostate"]
+    (seed,) = out.seeds
     for arm in ("sequential fine-tuning", "CGR"):
         assert [sorted(stage) for stage in seed.dice[arm]] == [["mnms"], ["fundus", "mnms"],
                                                                ["fundus", "mnms", "prostate"]]
         assert all(0 <= v <= 1 for v in seed.dice[arm][-1]["mnms"]) and len(seed.dice[arm][-1]["prostate"]) == 2
-    assert list(out["generators"]) == ["cgr"]
-    assert out["generators"]["cgr"].model.prompts.tokens.shape == (3, 77, 16)
+    assert list(out.generator_curves) == ["cgr"] and list(out.real) == ["mnms", "fundus"]
+    # the protocol's own output (loaded from the cache) holds the generator, conditioned on the CLIP prompts
+    setups = (config(common.GeneratorSetup, p), config(common.SegmenterSetup, p), config(common.Schedule, p))
+    run = paper.run_paper(*setups, p["order"])
+    assert run.generators["cgr"].model.prompts.tokens.shape == (3, 77, 16)
 
 
 def test_paper_order_rejects_miniature_tasks():
     with pytest.raises(ParameterError, match="the paper profile loads"):
-        paper.load_tasks({"order": ["cardiac", "fundus"], "size": SIDE})
+        paper.load_tasks(["cardiac", "fundus"], SIDE)

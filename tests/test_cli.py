@@ -5,26 +5,32 @@ from replbook.chapters import CHAPTERS
 from replbook.cli import main
 
 
-def test_list_names_every_chapter(capsys):
+def test_list_names_every_chapter(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPLBOOK_ROOT", str(tmp_path))
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for slug in ("minkpp", "speechprune", "lobam", "hwsw", "fedprophet", "clat", "oodv2", "cgr", "smg", "osrvit"):
         assert slug in out
-    assert "ready" in out
     assert ("pending" in out) == any(not c.landed for c in CHAPTERS)
+    assert "missing" in out  # an empty root: no results, no pages
 
 
-def test_list_shows_measured_times_from_the_results_files(tmp_path, monkeypatch, capsys):
+def test_list_shows_states_and_measured_times_from_the_results_files(tmp_path, monkeypatch, capsys):
     import json
+    import shutil
+    from pathlib import Path
 
     monkeypatch.setenv("REPLBOOK_ROOT", str(tmp_path))
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data_manifests", tmp_path / "data_manifests")
     (tmp_path / "results" / "minkpp").mkdir(parents=True)
-    (tmp_path / "results" / "minkpp" / "cpu.json").write_text(json.dumps({"wall_time_s": 150.0}))
+    (tmp_path / "results" / "minkpp" / "cpu.json").write_text(json.dumps(
+        {"compute_key": {"value": "from older code"}, "record": {"compute_wall_s": 150.0}}))
     assert main(["list"]) == 0
-    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    minkpp = lines["minkpp"].split()
-    assert minkpp[2].startswith("~") and minkpp[3] == "2.5m"  # smoke estimated, cpu measured
-    assert lines["book"].split()[2].startswith("~")
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    smoke = next(r for r in rows if r[:2] == ["minkpp", "smoke"])
+    cpu = rows[rows.index(smoke) + 1]
+    assert smoke[2] == "missing" and smoke[3].startswith("~")  # nothing computed: the estimate
+    assert cpu[:4] == ["cpu", "stale", "2.5m", "missing"]  # computed by other code, 150 s
 
 
 def test_run_rejects_an_out_of_range_parameter_before_any_work(capsys):
@@ -49,6 +55,8 @@ def test_run_of_a_pending_chapter_is_a_clear_error(capsys, monkeypatch):
 
 def test_paper_profile_without_assets_stops_with_the_manifest_name(capsys):
     assert main(["run", "minkpp", "--profile", "paper"]) == 2
+    assert "data_manifests/wikimia.yaml" in capsys.readouterr().err
+    assert main(["compute", "minkpp", "--profile", "paper"]) == 2
     assert "data_manifests/wikimia.yaml" in capsys.readouterr().err
 
 

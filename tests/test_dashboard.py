@@ -1,5 +1,5 @@
-"""The verdict dashboard written from results files: every landed chapter's claims with links to their rows, the
-counts figure, and a clear stop when a chapter has no results for the profile."""
+"""The verdict dashboard written from the claims files pages write: every landed chapter's claims with links to their
+rows, the counts figure, and a clear stop when a chapter's page was never rendered for the profile."""
 
 import json
 
@@ -19,9 +19,10 @@ def fake_results(root, profile="cpu", skip=()):
                    "ours": "+1 [0, 2]", "profile": profile, "verdict": "inconclusive", "reason": "holds both"},
                   {"id": "C2a", "claim": "costs less", "paper": None, "source": "-", "ours": "x", "profile": profile,
                    "verdict": "illustrated", "reason": "our model"}]
-        (folder / f"{profile}.json").write_text(json.dumps(
-            {"slug": ch.slug, "profile": profile, "git_commit": "0123456789abcdef", "started": "2026-11-29T00:00:00Z",
-             "wall_time_s": 61.0, "claims": claims}))
+        (folder / f"{profile}.claims.json").write_text(json.dumps(
+            {"slug": ch.slug, "profile": profile, "compute_key": "fedcba9876543210", "computed_at": "0123456789abcdef",
+             "compute_started": "2026-11-29T00:00:00Z", "compute_wall_s": 61.0, "rendered_at": "89abcdef01234567",
+             "claims": claims}))
 
 
 def test_dashboard_lists_every_claim_with_its_link_and_counts(tmp_path, monkeypatch):
@@ -45,5 +46,5 @@ def test_dashboard_lists_every_claim_with_its_link_and_counts(tmp_path, monkeypa
 def test_a_landed_chapter_without_results_stops_the_dashboard(tmp_path, monkeypatch):
     monkeypatch.setenv("REPLBOOK_ROOT", str(tmp_path))
     fake_results(tmp_path, skip=("clat",))
-    with pytest.raises(dashboard.MissingResults, match="clat has no results/clat/cpu.json.*replbook run clat"):
+    with pytest.raises(dashboard.MissingResults, match="clat has no results/clat/cpu.claims.json.*--only clat"):
         dashboard.write_dashboard("cpu")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -11,11 +14,30 @@ from replbook.data import phantoms
 from replbook.experiments import cgr
 from replbook.experiments.cgr import common, miniature, report
 from replbook.models import SegUNet
-from replbook.profiles import ParameterError, resolve
+from replbook.profiles import ParameterError, config, resolve
 
 
 def smoke(**overrides):
     return resolve(cgr.PARAMS, "smoke", {"workers": 1, **overrides})
+
+
+def gen_setup(p):
+    return config(common.GeneratorSetup, p)
+
+
+def seg_setup(p):
+    return config(common.SegmenterSetup, p)
+
+
+def tasks_of(p):
+    return miniature.make_tasks(p["order"], p["n_train"], p["n_test"], p["size"])
+
+
+def same_dice(a, b) -> bool:
+    """Two seeds' Dice (arm → stage → task → per image) hold the same values."""
+    return a.keys() == b.keys() and all(
+        len(a[arm]) == len(b[arm]) and all(sa.keys() == sb.keys() and all(np.array_equal(sa[t], sb[t]) for t in sa)
+                                           for sa, sb in zip(a[arm], b[arm], strict=True)) for arm in a)
 
 
 # ------------------------------------------------------------------------------------------------ data and models
@@ -65,7 +87,7 @@ def test_dice_per_image_by_hand():
 
 
 def test_seen_labels_and_masked_logits():
-    tasks = miniature.make_tasks(smoke())
+    tasks = tasks_of(smoke())
     assert common.seen_labels(tasks, 0) == [0, 1, 2, 3]
     assert common.seen_labels(tasks, 2) == [0, 1, 2, 3, 4, 5, 6]
     z = segmentation.masked_logits(torch.zeros(1, 7, 1, 1), [0, 4])
@@ -81,7 +103,7 @@ def test_dice_ce_loss_prefers_the_right_labels():
 
 
 def test_real_buffer_keeps_the_fraction_in_global_labels():
-    tasks = miniature.make_tasks(smoke())
+    tasks = tasks_of(smoke())
     images, labels = common.real_buffer(tasks[1], 0.25, seed=0)
     assert len(images) == 12
     assert set(labels.unique().tolist()) <= {0, 4, 5}
@@ -99,29 +121,28 @@ def test_validation_names_the_parameter():
 
 
 def test_generator_trains_toa_only_when_asked(tmp_cache):
-    p = smoke()
-    tasks = miniature.make_tasks(p)
+    tasks = tasks_of(smoke())
     for train_toa, moves in ((True, True), (False, False)):
-        p = smoke(train_toa=train_toa)
-        gen = common.build_generator(p, 3, 1, toa=True)
+        setup = gen_setup(smoke(train_toa=train_toa))
+        gen = common.build_generator(setup, 3, 1, toa=True)
         before = gen.adapter.gamma.detach().clone()
-        common.train_generator_stage(gen, p, 0, tasks[0], {}, "alternate", seed=0)
+        common.train_generator_stage(gen, setup, 0, tasks[0], {}, "alternate", seed=0)
         assert (not torch.equal(before, gen.adapter.gamma)) is moves
 
 
 def test_pseudo_label_arm_labels_generated_images_with_the_previous_segmenter(tmp_cache):
     p = smoke()
-    tasks = miniature.make_tasks(p)
-    run = common.run_generator(p, tasks, "bjd", 0)
-    previous = common.build_segmenter(p, 1, 7)
-    past = common.past_for_arm(common.PSEUDO, p, 1, tasks, {"bjd": run}, previous, seed=0)
+    tasks = tasks_of(p)
+    run = common.run_generator(gen_setup(p), tasks, "bjd", 0)
+    previous = common.build_segmenter(seg_setup(p), 1, 7)
+    past = common.past_for_arm(common.PSEUDO, p["buffer_fraction"], 1, tasks, {"bjd": run}, previous, seed=0)
     images, _ = run.pairs(1, tasks)[0]
     assert torch.equal(past[0][0], images)
     assert torch.equal(past[0][1], segmentation.predict(previous, images, [0, 1, 2, 3]))
     own = run.past(1, tasks)[0][1]  # the generator's own replay: masks back on the fixed grey levels
     levels = torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0])
     assert torch.isclose(own.reshape(-1, 1), levels).any(1).all()
-    synthetic = common.past_for_arm(common.BJD, p, 1, tasks, {"bjd": run}, previous, seed=0)
+    synthetic = common.past_for_arm(common.BJD, p["buffer_fraction"], 1, tasks, {"bjd": run}, previous, seed=0)
     assert torch.equal(synthetic[0][0], images)  # the same images, the generator's own masks
     assert set(synthetic[0][1].unique().tolist()) <= {0, 1, 2, 3}
 
@@ -129,15 +150,38 @@ def test_pseudo_label_arm_labels_generated_images_with_the_previous_segmenter(tm
 def test_smoke_run_is_deterministic_and_reruns_from_the_cache(tmp_cache):
     p = smoke(seeds=1)
     first = cgr.run(p)
-    assert [t.name for t in first["tasks"]] == ["cardiac", "fundus", "prostate"]
-    res = first["seeds"][0]
+    assert isinstance(first, cgr.RESULTS)
+    assert [t.name for t in first.tasks] == ["cardiac", "fundus", "prostate"]
+    res = first.seeds[0]
     assert set(res.dice) == set(p["arms"]) and len(res.dice[common.CGR]) == 3
     assert set(res.consistency) == {"joint", "bjd", "cgr", "pseudo"}
 
     cached = {f: f.stat().st_mtime_ns for f in tmp_cache.rglob("*")}
     second = cgr.run(p)
-    assert second["seeds"][0].dice == res.dice
+    assert same_dice(second.seeds[0].dice, res.dice)
     assert {f: f.stat().st_mtime_ns for f in tmp_cache.rglob("*")} == cached  # nothing trained or written again
+
+
+def test_the_page_renders_from_the_saved_results_alone(tmp_cache):
+    """The results survive their round trip through JSON + arrays, and every table, figure and claim of the page
+    comes from them: the same claims before and after saving."""
+    p = smoke(seeds=2, arms=["joint training", "sequential fine-tuning", "image replay + pseudo-labels",
+                             "joint diffusion replay", "BJD replay", "CGR"])
+    results = cgr.run(p)
+    data, arrays = results.to_data()
+    json.dumps(data, allow_nan=False)
+    loaded = cgr.RESULTS.from_data(json.loads(json.dumps(data)), arrays)
+    assert all(same_dice(a.dice, b.dice) for a, b in zip(results.seeds, loaded.seeds, strict=True))
+    assert [c.as_dict() for c in report.claims(loaded, p)] == [c.as_dict() for c in report.claims(results, p)]
+    assert [c.id for c in report.claims(loaded, p)] == ["C1", "C6", "C2", "C3", "C4", "C5"]
+    assert set(loaded.replayed) == {"joint", "bjd", "cgr"} and list(loaded.real) == ["cardiac", "fundus"]
+    assert loaded.replayed["bjd"]["fundus"].images.shape == (common.REPLAY_SHOWN, 16, 16)
+    assert loaded.model_sizes["segmenter (UNet)"] == sum(q.numel() for q in SegUNet(1, 7, (4, 8, 16)).parameters())
+    assert report.stage_table(loaded).shape[0] == 6 and len(report.consistency_table(loaded)) == 4
+    for figure in (report.plot_stages, report.plot_replay, report.plot_generator_losses):
+        assert figure(loaded).axes
+    plt.close("all")
+    assert "highest first" in report.ranking(loaded).data
 
 
 def test_workers_give_the_same_result_as_one_process(tmp_cache):
@@ -146,7 +190,7 @@ def test_workers_give_the_same_result_as_one_process(tmp_cache):
     p = smoke(seeds=2, workers=2, arms=["sequential fine-tuning", "CGR"])
     parallel = cgr.run(p)
     serial = cgr.run({**p, "workers": 1, "seg_lr": p["seg_lr"] * (1 + 1e-9)})  # a new key: retrain in process
-    for a, b in zip(parallel["seeds"], serial["seeds"], strict=True):
+    for a, b in zip(parallel.seeds, serial.seeds, strict=True):
         for arm in a.dice:
             for sa, sb in zip(a.dice[arm], b.dice[arm], strict=True):
                 for task in sa:
@@ -163,26 +207,21 @@ def _fake(seed: int, dice: dict[str, float], consistency: dict[str, float] | Non
     for arm, value in dice.items():
         stages = []
         for k in range(3):
-            stages.append({t: list(np.clip(value + rng.normal(0, 0.02, n), 0, 1)) for t in tasks[: k + 1]})
+            stages.append({t: np.clip(value + rng.normal(0, 0.02, n), 0, 1) for t in tasks[: k + 1]})
         result.dice[arm] = stages
-    result.consistency = {v: {"cardiac": list(np.clip(c + rng.normal(0, 0.02, n), 0, 1))}
+    result.consistency = {v: {"cardiac": np.clip(c + rng.normal(0, 0.02, n), 0, 1)}
                           for v, c in (consistency or {}).items()}
     return result
 
 
-class _T:
-    def __init__(self, name):
-        self.name = name
-
-
-TASKS = [_T("cardiac"), _T("fundus"), _T("prostate")]
+TASKS = [common.TaskInfo("cardiac", 4), common.TaskInfo("fundus", 3), common.TaskInfo("prostate", 2)]
 
 
 def _claims(dice, consistency=None, gen_seeds=1):
-    out = {"seeds": [_fake(s, dice, consistency) for s in range(3)], "tasks": TASKS}
+    results = common.CgrResults(TASKS, [_fake(s, dice, consistency) for s in range(3)], {}, {}, {}, {})
     params = {"profile": "cpu", "gen_seeds": gen_seeds, "order": ["cardiac", "fundus", "prostate"],
               "bjd_batch": "split"}
-    return {c.id: c for c in report.make_claims(out, params)}
+    return {c.id: c for c in report.claims(results, params)}
 
 
 BASE = {common.SEQFT: 0.05, common.PSEUDO: 0.6, common.JOINT_REPLAY: 0.65, common.BJD: 0.7, common.CGR: 0.75}

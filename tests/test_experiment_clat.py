@@ -9,8 +9,8 @@ from conftest import write_fake_cifar
 
 from replbook.experiments import clat as experiment
 from replbook.experiments.clat import common, report
-from replbook.profiles import ParameterError, resolve
-from replbook.stats import paired_t_interval
+from replbook.intervals import paired_t
+from replbook.profiles import ParameterError, config, resolve
 
 TINY = {"seeds": 1, "n_train": 32, "n_test": 32, "n_curve": 32, "stage1_epochs": 2, "stage2_epochs": 2,
         "eval_steps": 2, "reselect_every": 1}
@@ -24,7 +24,8 @@ def tiny_data():
 
 def test_one_seed_runs_both_arms_and_selects_only_convolutions(tmp_cache):
     params = resolve(experiment.PARAMS, "smoke", TINY, check_assets=False)
-    result = common.run_seed(params, tiny_data(), seed=0, device=torch.device("cpu"))
+    proto = config(common.Protocol, params)
+    result = common.run_seed(proto, tiny_data(), seed=0, device=torch.device("cpu"))
     assert set(result.final) == {"stage 1", *common.ARM_SPECS}
     assert len(result.stage1_curve) == 2 and all(len(c) == 2 for c in result.curves.values())
     assert set(result.selections) == {a for a, s in common.ARM_SPECS.items() if s["kind"] == "clat"}
@@ -36,8 +37,11 @@ def test_one_seed_runs_both_arms_and_selects_only_convolutions(tmp_cache):
     assert all(f["strong"] <= f["robust_subset"] for f in result.final.values() if "strong" in f)
     assert set(result.curves) == set(common.CURVE_ARMS)
     assert len(list((tmp_cache / "models").glob("clat-stage1-*.safetensors"))) == 1
-    again = common.run_seed(params, tiny_data(), seed=0, device=torch.device("cpu"))  # stage 1 from the cache
+    again = common.run_seed(proto, tiny_data(), seed=0, device=torch.device("cpu"))  # stage 1 from the cache
     assert again.stage1_curve == result.stage1_curve and again.final == result.final
+    results = common.ClatResults([result], common.layer_table("small-cnn", "fashion-mnist", "conv"), 0.04)
+    data, arrays = results.to_data()  # the results survive their saved form
+    assert common.ClatResults.from_data(data, arrays) == results
 
 
 def test_paper_profile_runs_end_to_end_on_a_tiny_wide_resnet_and_generated_cifar(tmp_cache, tmp_path, monkeypatch):
@@ -50,11 +54,13 @@ def test_paper_profile_runs_end_to_end_on_a_tiny_wide_resnet_and_generated_cifar
             "device": "cpu", "threads": 2}
     params = resolve(experiment.PARAMS, "paper", tiny)  # checks the cifar10 manifest, here the generated one
     assert params["dataset"] == "cifar10" and params["augment"]
-    (result,) = experiment.run(params)
+    results = experiment.run(params)
+    (result,) = results.seeds
     assert set(result.final) == {"stage 1", "continued AT", "CLAT"}
     (selection,) = result.selections["CLAT"]
     assert len(selection["selected"]) == 2 and 0 < selection["trainable_fraction"] < 0.5
     assert len(selection["criticality"]) == len(common.build_model("wrn-10-1", (3, 32, 32), 10).layers)
+    assert len(results.layers) == len(selection["criticality"]) and results.layers[-1].name.endswith("(logits)")
 
 
 def test_mismatched_architecture_device_and_arms_are_refused():
@@ -75,9 +81,9 @@ def test_mismatched_architecture_device_and_arms_are_refused():
 
 
 def test_paired_difference_and_best_minus_last():
-    d = paired_t_interval([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
-    assert d["mean"] == pytest.approx(0.1) and d["lo"] == pytest.approx(0.1) and d["hi"] == pytest.approx(0.1)
-    assert common.best_minus_last([{"robust": 0.3}, {"robust": 0.5}, {"robust": 0.4}]) == pytest.approx(0.1)
+    d = paired_t([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
+    assert d.mean == pytest.approx(0.1) and d.lo == pytest.approx(0.1) and d.hi == pytest.approx(0.1)
+    assert report.best_minus_last([{"robust": 0.3}, {"robust": 0.5}, {"robust": 0.4}]) == pytest.approx(0.1)
 
 
 def hand_made(clat_gain, spread, clat_gap=0.0, random_gap=0.05, fractions=(0.04,), n=5, random_gain=0.0):
@@ -106,8 +112,15 @@ SMALL = {"profile": "cpu", "eval_steps": 20, "strong_eval": "apgd", "n_strong": 
          "arch": "small-cnn", "dataset": "fashion-mnist"}
 
 
-def verdicts(results, params=SMALL):
-    return {c.id: c.verdict for c in report.make_claims(results, params)}
+def share(params):
+    """The most parameters any ``k`` candidate layers of the run's network hold (what run() saves for C3)."""
+    layers = common.layer_table(params["arch"], params["dataset"], params["candidates"])
+    return common.largest_possible_share(layers, params["k"])
+
+
+def verdicts(seeds, params=SMALL):
+    layers = common.layer_table(params["arch"], params["dataset"], params["candidates"])
+    return {c.id: c.verdict for c in report.claims(common.ClatResults(seeds, layers, share(params)), params)}
 
 
 @pytest.mark.parametrize("gain, spread, verdict", [
@@ -119,10 +132,10 @@ def test_accuracy_claims_are_judged_against_the_papers_two_points(gain, spread, 
 
 
 def test_parameter_share_is_illustrated_when_the_architecture_fixes_it():
-    assert report.largest_possible_share(SMALL) < 0.05
+    assert share(SMALL) < 0.05
     assert verdicts(hand_made(0.03, 0.003))["C3"] == "illustrated"
     wide = {**SMALL, "arch": "wrn-34-10", "dataset": "cifar10", "k": 5}
-    assert report.largest_possible_share(wide) > 0.10  # five WRN-34-10 layers could hold 40%
+    assert share(wide) > 0.10  # five WRN-34-10 layers could hold 40%
     assert verdicts(hand_made(0.03, 0.003, fractions=(0.04, 0.06)), wide)["C3"] == "reproduced"
     assert verdicts(hand_made(0.03, 0.003, fractions=(0.04, 0.3)), wide)["C3"] == "not reproduced"
 

@@ -13,9 +13,10 @@ from conftest import write_fake_cifar
 
 from replbook.experiments import fedprophet as chapter
 from replbook.experiments.fedprophet import common, report
+from replbook.experiments.fedprophet.common import FedProphetResults
 from replbook.experiments.fedprophet.data import build_atoms, load_data
-from replbook.experiments.fedprophet.engine import FedProphetResults, arm_specs, settings
-from replbook.profiles import ParameterError, resolve
+from replbook.experiments.fedprophet.engine import Experiment, arm_specs, results_of, settings
+from replbook.profiles import ParameterError, config, resolve
 
 CFG = dict(eps=0.1, step=0.05, train_steps=1, local_steps=2, batch_size=8, lr=0.05, mu=1e-3, psi=1.0, alpha=0.3,
            stage_eps=1.0, adversarial=True, measure_samples=8)
@@ -106,14 +107,15 @@ def test_parameters_are_checked_before_any_work():
 
 
 def test_the_arms_run_in_order_with_fedprophets_mu_selected():
-    p = resolve(chapter.PARAMS, "cpu", {})
-    names = [a["name"] for a in arm_specs(p)]
+    e = config(Experiment, resolve(chapter.PARAMS, "cpu", {}))
+    specs = arm_specs(e.arms, e.mus, e.ablate_apa, e.ablate_dma)
+    names = [a["name"] for a in specs]
     assert names == ["jFAT", "cascade μ=0", "cascade μ=0.001", "FedProphet", "FedProphet − APA"]
-    assert arm_specs(p)[-2]["mu"] == arm_specs(p)[-1]["mu"] == "select" and arm_specs(p)[-1]["apa"] is False
-    assert arm_specs({**p, "mus": [0.0], "ablate_apa": False})[-1]["mu"] == 0.0
-    assert arm_specs({**p, "ablate_dma": True})[-1] == {"name": "FedProphet − DMA", "arm": "fedprophet",
-                                                         "mu": "select", "dma": "off"}
-    s = settings(p)
+    assert specs[-2]["mu"] == specs[-1]["mu"] == "select" and specs[-1]["apa"] is False
+    assert arm_specs(e.arms, [0.0], False, e.ablate_dma)[-1]["mu"] == 0.0
+    assert arm_specs(e.arms, e.mus, e.ablate_apa, True)[-1] == {"name": "FedProphet − DMA", "arm": "fedprophet",
+                                                                "mu": "select", "dma": "off"}
+    s = settings(e)
     assert s["seeds"] == [0, 1, 2] and s["n_clients"] == 6 and s["input_shape"] == [1, 28, 28]
 
 
@@ -124,7 +126,7 @@ def test_the_paper_profile_loads_cifar10_and_trains_vgg16_bn_on_generated_images
     p = resolve(chapter.PARAMS, "paper", {"clients": 2, "clients_per_round": 2, "n_train": 30, "n_val": 16,
                                           "n_test": 16, "seeds": 1, "batch_size": 4,
                                           "client_mem_multiples": [1.0, 2.0], "client_perf": [1.0, 2.0]})
-    s = settings(p)
+    s = settings(config(Experiment, p))
     d = load_data(s)
     (x, y), _ = d["clients"][0]
     assert x.shape[1:] == (3, 32, 32) and d["test"][0].shape == (16, 3, 32, 32)
@@ -146,7 +148,8 @@ def test_the_paper_profile_loads_cifar10_and_trains_vgg16_bn_on_generated_images
 
 def fake_results(accs: dict[str, list[tuple[float, float]]], vals: dict[str, list[float]] | None = None,
                  memory: dict[str, int] | None = None, seconds: dict[str, float] | None = None) -> FedProphetResults:
-    """Runs with the given test (clean, PGD) per seed; every client of every arm with the arm's memory and time."""
+    """Runs with the given test (clean, PGD) per seed; every client of every arm with the arm's memory and time. Built
+    as the ServerApp's output (:func:`flower_app.serve`) and read by :func:`engine.results_of`, as a run is."""
     mus = {"jFAT": 0.0, "FedProphet": 1e-3, "FedProphet − APA": 1e-3}
     runs = []
     for arm, per_seed in accs.items():
@@ -154,19 +157,21 @@ def fake_results(accs: dict[str, list[tuple[float, float]]], vals: dict[str, lis
         mu = float(arm.split("=")[1]) if "=" in arm else mus[arm]
         for seed, (clean, pgd) in enumerate(per_seed):
             val = (vals or {}).get(arm, [0.5] * len(per_seed))[seed]
-            clients = {str(pid): [{"round": 1, "peak_bytes": (memory or {}).get(arm, 100),
+            clients = {str(pid): [{"pid": pid, "round": 1, "stage": 0, "peak_bytes": (memory or {}).get(arm, 100),
                                    "predicted_bytes": (memory or {}).get(arm, 100),
                                    "seconds": (seconds or {}).get(arm, 1.0), "modules": [0]}]
                        for pid in range(2)}
             runs.append({"seed": seed, "arm": arm, "kind": kind, "mu": mu, "test": {"clean": clean, "pgd": pgd},
                          "val": {"clean": val, "pgd": val}, "clients": clients, "bytes_down": 1, "bytes_up": 1,
-                         "stage_eps": [0.0, 1.0], "stage_norm": [2.0], "log": []})
+                         "stage_eps": [0.0, 1.0], "stage_norm": [2.0], "log": [], "seconds": 0.0})
     s = {"client_mem_multiples": [1.0, 2.0], "client_perf": [1.0, 1.0], "strong_eval": 0, "rounds": 1}
-    return FedProphetResults(s, {"modules": [["a"], ["b"]], "budget_bytes": 40, "full_bytes": 100}, runs, 0.0, False)
+    plan = {"modules": [["a"], ["b"]], "budget_bytes": 40, "full_bytes": 100, "module_bytes": [40, 40],
+            "module_macs": [1, 1], "atoms": [["a", 40, 1], ["b", 40, 1]]}
+    return results_of(s, {"plan": plan, "runs": runs})
 
 
 def verdicts(results: FedProphetResults) -> dict[str, str]:
-    return {c.id: c.verdict for c in report.judge_claims(results, "cpu")}
+    return {c.id: c.verdict for c in report.claims(results, {"profile": "cpu"})}
 
 
 SEEDS3 = [(0.70, 0.50), (0.72, 0.52), (0.71, 0.49)]
@@ -200,7 +205,7 @@ def test_c3_selects_mu_on_validation_never_on_test():
     # validation prefers μ = 0.01 (less robust on test than μ = 0): the better test arm must not be picked
     bad = fake_results(accs, vals={"cascade μ=0.001": [0.1] * 3, "cascade μ=0.01": [0.9] * 3})
     assert verdicts(bad)["C3"] == "not reproduced"
-    claim = next(c for c in report.judge_claims(bad, "cpu") if c.id == "C3")
+    claim = next(c for c in report.claims(bad, {"profile": "cpu"}) if c.id == "C3")
     assert "0.01, 0.01, 0.01" in claim.ours
 
 
@@ -223,6 +228,19 @@ def test_the_fedprophet_comparisons_pair_each_seed_with_the_cascade_at_its_mu():
     assert table.loc["FedProphet − APA", "clean acc."].startswith("-0.010")
     assert "No APGD control" in report.masking_sentence(r) and "jFAT's seed sd" in report.spread_sentence(r)
     assert report.apa_sentence(r) == ""  # no per-round log in these fake runs
+
+
+def test_results_round_trip_as_data_and_give_the_same_claims():
+    import json
+
+    r = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.1), "cascade μ=0.001": shifted(0, -0.05),
+                      "FedProphet": shifted(-0.002, 0.001)}, memory={"jFAT": 100, "FedProphet": 50})
+    data, arrays = r.to_data()
+    back = FedProphetResults.from_data(json.loads(json.dumps(data, allow_nan=False)), arrays)
+    assert back.plan == r.plan and back.runs[0].clients.peak_bytes.tolist() == [100, 100]
+    first, second = (report.claims(x, {"profile": "cpu"}) for x in (r, back))
+    assert [c.as_dict() for c in first] == [c.as_dict() for c in second]
+    assert report.plan_table(back).attrs["modules"] == 2 and len(report.partition_table(back)) == 3
 
 
 def test_claims_whose_arms_did_not_run_are_not_comparable():
@@ -289,7 +307,7 @@ def test_the_paper_profile_trains_resnet34_on_generated_caltech256_images(tmp_pa
                                           "clients": 2, "clients_per_round": 2, "n_train": 16, "n_val": 16,
                                           "n_test": 16, "seeds": 1, "batch_size": 2,
                                           "client_mem_multiples": [1.0, 2.0], "client_perf": [1.0, 2.0]})
-    s = settings(p)
+    s = settings(config(Experiment, p))
     assert s["input_shape"] == [3, 32, 32] and s["num_classes"] == 256
     d = load_data(s)
     (x, y), _ = d["clients"][0]

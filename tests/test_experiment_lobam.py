@@ -3,6 +3,7 @@ LoRA initialisation, the cache, the stealth rule reading validation data only, t
 paper profile on a tiny random CLIPVisionModel and generated npz tasks, and the parameter checks."""
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 from replbook.assets import ChecksumMismatch
 from replbook.experiments import lobam as experiment
 from replbook.experiments.lobam import common, miniature, report
-from replbook.profiles import ParameterError, resolve
+from replbook.profiles import ParameterError, config, resolve
 
 TINY = {"tasks": ["fashion", "digits"], "widths": [16], "layers": 1, "n_train": 32, "n_val": 16, "n_test": 32,
         "lambdas": [1.0, 2.0], "lam_tol": 1.0, "lora_rank": 2, "batch_size": 16, "trigger_epochs": 1}
@@ -27,7 +28,7 @@ def tiny_shared(p, seed: int = 0) -> common.Shared:
             return (torch.rand(n, 1, 28, 28, generator=gen) * 0.5 + 0.25 * y.view(-1, 1, 1, 1)).clamp(0, 1), y
         (x, y), (xv, yv), (xt, yt) = split(p["n_train"]), split(p["n_val"]), split(p["n_test"])
         tasks[name] = common.Task(name, 3, x, y, xv, yv, xt, yt)
-    spec = miniature.encoder_spec(p, p["widths"][0])
+    spec = miniature.encoder_spec(p["layers"], p["widths"][0])
     torch.manual_seed(0)
     encoder = common.build_encoder(spec)
     heads = {n: common.fit_probe(common.features(encoder, t.x_train, 64), t.y_train, 3) for n, t in tasks.items()}
@@ -37,7 +38,8 @@ def tiny_shared(p, seed: int = 0) -> common.Shared:
 def test_one_seed_scores_every_upload_and_caches(tmp_cache, monkeypatch):
     p = resolve(experiment.PARAMS, "smoke", {**TINY, "target": 1}, check_assets=False)
     shared = tiny_shared(p)
-    result = common.run_seed(shared, p, seed=0)
+    protocol = config(common.Protocol, p)
+    result = common.run_seed(shared, protocol, seed=0)
     assert set(result.uploads) == {common.CLEAN, common.FULL_FT, common.NAIVE, common.lobam_name(2.0),
                                    common.SCALED, common.SELECTED}
     # the equal-norm control: the naive update scaled to the λ = 2 upload's ‖τ‖
@@ -63,13 +65,17 @@ def test_one_seed_scores_every_upload_and_caches(tmp_cache, monkeypatch):
         raise AssertionError("a cached fine-tune was retrained")
 
     monkeypatch.setattr(torch.optim, "AdamW", no_training)  # patched here, the cache key's code stays the same
-    again = common.run_seed(shared, p, seed=0)  # every fine-tune from the cache: the same numbers
+    again = common.run_seed(shared, protocol, seed=0)  # every fine-tune from the cache: the same numbers
     assert again.uploads == result.uploads and again.lam_selected == result.lam_selected
+    # what the page shows of the trigger is stored: its corner square and the square pasted on a grey image
+    assert result.trigger.shape == (1, p["patch"], p["patch"]) and result.trigger_shown.shape == (1, 28, 28)
+    assert np.allclose(result.trigger_shown[:, -p["patch"]:, -p["patch"]:], result.trigger)
+    assert np.all(result.trigger_shown[:, : -p["patch"], :] == 0.5)
 
 
 def test_the_attackers_two_adapters_share_their_initialisation():
     p = resolve(experiment.PARAMS, "smoke", TINY, check_assets=False)
-    spec = miniature.encoder_spec(p, 16)
+    spec = miniature.encoder_spec(p["layers"], 16)
     a = common.lora_model(common.build_encoder(spec), 2, "attention", init_seed=7)
     torch.manual_seed(123)  # whatever ran before
     b = common.lora_model(common.build_encoder(spec), 2, "attention", init_seed=7)
@@ -94,19 +100,19 @@ def test_the_attacker_trains_both_adapters_from_one_initialisation_and_order(tmp
     real_lora, real_train = common.lora_model, common.train_encoder
     monkeypatch.setattr(common, "lora_model", lambda enc, rank, targets, init_seed: (
         seen.append(("init", init_seed)), real_lora(enc, rank, targets, init_seed))[1])
-    monkeypatch.setattr(common, "train_encoder", lambda model, head, task, p, order_seed, lr, backdoor=None: (
-        seen.append(("order", order_seed)), real_train(model, head, task, p, order_seed, lr, backdoor))[1])
+    monkeypatch.setattr(common, "train_encoder", lambda model, head, task, protocol, order_seed, lr, backdoor=None: (
+        seen.append(("order", order_seed)), real_train(model, head, task, protocol, order_seed, lr, backdoor))[1])
     mask = common.lobam.corner_mask((1, 28, 28), 4)
     backdoor = {"patch": torch.ones(1, 28, 28), "mask": mask, "target": 1, "pre": common.build_encoder(
         shared.encoder_spec)}
-    attacker = shared.tasks["fashion"]
-    common.finetune(shared, attacker, p, 3, "lora")
+    attacker, protocol = shared.tasks["fashion"], config(common.Protocol, p)
+    common.finetune(shared, attacker, protocol, 3, "lora")
     benign = list(seen)
     seen.clear()
-    common.finetune(shared, attacker, p, 3, "lora", backdoor)
+    common.finetune(shared, attacker, protocol, 3, "lora", backdoor)
     assert seen == benign and len(benign) == 2
     seen.clear()
-    common.finetune(shared, shared.tasks["digits"], p, 3, "lora")
+    common.finetune(shared, shared.tasks["digits"], protocol, 3, "lora")
     assert seen != benign
 
 
@@ -115,8 +121,8 @@ def test_stealth_rule_reads_validation_images_only(tmp_cache):
     labels: labels that θ_ben gets all right fail a perturbed upload, labels the upload gets all right pass it."""
     p = resolve(experiment.PARAMS, "smoke", {**TINY, "stealth_rule": "accuracy", "stealth_delta": 0.0},
                 check_assets=False)
-    shared = tiny_shared(p)
-    scorer = common.Scorer(shared, p, torch.zeros(1, 28, 28), common.lobam.corner_mask((1, 28, 28), 4))
+    shared, protocol = tiny_shared(p), config(common.Protocol, p)
+    scorer = common.Scorer(shared, protocol, torch.zeros(1, 28, 28), common.lobam.corner_mask((1, 28, 28), 4))
     theta_ben = shared.pretrained
     torch.manual_seed(0)
     theta_mal = {k: v + 0.5 * torch.randn_like(v) if v.is_floating_point() else v for k, v in theta_ben.items()}
@@ -128,15 +134,15 @@ def test_stealth_rule_reads_validation_images_only(tmp_cache):
     up_preds = scorer.load(upload).predict("fashion", attacker.x_val)
     assert not torch.equal(ben_preds, up_preds)  # the two models disagree somewhere, so the labels decide
     attacker.y_val = ben_preds
-    assert common.stealth_check(scorer, shared, p, theta_mal, theta_ben)(8.0) is False
+    assert common.stealth_check(scorer, shared, protocol, theta_mal, theta_ben)(8.0) is False
     attacker.y_val = up_preds
-    assert common.stealth_check(scorer, shared, p, theta_mal, theta_ben)(8.0) is True
+    assert common.stealth_check(scorer, shared, protocol, theta_mal, theta_ben)(8.0) is True
 
 
 def test_norm_rule_caps_the_upload_norm():
     p = resolve(experiment.PARAMS, "smoke", {**TINY, "stealth_rule": "norm"}, check_assets=False)
-    shared = tiny_shared(p)
-    scorer = common.Scorer(shared, p, torch.zeros(1, 28, 28), common.lobam.corner_mask((1, 28, 28), 4))
+    shared, protocol = tiny_shared(p), config(common.Protocol, p)
+    scorer = common.Scorer(shared, protocol, torch.zeros(1, 28, 28), common.lobam.corner_mask((1, 28, 28), 4))
     pre = shared.pretrained
     ben = {k: v + 0.01 if v.is_floating_point() else v for k, v in pre.items()}
     mal = {k: v + 0.02 if v.is_floating_point() else v for k, v in pre.items()}
@@ -144,16 +150,15 @@ def test_norm_rule_caps_the_upload_norm():
     assert n_ben > 0
     # the upload's update is λ·0.02 + (1 − λ)·0.01 = (1 + λ)·0.01 per entry: (1 + λ) × ‖τ_ben‖, capped at
     # κ ‖τ_ben‖ = 3 ‖τ_ben‖ → λ ≤ 2
-    p["stealth_kappa"] = 3.0
-    ok = common.stealth_check(scorer, shared, p, mal, ben)
+    protocol = replace(protocol, stealth_kappa=3.0)
+    ok = common.stealth_check(scorer, shared, protocol, mal, ben)
     assert ok(1.9) and not ok(2.1)
     # "both" also needs the accuracy rule: with full accuracy slack it is the norm rule again; with no norm cap and
     # no accuracy slack, an upload that has lost its task fails
-    p["stealth_rule"] = "both"
-    p["stealth_delta"] = 1.0
-    ok = common.stealth_check(scorer, shared, p, mal, ben)
+    protocol = replace(protocol, stealth_rule="both", stealth_delta=1.0)
+    ok = common.stealth_check(scorer, shared, protocol, mal, ben)
     assert ok(1.9) and not ok(2.1)
-    p["stealth_delta"], p["stealth_kappa"] = 0.0, 1e9  # now only the accuracy rule can fail
+    protocol = replace(protocol, stealth_delta=0.0, stealth_kappa=1e9)  # now only the accuracy rule can fail
     torch.manual_seed(0)
     noisy = {k: v + 0.5 * torch.randn_like(v) if v.is_floating_point() else v for k, v in ben.items()}
     attacker = shared.tasks["fashion"]
@@ -161,14 +166,14 @@ def test_norm_rule_caps_the_upload_norm():
     assert not torch.equal(ben_preds, scorer.load(common.lobam.amplify(noisy, ben, 1.9)).predict("fashion",
                                                                                                 attacker.x_val))
     attacker.y_val = ben_preds  # θ_ben scores 1.0 on validation; the upload that disagrees does not
-    ok = common.stealth_check(scorer, shared, p, noisy, ben)
+    ok = common.stealth_check(scorer, shared, protocol, noisy, ben)
     assert not ok(1.9)
 
 
 def test_miniature_splits_are_disjoint():
     p = resolve(experiment.PARAMS, "smoke", {"n_pretrain": 50, "n_train": 40, "n_val": 20, "n_test": 30,
                                              "tasks": ["fashion", "fashion-rot90", "fashion-inverted", "digits"]})
-    tasks, pretrain = miniature.make_tasks(p)
+    tasks, pretrain = miniature.make_tasks(config(miniature.MiniatureSetup, p))
     assert set(tasks) == set(pretrain) == set(p["tasks"])
 
     def rows(x):
@@ -267,10 +272,16 @@ def test_paper_profile_names_a_missing_clip_folder(tmp_path, monkeypatch):
 def test_report_runs_on_a_tiny_result(tmp_cache):
     p = resolve(experiment.PARAMS, "smoke", {**TINY, "seeds": 2}, check_assets=False)
     shared = tiny_shared(p)
-    results = common.LobamResults([common.run_seed(shared, p, seed=s) for s in range(2)], 16, {})
-    claims = report.make_claims(results, p)
+    protocol = config(common.Protocol, p)
+    results = common.LobamResults([common.run_seed(shared, protocol, seed=s) for s in range(2)], 16, {})
+    claims = report.claims(results, p)
     assert [c.id for c in claims] == list(report.CLAIMS)
     assert not report.upload_table(results).empty
+    assert len(report.plot_trigger(results).axes) == 2
+    # the results round-trip as data (JSON and arrays) and give the same claims
+    data, arrays = results.to_data()
+    again = common.LobamResults.from_data(data, arrays)
+    assert [c.as_dict() for c in report.claims(again, p)] == [c.as_dict() for c in claims]
 
 
 # ------------------------------------------------------------------------------------------------ verdict rules
@@ -309,7 +320,7 @@ ALL = [common.CLEAN, common.FULL_FT, common.NAIVE, common.lobam_name(2.0), commo
 
 def verdicts(results) -> dict[str, str]:
     params = resolve(experiment.PARAMS, "cpu", check_assets=False)
-    return {c.id: c.verdict for c in report.make_claims(results, params)}
+    return {c.id: c.verdict for c in report.claims(results, params)}
 
 
 def asr_table(clean, full, naive, two, four, selected=None):
@@ -369,5 +380,5 @@ def test_c1_is_not_comparable_where_the_reference_attack_does_not_survive():
     # under TIES the full-FT backdoor stays near 0.2: nothing for LoRA to weaken there
     table = asr_table([0.0, 0.0, 0.0], [0.99, 0.98, 0.99], [0.40, 0.45, 0.50], [0.80, 0.85, 0.82], [0.99, 0.99, 1.0])
     results = fake_results(table, tie_asr={common.FULL_FT: [0.20, 0.22, 0.18], common.NAIVE: [0.3, 0.3, 0.3]})
-    claims = {c.id: c for c in report.make_claims(results, resolve(experiment.PARAMS, "cpu", check_assets=False))}
+    claims = {c.id: c for c in report.claims(results, resolve(experiment.PARAMS, "cpu", check_assets=False))}
     assert claims["C1"].verdict == "partly" and "not comparable" in claims["C1"].reason

@@ -11,7 +11,7 @@ from replbook import minkpp
 from replbook.data.wikimia import load_wikimia
 from replbook.experiments import minkpp as experiment
 from replbook.experiments.minkpp import common, miniature, paper, report
-from replbook.profiles import resolve
+from replbook.profiles import config, resolve
 
 TINY = {"max_chunks": 80, "chunk_len": 16, "vocab_size": 128, "d_model": 16, "epochs": 2, "n_boot": 20,
         "ks": [0.2, 0.5]}
@@ -19,8 +19,9 @@ TINY = {"max_chunks": 80, "chunk_len": 16, "vocab_size": 128, "d_model": 16, "ep
 
 def run_once():
     params = resolve(experiment.PARAMS, "smoke", TINY)
-    corpus = miniature.load_corpus(params)
-    return miniature.run_seed(params, corpus, seed=0)
+    setup, scoring = config(miniature.TinyLMSetup, params), config(common.Scoring, params)
+    corpus = miniature.load_corpus(setup.vocab_size, setup.chunk_len, setup.max_chunks)
+    return miniature.run_seed(setup, scoring, corpus, seed=0)
 
 
 def flat_metrics(result):
@@ -89,12 +90,13 @@ def synthetic(deltas, spread, ref_delta=0.0, range_pp=0.01, n_boot=400):
         test = {n: {"auroc": v, "lo": v - 0.02, "hi": v + 0.02} for n, v in auroc.items()}
         k = {m: {"fixed": 0.2, "val": 0.2, "best": 0.5} for m in ("mink", "minkpp")}
         result = common.SeedResult(seed, split={})
-        result.epochs[3] = {"test": test, "boot": boot, "k": k, "diff": {"mink_best": {"diff": delta}}}
+        result.epochs[3] = {"test": test, "k": k, "diff": {"mink_best": {"diff": delta}}}
+        result.boot[3] = boot
         results.append(result)
-    return results
+    return common.MinkppResults(results, [])
 
 
-P = {"profile": "cpu", "fixed_k": 0.2, "ks": [0.2, 0.5]}
+P = {"profile": "cpu", "fixed_k": 0.2, "ks": [0.2, 0.5], "ref_epochs": 1, "target_model": "-", "val_fraction": 0.3}
 
 
 @pytest.mark.parametrize("deltas, spread, verdict", [
@@ -105,7 +107,7 @@ P = {"profile": "cpu", "fixed_k": 0.2, "ks": [0.2, 0.5]}
     ([0.03, 0.03, -0.02], 0.002, "inconclusive"),        # the mean is above 0 but a seed is against
 ])
 def test_c1_and_c2_rules_reach_every_outcome(deltas, spread, verdict):
-    claims = {c.id: c for c in report.make_claims(synthetic(deltas, spread), P)}
+    claims = {c.id: c for c in report.claims(synthetic(deltas, spread), P)}
     assert claims["C1"].verdict == verdict
     assert claims["C2a"].verdict == claims["C2b"].verdict  # Loss and Zlib sit 0.02 below Min-K%++ ...
     assert "best k on test (shown, not judged)" in claims["C1"].ours  # ... and the best k is never judged
@@ -114,21 +116,21 @@ def test_c1_and_c2_rules_reach_every_outcome(deltas, spread, verdict):
 @pytest.mark.parametrize("ref_delta, spread, verdict", [
     (0.0, 0.002, "reproduced"), (-0.03, 0.002, "not reproduced"), (-0.01, 0.012, "inconclusive")])
 def test_ref_parity_is_judged_with_its_margin(ref_delta, spread, verdict):
-    claims = {c.id: c for c in report.make_claims(synthetic([0.02] * 3, spread, ref_delta=ref_delta), P)}
+    claims = {c.id: c for c in report.claims(synthetic([0.02] * 3, spread, ref_delta=ref_delta), P)}
     assert claims["C2c"].verdict == verdict and "δ = 0.01" in claims["C2c"].reason
 
 
 @pytest.mark.parametrize("range_pp, verdict", [(0.01, "reproduced"), (0.045, "partly"), (0.08, "not reproduced")])
 def test_k_robustness_rule(range_pp, verdict):
-    claims = {c.id: c for c in report.make_claims(synthetic([0.02] * 3, 0.0005, range_pp=range_pp), P)}
+    claims = {c.id: c for c in report.claims(synthetic([0.02] * 3, 0.0005, range_pp=range_pp), P)}
     assert claims["C3"].verdict == verdict
 
 
 def test_the_pooled_interval_is_a_real_interval_of_the_seed_mean():
-    results = synthetic([0.01, 0.02, 0.03], 0.002)
-    d = report.pooled(results, 3, report.difference("minkpp@0.2", "mink@0.2"))
-    assert d["mean"] == pytest.approx(0.02) and d["lo"] < 0.02 < d["hi"]
-    assert d["hi"] - d["lo"] < min(hi - lo for _, lo, hi in d["seeds"])  # averaging seeds narrows it
+    results = synthetic([0.01, 0.02, 0.03], 0.002).lm
+    d, seeds = report.pooled(results, 3, report.difference("minkpp@0.2", "mink@0.2"))
+    assert d.mean == pytest.approx(0.02) and d.lo < 0.02 < d.hi
+    assert d.hi - d.lo < min(s.hi - s.lo for s in seeds)  # averaging seeds narrows it
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +180,7 @@ def test_paper_profile_runs_on_a_tiny_model_and_local_wikimia(tiny_neox, tmp_pat
     assert np.allclose(results[0].scores[0]["ref"], 0.0, atol=1e-5)  # the same model as its own reference
 
     # The chapter's report works on the paper profile's result too: claims with the Pythia-2.8B comparison rows.
-    claims = report.make_claims(results, params)
+    claims = report.claims(run, params)
     rows = {c.id: c for c in claims}
     assert [rows[f"P{i}"].claim for i in (1, 2, 3, 4, 5)] == [
         "Loss AUROC, WikiMIA_length32", "Zlib AUROC, WikiMIA_length32", "Ref AUROC, WikiMIA_length32",

@@ -7,8 +7,8 @@ import torch
 
 from replbook.data.ood_images import CORRUPTIONS, FAR_SOURCES, corrupt, far_ood
 from replbook.experiments import oodv2 as experiment
-from replbook.experiments.oodv2 import miniature, report
-from replbook.profiles import ParameterError, resolve
+from replbook.experiments.oodv2 import common, miniature, report
+from replbook.profiles import ParameterError, config, resolve
 
 
 @pytest.mark.parametrize("source", FAR_SOURCES)
@@ -51,16 +51,33 @@ def tiny_data():
 def test_one_seed_scores_every_detector_on_every_split(tmp_cache):
     p = resolve(experiment.PARAMS, "smoke", {"n_train": 200, "n_val": 50, "n_test": 60, "n_ood": 50},
                 check_assets=False)
-    result = miniature.run_seed(p, tiny_data(), seed=0)
+    sets, training, scoring = (config(miniature.Splits, p), config(miniature.Training, p),
+                               config(common.Scoring, p))
+
+    def run_seed():
+        return miniature.run_seed(sets, training, scoring, tiny_data(), 0, vlm=p["vlm"], n_boot=p["n_boot"],
+                                  threads=p["threads"])
+
+    result = run_seed()
     splits = {"near: held-out garments"} | {f"far: {s}" for s in FAR_SOURCES} | {f"covariate: {c}"
                                                                                   for c in CORRUPTIONS}
     detectors = set(experiment.DETECTORS) | {"MCM (toy VLM)", "GL-MCM (toy VLM)"}
     assert {(r["detector"], r["split"]) for r in result.metrics} == {(d, s) for d in detectors for s in splits}
     assert set(result.accuracy) == {"clean", *[f"covariate: {c}" for c in CORRUPTIONS],
                                     "toy VLM (zero-shot prompts)"}
-    again = miniature.run_seed(p, tiny_data(), seed=0)  # models from the cache: identical numbers
+    again = run_seed()  # models from the cache: identical numbers
     assert again.metrics == result.metrics
     assert len(list((tmp_cache / "models").glob("oodv2-*.safetensors"))) == 2
+
+
+def test_the_examples_figure_reads_its_images_from_the_results():
+    p = resolve(experiment.PARAMS, "smoke", check_assets=False)
+    examples = miniature.example_images(config(miniature.Splits, p), tiny_data(), per_split=4)
+    assert examples.names == ["ID (test)", "near: held-out garments", *[f"far: {s}" for s in FAR_SOURCES],
+                              *[f"covariate: {c}" for c in CORRUPTIONS]]
+    assert examples.images.shape == (len(examples.names), 4, 1, 28, 28) and examples.images.dtype == np.float32
+    fig = report.plot_examples(examples)
+    assert len(fig.axes) == len(examples.names) * 4
 
 
 def test_parameter_conflicts_are_named_before_any_work():
@@ -82,6 +99,9 @@ def test_taxonomy_loads_renders_and_rejects_an_unknown_status(tmp_path):
         report.load_taxonomy(bad)
 
 
+EXAMPLES = common.Examples(["ID (test)"], np.zeros((1, 1, 1, 2, 2), dtype=np.float32))
+
+
 def synthetic_results(values: dict, spread: float = 0.002, seeds: int = 2, n_boot: int = 300):
     """Hand-made seeds: detector → (near AUROC, far AUROC), the same in every seed; bootstrap replicates around
     them share an item-level noise and carry their own of size ``spread``."""
@@ -96,7 +116,7 @@ def synthetic_results(values: dict, spread: float = 0.002, seeds: int = 2, n_boo
             for group, v in (("near", near), ("far", far)):
                 boot[group][det] = v + shared[group] + spread * rng.standard_normal(n_boot)
         results.append(experiment.SeedResult(seed, metrics=rows, boot=boot))
-    return results
+    return experiment.Oodv2Results(results, EXAMPLES)
 
 
 BASE = {"MSP": (0.80, 0.85), "MaxLogit": (0.80, 0.90), "Energy": (0.80, 0.91), "Mahalanobis": (0.60, 0.95),
@@ -104,7 +124,7 @@ BASE = {"MSP": (0.80, 0.85), "MaxLogit": (0.80, 0.90), "Energy": (0.80, 0.91), "
 
 
 def verdicts(values, **kw):
-    return {c.id: c.verdict for c in report.make_claims(synthetic_results(values, **kw), {"profile": "cpu"})}
+    return {c.id: c.verdict for c in report.claims(synthetic_results(values, **kw), {"profile": "cpu"})}
 
 
 @pytest.mark.parametrize("maxlogit, energy, spread, verdict", [
@@ -119,7 +139,7 @@ def test_c1_reaches_every_outcome(maxlogit, energy, spread, verdict):
 
 
 def test_c2_says_when_the_reference_does_not_show_it():
-    claims = {c.id: c for c in report.make_claims(synthetic_results(BASE), {"profile": "cpu"})}
+    claims = {c.id: c for c in report.claims(synthetic_results(BASE), {"profile": "cpu"})}
     assert "Mahalanobis excels on far: OpenOOD itself does not show it" in claims["C2"].paper
     assert "ViM excels on far: OpenOOD shows it" in claims["C2"].paper
     assert claims["C2"].verdict == "reproduced"  # both excel on far (+10, +12) and lag on near here
@@ -134,7 +154,7 @@ def test_c3_on_the_mean_gap(near_minus_far, verdict):
 
 
 def test_c4_collapses_near_duplicates_and_uses_both_benchmarks():
-    ranks = report.ranking_comparison(synthetic_results(BASE))
+    ranks = report.ranking_comparison(synthetic_results(BASE).seeds)
     assert set(ranks["OpenOOD benchmark"]) == {"cifar10", "cifar100"}
     assert (ranks["detectors (collapsed)"] == 5).all()  # six detectors, MaxLogit and Energy as one unit
     reference = {d: tuple((report._reference("cifar10").loc[d] + report._reference("cifar100").loc[d]) / 2)
@@ -144,6 +164,21 @@ def test_c4_collapses_near_duplicates_and_uses_both_benchmarks():
     assert agree == "reproduced" and reverse == "not reproduced"
     few = verdicts(BASE)["C4"]  # five units: an interval too wide to decide
     assert few == "inconclusive"
+
+
+def test_results_round_trip_as_data_and_give_the_same_claims():
+    results = synthetic_results(BASE)
+    data, arrays = results.to_data()
+    assert {a.dtype for a in arrays.values()} <= {np.dtype("float64"), np.dtype("float32")}
+    again = experiment.Oodv2Results.from_data(data, arrays)
+    assert [c.as_dict() for c in report.claims(again, {"profile": "cpu"})] == \
+        [c.as_dict() for c in report.claims(results, {"profile": "cpu"})]
+
+
+def test_the_rules_read_the_interval_centre_and_record_it():
+    claim = {c.id: c for c in report.claims(synthetic_results(BASE), {"profile": "cpu"})}["C3"]
+    est = claim.rule.estimate
+    assert est.mean == pytest.approx((est.lo + est.hi) / 2) and claim.rule.kind == "effect"
 
 
 def test_a_changed_architecture_never_loads_stale_weights(tmp_cache, monkeypatch):

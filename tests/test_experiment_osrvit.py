@@ -4,6 +4,7 @@ with a tiny random DINOv2."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -99,8 +100,8 @@ def test_fraction_indices_are_nested_within_a_seed():
 
 
 def _digest(results):
-    keep = [{a: {k: v for k, v in m.items() if k not in ("curve", "boot")} for a, m in r["arms"].items()}
-            for r in results["runs"]]
+    keep = [{a: {k: v for k, v in dataclasses.asdict(m).items() if k not in ("curve", "boot")}
+             for a, m in r.arms.items()} for r in results.runs]
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=float).encode()).hexdigest()
 
 
@@ -108,22 +109,33 @@ def test_tiny_run_every_arm_deterministic_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("REPLBOOK_CACHE", str(tmp_path))
     P = resolve(chapter.PARAMS, "smoke", TINY)
     first = chapter.run(P)
-    assert [(r["fraction"], r["seed"]) for r in first["runs"]] == [(1.0, 0), (0.5, 0)]
-    assert first["runs"][1]["n_train_images"] == 12
-    for r in first["runs"]:
-        assert set(r["arms"]) == {"baseline", "osrvit", "osrvit-random"}
-        for m in r["arms"].values():
-            assert 0 <= m["aosp"] <= 1 and len(m["boot"]["aosp"]) == 10
-            assert set(report.METRICS) - {"aosp_norm"} <= set(m)
-        assert set(r["lambda_sweep"]["by_lambda"]) == {"0", "0.1", "1"}
-        assert len(r["examples"]["osrvit"]) == 2
+    assert isinstance(first, chapter.RESULTS)
+    assert [(r.fraction, r.seed) for r in first.runs] == [(1.0, 0), (0.5, 0)]
+    assert first.runs[1].n_train_images == 12
+    arm_fields = {f.name for f in dataclasses.fields(common.ArmResult)}
+    for r in first.runs:
+        assert set(r.arms) == {"baseline", "osrvit", "osrvit-random"}
+        for m in r.arms.values():
+            assert 0 <= m.aosp <= 1 and len(m.boot["aosp"]) == 10 and m.boot["aosp"].dtype == np.float32
+            assert set(report.METRICS) - {"aosp_norm"} <= arm_fields
+        assert set(r.lambda_sweep.by_lambda) == {0.0, 0.1, 1.0}
+        assert len(r.lambda_sweep.known_total_boot) == 10
+    # only the run the figure draws (100% data, seed 0) keeps its detections of the first test images
+    assert len(first.runs[0].examples["osrvit"]) == 2 and first.runs[1].examples == {}
+    assert first.test_images.shape == (2, 64, 64) and first.class_names == list(KNOWN)
     cached = list(tmp_path.rglob("*.safetensors"))
     assert len(cached) == 1 + 2 * 2  # the ViT, and THPN + baseline per fraction
     second = chapter.run(P)  # from the cache: the same numbers
     assert _digest(first) == _digest(second)
-    claims = {c.id: c.verdict for c in report.judge_claims(first, "smoke")}
-    assert set(claims) == {"C1", "C2a", "C2b", "C3a", "C3b", "C4"}
-    assert claims["C3b"] == "not comparable" and claims["C4"] == "not comparable"  # no 25% run; the miniature
+    # saved as data and read back, the results give the same claims
+    data, arrays = first.to_data()
+    json.dumps(data, allow_nan=False)
+    back = chapter.RESULTS.from_data(json.loads(json.dumps(data)), arrays)
+    claims = report.claims(first, {"profile": "smoke"})
+    assert [c.as_dict() for c in report.claims(back, {"profile": "smoke"})] == [c.as_dict() for c in claims]
+    verdicts = {c.id: c.verdict for c in claims}
+    assert set(verdicts) == {"C1", "C2a", "C2b", "C3a", "C3b", "C4"}
+    assert verdicts["C3b"] == "not comparable" and verdicts["C4"] == "not comparable"  # no 25% run; the miniature
     assert len(report.main_table(first)) == 6
     assert "Where the difference comes from" in report.findings_sentence(first)
     assert "untrained ViT" in report.control_sentence(first) and len(report.lambda_table(first)) == 3
@@ -134,34 +146,39 @@ def test_tiny_run_every_arm_deterministic_and_cached(tmp_path, monkeypatch):
 
 def fake_results(aosp: dict[tuple[str, float], float], recall: dict[tuple[str, float], float] | None = None,
                  spread: float = 0.005, seeds: int = 3, n_boot: int = 50, lam_unknown=(0.8, 0.75, 0.6),
-                 lam_known=(0.9, 0.92, 0.95)) -> dict:
+                 lam_known=(0.9, 0.92, 0.95)) -> common.OsrvitResults:
     """Results with the given mean AOSP (and unknown recall) per (arm, fraction), bootstrap draws around it, and a λ
     sweep over (0, 0.5, 1) whose recalls are the given shares of 100 objects in 10 images."""
     rng = np.random.default_rng(0)
     recall = recall or {k: 0.1 for k in aosp}
+    w = common.bootstrap_weights(10, n_boot)  # the resamples of the 10 test images
     runs = []
     for f in sorted({k[1] for k in aosp}, reverse=True):
         for s in range(seeds):
             arms = {}
             for arm in ("baseline", "osrvit"):
                 a, r = aosp[(arm, f)], recall[(arm, f)]
-                arms[arm] = {**{k: 0.5 for k in report.METRICS}, "aosp": a, "ood_recall": r,
-                             "boot": {"aosp": list(a + rng.normal(0, spread, n_boot)),
-                                      "ood_recall": list(r + rng.normal(0, spread, n_boot)),
-                                      "id_map50": [0.5] * n_boot}}
-            def hits(share):
-                return [int(round(share * 10))] * 10
-            sweep = {"known_total": [10] * 10, "unknown_total": [10] * 10,
-                     "by_lambda": {lam: {"known_hits": hits(k), "unknown_hits": hits(u), "known_recall": k,
-                                         "unknown_recall": u}
-                                   for lam, u, k in zip(("0", "0.5", "1"), lam_unknown, lam_known, strict=True)}}
-            runs.append({"fraction": f, "seed": s, "n_train_images": int(100 * f), "arms": arms,
-                         "lambda_sweep": sweep})
-    return {"runs": runs, "n_known": 3}
+                plain = {k: 0.5 for k in report.METRICS if k != "aosp_norm"}
+                arms[arm] = common.ArmResult(**{**plain, "aosp": a, "ood_recall": r, "tau_ood": 0.0, "tau_bg": 0.5},
+                                             curve={"ood_recall": np.zeros(3), "id_map50": np.full(3, 0.5)},
+                                             boot={"aosp": a + rng.normal(0, spread, n_boot),
+                                                   "ood_recall": r + rng.normal(0, spread, n_boot),
+                                                   "id_map50": np.full(n_boot, 0.5)})
+
+            def point(known, unknown):
+                k_hits, u_hits = np.full(10, round(known * 10.0)), np.full(10, round(unknown * 10.0))
+                return common.LambdaPoint(known, unknown, float(k_hits.sum()), float(u_hits.sum()), w @ k_hits,
+                                          w @ u_hits)
+            totals = np.full(10, 10.0)
+            sweep = common.LambdaSweep([1, 2, 5, 10], 100, 100, w @ totals, w @ totals,
+                                       {lam: point(k, u) for lam, u, k in zip((0.0, 0.5, 1.0), lam_unknown, lam_known,
+                                                                                strict=True)})
+            runs.append(common.SeedRun(f, s, int(100 * f), arms, sweep))
+    return common.OsrvitResults(runs, 3, ["a", "b", "c"], np.zeros((0, 64, 64), np.float32), [])
 
 
 def verdicts(results):
-    return {c.id: c.verdict for c in report.judge_claims(results, "cpu")}
+    return {c.id: c.verdict for c in report.claims(results, {"profile": "cpu"})}
 
 
 def test_verdicts_reproduced_partly_and_not():
@@ -192,7 +209,7 @@ def test_lambda_rule_needs_both_sides_and_monotone():
     flat_known = fake_results({("osrvit", 1.0): 0.3, ("baseline", 1.0): 0.3}, lam_known=(0.9, 0.9, 0.9))
     assert verdicts(flat_known)["C1"] == "partly"  # the unknown side holds, the known side does not move
     wiggly = fake_results({("osrvit", 1.0): 0.3, ("baseline", 1.0): 0.3}, lam_unknown=(0.8, 0.9, 0.6))
-    c1 = next(c for c in report.judge_claims(wiggly, "cpu") if c.id == "C1")
+    c1 = next(c for c in report.claims(wiggly, {"profile": "cpu"}) if c.id == "C1")
     assert c1.verdict == "reproduced"  # one inversion is allowed
     reverse = fake_results({("osrvit", 1.0): 0.3, ("baseline", 1.0): 0.3}, lam_unknown=(0.6, 0.7, 0.8),
                            lam_known=(0.95, 0.92, 0.9))
@@ -201,10 +218,11 @@ def test_lambda_rule_needs_both_sides_and_monotone():
 
 def test_paired_difference_is_per_resample():
     r = fake_results({("osrvit", 1.0): 0.4, ("baseline", 1.0): 0.3}, seeds=2, n_boot=4, spread=0.0)
-    r["runs"][0]["arms"]["osrvit"]["boot"]["aosp"] = [0.5, 0.4, 0.3, 0.2]
-    r["runs"][0]["arms"]["baseline"]["boot"]["aosp"] = [0.4, 0.3, 0.2, 0.1]  # always 0.1 below: paired
-    d = report.difference(r, "aosp", ("osrvit", 1.0), ("baseline", 1.0))
-    assert d["lo"] == pytest.approx(0.1) and d["hi"] == pytest.approx(0.1) and d["mean"] == pytest.approx(0.1)
+    r.runs[0].arms["osrvit"].boot["aosp"] = np.array([0.5, 0.4, 0.3, 0.2])
+    r.runs[0].arms["baseline"].boot["aosp"] = np.array([0.4, 0.3, 0.2, 0.1])  # always 0.1 below: paired
+    d, per_seed = report.difference(r, "aosp", ("osrvit", 1.0), ("baseline", 1.0))
+    assert d.lo == pytest.approx(0.1) and d.hi == pytest.approx(0.1) and d.mean == pytest.approx(0.1)
+    assert per_seed[0].lo == pytest.approx(0.1) and per_seed[0].hi == pytest.approx(0.1) and len(per_seed) == 2
 
 
 # ----------------------------------------------------------------------------------------------- paper profile
@@ -302,12 +320,12 @@ def test_paper_profile_end_to_end_on_generated_files_and_tiny_dinov2(tmp_path, m
         det_batch=2, dinov2=str(tmp_path / "dino"), crop_size=28, head_epochs=1, pre_nms=50, n_proposals=10,
         max_dets=10, k=10, n_boot=10, n_examples=2, n_thresholds=3, device="cpu"))
     results = chapter.run(P)
-    (run,) = results["runs"]
-    assert results["n_known"] == 20 and run["n_train_images"] == 3
-    assert set(run["arms"]) == {"baseline", "osrvit", "osrvit-random"}
-    assert all(0 <= m["aosp"] <= 1 for m in run["arms"].values())
-    assert np.asarray(results["test_images"]).shape == (2, 64, 64, 3)
-    assert {c.id: c.verdict for c in report.judge_claims(results, "paper")}["C4"] == "illustrated"
+    (run,) = results.runs
+    assert results.n_known == 20 and run.n_train_images == 3 and len(results.class_names) == 20
+    assert set(run.arms) == {"baseline", "osrvit", "osrvit-random"}
+    assert all(0 <= m.aosp <= 1 for m in run.arms.values())
+    assert results.test_images.shape == (2, 64, 64, 3) and len(results.test_truths) == 2
+    assert {c.id: c.verdict for c in report.claims(results, P)}["C4"] == "illustrated"
 
 
 def test_image_encoder_takes_dinov2_and_refuses_other_backbones():

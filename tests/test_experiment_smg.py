@@ -3,6 +3,8 @@ rules on constructed results."""
 
 from __future__ import annotations
 
+import json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -10,13 +12,31 @@ import torch
 
 from replbook.data import phantoms
 from replbook.experiments import smg
-from replbook.experiments.smg import miniature, protocol, report
-from replbook.profiles import ParameterError, resolve
+from replbook.experiments.smg import common, miniature, report
+from replbook.profiles import ParameterError, config, resolve
 from replbook.segmentation import predict
 
 
 def smoke(**overrides):
     return resolve(smg.PARAMS, "smoke", {"workers": 1, **overrides})
+
+
+def smd_setup(p):
+    return config(common.SMDSetup, p)
+
+
+def arm_setup(p):
+    return config(common.ArmSetup, p)
+
+
+def study_of(p):
+    return miniature.make_study(p["seen"], p["unseen"], p["n_train"], p["n_test"], p["size"])
+
+
+def dice_of(results) -> dict:
+    """seed → arm → stage → site → Dice per image, as lists (comparable with ==)."""
+    return {s: {arm: [{site: list(v) for site, v in stage.items()} for stage in r.dice] for arm, r in arms.items()}
+            for s, arms in results.seeds.items()}
 
 
 # ------------------------------------------------------------------------------------------------ sites
@@ -38,7 +58,7 @@ def test_sites_share_geometry_rules_but_differ_in_appearance():
 
 
 def test_study_has_the_sites_in_order():
-    study = miniature.make_study(smoke())
+    study = study_of(smoke())
     assert [s.name for s in study.seen] == ["S1", "S2", "S3"] and [s.name for s in study.unseen] == ["S5"]
     assert study.n_labels == 4 and study.channels == 1
     assert len(study.seen[0].train_images) == 32 and len(study.seen[0].test_images) == 12
@@ -63,8 +83,8 @@ def test_validation_names_the_parameter(overrides, message):
 
 def test_appearance_shift_is_seeded_and_bounded():
     x = torch.rand(4, 1, 8, 8) * 2 - 1
-    a = protocol.appearance_shift(x, torch.Generator().manual_seed(1))
-    b = protocol.appearance_shift(x, torch.Generator().manual_seed(1))
+    a = common.appearance_shift(x, torch.Generator().manual_seed(1))
+    b = common.appearance_shift(x, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and a.abs().max() <= 1 and not torch.equal(a, x)
 
 
@@ -72,37 +92,38 @@ def test_appearance_shift_is_seeded_and_bounded():
 
 
 def test_prior_baseline_by_hand():
-    site = protocol.Site("A", "", torch.zeros(2, 1, 1, 2), torch.tensor([[[1, 0]], [[1, 1]]]),
-                         torch.zeros(2, 1, 1, 2), torch.tensor([[[1, 0]], [[0, 0]]]))
-    study = protocol.Study(("x",), [site, site], [site])
+    site = common.Site("A", "", torch.zeros(2, 1, 1, 2), torch.tensor([[[1, 0]], [[1, 1]]]),
+                       torch.zeros(2, 1, 1, 2), torch.tensor([[[1, 0]], [[0, 0]]]))
+    study = common.Study(("x",), [site, site], [site])
     # the training maps of both seen sites: pixel 0 is label 1 four times; pixel 1 is 0 twice and 1 twice, and argmax
     # takes the first maximum (0): the prior map is [1, 0]. Test image [1, 0] → Dice 1; test image [0, 0] → the
     # prior's label 1 is a false positive → Dice 0.
-    prior = protocol.prior_baseline(study)
-    assert prior["A"] == [1.0, 0.0]
+    prior = common.prior_baseline(study)
+    assert list(prior["A"]) == [1.0, 0.0]
 
 
 def test_past_for_arm_labels_replay_with_the_previous_segmenter(tmp_cache):
     p = smoke()
-    study = miniature.make_study(p)
-    run = protocol.run_smd(p, study)
+    study = study_of(p)
+    run = common.run_smd(smd_setup(p), study)
     assert [len(b.ids) for b in run.banks] == [6, 12]  # n_replay per site seen so far
-    previous = protocol.build_segmenter(p, 1, 4)
-    past = protocol.past_for_arm("SMD replay", p, 2, study, run, previous, seed=0)
+    previous = common.build_segmenter(arm_setup(p), 1, 4)
+    fraction = p["buffer_fraction"]
+    past = common.past_for_arm("SMD replay", fraction, 2, study, run, previous, seed=0)
     assert sorted(past) == [0, 1]
     images, labels = past[1]
     assert images.shape == (6, 1, 16, 16) and torch.equal(labels, predict(previous, images, study.labels))
-    buffer = protocol.past_for_arm("real buffer", p, 2, study, run, previous, seed=0)
+    buffer = common.past_for_arm("real buffer", fraction, 2, study, run, previous, seed=0)
     assert [len(v[0]) for v in buffer.values()] == [3, 3]  # 10 % of 32 images
-    assert protocol.past_for_arm("sequential fine-tuning", p, 2, study, run, previous, 0) == {}
-    joint = protocol.past_for_arm("joint training", p, 2, study, run, previous, 0)
+    assert common.past_for_arm("sequential fine-tuning", fraction, 2, study, run, previous, 0) == {}
+    joint = common.past_for_arm("joint training", fraction, 2, study, run, previous, 0)
     assert [len(v[0]) for v in joint.values()] == [32, 32]  # every real image of both past sites
 
 
 def test_joint_labels_make_the_generator_draw_masks(tmp_cache):
     p = smoke(labels="joint", seen=["S1", "S2"])
-    study = miniature.make_study(p)
-    run = protocol.run_smd(p, study)
+    study = study_of(p)
+    run = common.run_smd(smd_setup(p), study)
     (images, masks), = run.replay(1, 1, 4).values()
     assert images.shape == (6, 1, 16, 16) and masks.shape == (6, 16, 16)
     assert masks.min() >= 0 and masks.max() <= 3
@@ -110,12 +131,12 @@ def test_joint_labels_make_the_generator_draw_masks(tmp_cache):
 
 def test_prompts_only_leaves_the_unet_of_the_first_site(tmp_cache):
     p = smoke(smd_update="prompts_only", seen=["S1", "S2", "S3"])
-    study = miniature.make_study(p)
-    gen = protocol.build_smd(p, 3, 1)
-    protocol.train_smd_stage(gen, p, 0, study.seen[0], 4, {}, seed=0)
+    study, setup = study_of(p), smd_setup(p)
+    gen = common.build_smd(setup, 3, 1)
+    common.train_smd_stage(gen, setup, 0, study.seen[0], 4, {}, seed=0)
     unet_before = {k: v.clone() for k, v in gen.unet.state_dict().items()}
     prompts_before = gen.prompts.tokens.detach().clone()
-    protocol.train_smd_stage(gen, p, 1, study.seen[1], 4, {0: study.seen[0].train_images}, seed=0)
+    common.train_smd_stage(gen, setup, 1, study.seen[1], 4, {0: study.seen[0].train_images}, seed=0)
     assert all(torch.equal(v, gen.unet.state_dict()[k]) for k, v in unet_before.items())
     moved = (gen.prompts.tokens.detach() - prompts_before).abs().sum((1, 2))
     assert moved[1] > 0 and moved[0] == 0 and moved[2] == 0
@@ -137,24 +158,26 @@ def smoke_out(tmp_path_factory):
 
 def test_smoke_run_covers_every_arm_stage_and_site(smoke_out):
     p, out, _ = smoke_out
-    assert sorted(out["seeds"]) == [0, 1]
-    for arms in out["seeds"].values():
+    assert isinstance(out, smg.RESULTS)
+    assert sorted(out.seeds) == [0, 1]
+    for arms in out.seeds.values():
         assert list(arms) == p["arms"]
         for r in arms.values():
             assert len(r.dice) == 3  # one entry per seen site's stage
             assert all(sorted(stage) == ["S1", "S2", "S3", "S5"] for stage in r.dice)
             assert all(len(v) == 12 and all(0 <= x <= 1 for x in v) for v in r.dice[-1].values())
     # every arm starts from the seed's shared first stage
-    first = [r.dice[0] for r in out["seeds"][0].values()]
-    assert all(d == first[0] for d in first)
-    assert len(out["smd"].banks) == 2 and len(out["smd"].curves) == 2
+    first = dice_of(out)[0]
+    assert all(d[0] == first[p["arms"][0]][0] for d in first.values())
+    assert len(out.smd_curves) == 2 and all(len(c) == p["gen_steps"] for c in out.smd_curves)
+    assert list(out.real) == list(out.replayed) == ["S1", "S2"]  # the past sites of the last stage
+    assert out.replayed["S2"].shape == (6, 16, 16)  # n_replay = 6 images per site, grey, in [0, 1]
+    assert 0 <= out.replayed["S2"].min() and out.replayed["S2"].max() <= 1
 
 
 def test_smoke_run_is_deterministic_through_the_cache(smoke_out):
     _, out, again = smoke_out
-    for s in out["seeds"]:
-        for arm, r in out["seeds"][s].items():
-            assert again["seeds"][s][arm].dice == r.dice
+    assert dice_of(again) == dice_of(out)
 
 
 def test_workers_give_the_same_results(tmp_path, monkeypatch):
@@ -165,49 +188,63 @@ def test_workers_give_the_same_results(tmp_path, monkeypatch):
     single = smg.run(smoke(workers=1, threads=1, seeds=1, arms=arms))
     monkeypatch.setenv("REPLBOOK_CACHE", str(tmp_path / "two"))
     parallel = smg.run(smoke(workers=2, threads=2, seeds=1, arms=arms))
-    for arm in arms:
-        assert parallel["seeds"][0][arm].dice == single["seeds"][0][arm].dice
+    assert dice_of(parallel) == dice_of(single)
 
 
 def test_smoke_report_and_claims(smoke_out):
     p, out, _ = smoke_out
-    taylor = report.taylor_check(out, p)
-    ratios = [r["ratio"] for r in taylor["rows"] if "ratio" in r]
-    assert all(3 < r < 5 for r in ratios)  # the gap is O(α²) on the chapter's own segmenter
-    assert all(r["grad_cosine"] > 0.99 for r in taylor["rows"])
-    claims = report.make_claims(out, p, taylor)
+    taylor = out.taylor  # computed with the results, on the run's own first-stage segmenter
+    ratios = [r.ratio for r in taylor.rows if r.ratio is not None]
+    assert len(ratios) == 2 and all(3 < r < 5 for r in ratios)  # the gap is O(α²) on the chapter's own segmenter
+    assert all(r.grad_cosine > 0.99 for r in taylor.rows)
+    claims = report.claims(out, p)
     assert [c.id for c in claims] == ["C1", "C2", "C3", "C4", "C5a", "C5b"]
     assert next(c for c in claims if c.id == "C4").verdict == "illustrated"  # our own identity: never "reproduced"
     table = report.final_table(out)
     assert report.PRIOR in table.index and ("mean", "unseen") in table.columns
     assert len(report.differences_table(out)) == 11
+    assert len(report.taylor_table(out)) == 3 and "alignment moves the gradient" in report.taylor_line(out)
     for figure in (report.plot_stages, report.plot_tradeoff, report.plot_replay, report.plot_generator_loss):
         assert figure(out).axes  # every figure draws from the smoke run (the replay figure with 6 images per site)
     plt.close("all")
-    record = report.metrics_record(out, taylor)
-    assert record["sites"] == {"seen": ["S1", "S2", "S3"], "unseen": ["S5"]}
+    assert [s.name for s in out.seen] == ["S1", "S2", "S3"] and [s.name for s in out.unseen] == ["S5"]
+    segmenter = common.build_segmenter(arm_setup(p), 1, 4)
+    assert out.model_sizes["segmenter (UNet)"] == sum(q.numel() for q in segmenter.parameters())
+
+
+def test_the_page_renders_from_the_saved_results_alone(smoke_out):
+    """The results survive their round trip through JSON + arrays, and the page's claims, tables and sentences come
+    out the same from the saved copy."""
+    p, out, _ = smoke_out
+    data, arrays = out.to_data()
+    loaded = smg.RESULTS.from_data(json.loads(json.dumps(data, allow_nan=False)), arrays)
+    assert dice_of(loaded) == dice_of(out)
+    assert [c.as_dict() for c in report.claims(loaded, p)] == [c.as_dict() for c in report.claims(out, p)]
+    assert report.reading(loaded).data == report.reading(out).data
+    assert report.final_table(loaded).equals(report.final_table(out))
+    assert loaded.taylor == out.taylor
 
 
 # ------------------------------------------------------------------------------------------------ verdict rules
 
 
-def fake_out(scores: dict[str, tuple[float, float]], seeds: int = 3, n: int = 20, noise: float = 0.01) -> dict:
+def fake_out(scores: dict[str, tuple[float, float]], seeds: int = 3, n: int = 20,
+             noise: float = 0.01) -> common.SmgResults:
     """Results where each arm's Dice is (past-site level, unseen level) plus small per-seed, per-image noise; the last
     seen site is 0.9 for every arm."""
-    empty = torch.zeros(1, 1, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)
-    site = lambda name: protocol.Site(name, "", *empty, *empty)  # noqa: E731
-    study = protocol.Study(("x",), [site("S1"), site("S2"), site("S3")], [site("S5")])
+    site = lambda name: common.SiteInfo(name, "")  # noqa: E731
     rng = np.random.default_rng(0)
-    out = {"seeds": {}, "study": study, "prior": {s: [0.1] * n for s in ("S1", "S2", "S3", "S5")}, "smd": None}
+    out = common.SmgResults([site("S1"), site("S2"), site("S3")], [site("S5")], {},
+                            {s: np.full(n, 0.1) for s in ("S1", "S2", "S3", "S5")}, [], {}, {}, None, {})
     for s in range(seeds):
         arms = {}
         for arm, (past, unseen) in scores.items():
-            def level(v: float) -> list[float]:
-                return list(np.clip(v + rng.normal(0, noise, n), 0, 1))
+            def level(v: float) -> np.ndarray:
+                return np.clip(v + rng.normal(0, noise, n), 0, 1)
             last = {"S1": level(past), "S2": level(past), "S3": level(0.9), "S5": level(unseen)}
             stages = [{k: level(0.9) for k in last}, {k: level(0.9) for k in last}, last]
-            arms[arm] = protocol.ArmResult(s, arm, stages, [])
-        out["seeds"][s] = arms
+            arms[arm] = common.ArmResult(s, arm, stages, [])
+        out.seeds[s] = arms
     return out
 
 
@@ -216,7 +253,7 @@ ALL = {"sequential fine-tuning": (0.3, 0.4), "EWC": (0.35, 0.4), "LwF": (0.35, 0
 
 
 def verdicts(scores: dict) -> dict[str, str]:
-    claims = report.make_claims(fake_out(scores), {"profile": "cpu"}, None)
+    claims = report.claims(fake_out(scores), {"profile": "cpu", "beta": 2e-3})
     return {c.id: c.verdict for c in claims}
 
 
@@ -235,7 +272,7 @@ def test_rules_fail_when_smg_is_plain_mixing():
 
 
 def test_rules_are_inconclusive_on_noise():
-    v = report.make_claims(fake_out({**ALL, "SMG (SMD + PGA)": (0.7, 0.51)}, noise=0.3), {"profile": "cpu"}, None)
+    v = report.claims(fake_out({**ALL, "SMG (SMD + PGA)": (0.7, 0.51)}, noise=0.3), {"profile": "cpu", "beta": 2e-3})
     assert next(c for c in v if c.id == "C2").verdict == "inconclusive"
 
 

@@ -7,7 +7,7 @@ import torch
 
 from replbook.experiments import speechprune as experiment
 from replbook.experiments.speechprune import miniature, report
-from replbook.experiments.speechprune.common import QUESTION_ONLY
+from replbook.experiments.speechprune.common import QUESTION_ONLY, SpeechpruneResults, tabulate
 from replbook.models.speech_reader import SpeechReader
 from replbook.profiles import resolve
 
@@ -27,8 +27,11 @@ def test_every_condition_runs_with_its_token_budget(tmp_cache):
     assert (df[df["condition"] == "Oracle (key sentence)"]["retention"] == 1).all()
     assert len(df[df["condition"] == "RAP"]) == len(p["prune_rates"]) * 2 * TINY["n_test"]
     assert min(res.passage_tokens) > p["b_max"]  # passages are longer than the window
+    assert [c.kept for c in res.cost] == [p["b_max"], *(round((1 - pr) * p["b_max"]) for pr in p["prune_rates"])]
     again = experiment.run(p)  # the reader from the cache: the same answers
-    assert again.rows == res.rows and again.losses == res.losses
+    assert report.frame(again).equals(df) and again.losses == res.losses
+    data, arrays = res.to_data()  # the results survive their saved form
+    assert report.frame(SpeechpruneResults.from_data(data, arrays)).equals(df)
 
 
 def test_the_reader_refuses_more_tokens_than_its_window():
@@ -62,14 +65,14 @@ def synthetic(accuracy: dict, n: int = 400, rap: float = 0.3):
         for seed in range(3):
             rows.append({"item": item, "condition": "RAP", "pr": 0.2, "seed": seed,
                          "correct": bool(rng.random() < rap), "kept": 1, "retention": 0.0})
-    return experiment.Results(rows=rows)
+    return SpeechpruneResults(conditions=tabulate(rows))
 
 
 P = {"profile": "cpu", "prune_rates": [0.2, 0.8]}
 
 
 def verdicts(accuracy, **kw):
-    return {c.id: c.verdict for c in report.make_claims(synthetic(accuracy, **kw), P)}
+    return {c.id: c.verdict for c in report.claims(synthetic(accuracy, **kw), P)}
 
 
 @pytest.mark.parametrize("accuracy, n, verdict", [
@@ -102,6 +105,6 @@ def test_c4_combines_both_phases(phase1, phase2, verdict):
 
 
 def test_the_control_table_reads_every_condition_against_no_speech():
-    table = report.control_table(synthetic({}), P)
+    table = report.control_table(synthetic({}), P["prune_rates"])
     assert table.loc[(QUESTION_ONLY, "–"), "minus question only (points, 95% CI)"] == "–"
     assert table.loc[("SpeechPrune", 0.2), "accuracy %"] > table.loc[(QUESTION_ONLY, "–"), "accuracy %"]

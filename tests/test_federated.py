@@ -115,14 +115,14 @@ def test_the_chapter_runs_in_flowers_simulation_engine_on_loopback_only(tmp_path
         from replbook.experiments import fedprophet as chapter
         P = resolve(chapter.PARAMS, "smoke", {TINY!r})
         r = chapter.run(P)
-        print("RESULT", json.dumps({{"cached": r.cached, "arms": [x["arm"] for x in r.runs],
-                                    "mus": [x["mu"] for x in r.runs], "eps": r.runs[-1]["stage_eps"],
-                                    "val": [x["val"]["clean"] + x["val"]["pgd"] for x in r.runs]}}))
+        assert isinstance(r, chapter.RESULTS)
+        print("RESULT", json.dumps({{"arms": [x.arm for x in r.runs], "mus": [x.mu for x in r.runs],
+                                    "eps": r.runs[-1].stage_eps,
+                                    "val": [x.val["clean"] + x.val["pgd"] for x in r.runs]}}))
         ''')
     proc, trace = _in_namespace(script, tmp_path, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
-    assert out["cached"] is False
     assert out["arms"] == ["jFAT", "cascade μ=0", "cascade μ=0.001", "FedProphet"]
     # FedProphet's μ: the cascade run's with the best validation score (the smaller μ on a tie)
     best = max(zip(out["val"][1:3], [-m for m in out["mus"][1:3]], out["mus"][1:3], strict=True))[2]
@@ -143,11 +143,12 @@ def test_the_same_apps_run_in_flowers_deployment_engine_on_loopback_only(tmp_pat
         use_offline_flower()
         from replbook.profiles import resolve
         from replbook.experiments import fedprophet as chapter
-        from replbook.experiments.fedprophet.engine import settings
+        from replbook.experiments.fedprophet.engine import Experiment, settings
         from replbook.experiments.fedprophet.flower_app import write_run_config
+        from replbook.profiles import config
         # one arm, one round per module: every message starts a ClientApp process that imports torch
         P = resolve(chapter.PARAMS, "smoke", {{**{TINY!r}, "arms": ["fedprophet"], "mus": [0.0], "rounds": 3}})
-        s = {{**settings(P), "results_path": {str(results)!r}}}
+        s = {{**settings(config(Experiment, P)), "results_path": {str(results)!r}}}
         app = Path(chapter.__file__).parent / "flwr_app"
         nodes = [f"partition-id={{i}} num-partitions={{s['n_clients']}}" for i in range(s["n_clients"])]
         with local_federation(app, nodes, flwr_home=Path("flwr_home")) as fed:

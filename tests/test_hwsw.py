@@ -8,7 +8,18 @@ from replbook import costmodel as cm
 from replbook import measure
 from replbook.experiments.hwsw import PARAMS, report
 from replbook.experiments.hwsw import miniature as hwsw
-from replbook.profiles import resolve
+from replbook.experiments.hwsw.common import HwswResults, Measured, Quantised
+from replbook.profiles import config, resolve
+
+
+def hand_made(measured: Measured, hardware=("h100-sxm",), flash=(4096,)) -> HwswResults:
+    """Results with the modelled tables the claims read and a given measurement."""
+    return HwswResults(
+        hardware=[cm.load_hardware(h) for h in hardware],
+        points=hwsw.columns(hwsw.roofline_points(list(hardware), 512, 4096, [1])), kv={},
+        quant=hwsw.columns(hwsw.quantisation_table(cm.LLAMA2_7B, "h100-sxm", 4096)), sparsity={},
+        flash=hwsw.columns(hwsw.flash_table(list(flash))), spec={}, zero={}, kv_crossover=hwsw.kv_crossovers(),
+        measured=measured)
 
 
 def test_roofline_points_put_decode_left_and_prefill_right_of_the_ridge():
@@ -45,13 +56,15 @@ def test_llm_analysis_agrees_on_kv_and_within_five_percent_on_latency():
 def test_measurement_plumbing_and_claims_on_tiny_sizes():
     params = resolve(PARAMS, "smoke", {"matmul_sizes": [32], "gemv_n": 64, "bandwidth_mib": 1,
                                             "lm_d_model": 64, "lm_vocab": 128, "lm_seq": 8, "repeats": 1})
-    measured = hwsw.measure_machine(params)
-    table = hwsw.measured_table(measured)
+    measured = hwsw.measure_machine(config(hwsw.MachineSetup, params))
+    table = report.measured_table(measured)
     assert (table["ms"] > 0).all() and len(table) == 1 + 1 + 2 + 2
-    assert measured["lm_config"].d_model == 64
-    points = hwsw.roofline_points(params["hardware"], 512, 4096, [1])
-    quant = hwsw.quantisation_table(cm.LLAMA2_7B, "h100-sxm", 4096)
-    claims = report.make_claims(points, quant, hwsw.flash_table([4096]), measured, params)
+    assert measured.lm_config.d_model == 64
+    results = hand_made(measured, hardware=tuple(params["hardware"]))
+    data, arrays = results.to_data()  # the results survive their saved form
+    again = HwswResults.from_data(data, arrays)
+    assert again.measured == measured and again.hardware == results.hardware and again.points == results.points
+    claims = report.claims(again, params)
     assert [c.id for c in claims] == ["C1", "C2", "C3", "C4"]
     assert claims[1].verdict == "illustrated" and "25,705" in claims[1].ours
     assert {c.verdict for c in claims[1:]} == {"illustrated"}  # what the cost model implies is never "reproduced"
@@ -66,11 +79,8 @@ def c1_verdict(bandwidth_share: float, decode_ai: float, ridge_bw: float = 1e10,
     nbytes = bandwidth_share * ridge_bw * seconds
     decode = Measurement("tiny Llama decode, B=1", decode_ai * nbytes, nbytes, seconds)
     machine = cm.Hardware("hand-made", {"fp32": peak}, ridge_bw, 0, "test", "measured")
-    measured = {"phases": [decode], "machine": machine, "dtype": "fp32"}
-    points = hwsw.roofline_points(["h100-sxm"], 512, 4096, [1])
-    quant = hwsw.quantisation_table(cm.LLAMA2_7B, "h100-sxm", 4096)
-    params = {"profile": "cpu"}
-    return report.make_claims(points, quant, hwsw.flash_table([4096]), measured, params)[0].verdict
+    measured = Measured(points=[], bandwidth={}, phases=[decode], machine=machine, dtype="fp32")
+    return report.claims(hand_made(measured), {"profile": "cpu"})[0].verdict
 
 
 def test_c1_rule_reaches_each_outcome_on_hand_made_measurements():
@@ -86,7 +96,7 @@ def test_measure_rejects_cuda_without_a_gpu():
         pytest.skip("a GPU is present")
     params = resolve(PARAMS, "smoke", {"device": "cuda"})
     with pytest.raises(RuntimeError, match="parameter 'device' is 'cuda' but no GPU"):
-        hwsw.measure_machine(params)
+        hwsw.measure_machine(config(hwsw.MachineSetup, params))
 
 
 def test_measurement_objects():
@@ -205,13 +215,14 @@ def test_measure_precisions_on_a_tiny_llama():
     model = tiny_llama_model()
     ids = torch.randint(0, 96, (2, 8), generator=torch.Generator().manual_seed(0))
     out = quantised.measure_precisions(model, ["fp32", "int8", "int8-all"], [1, 2], 8, 3, ids)
-    table = out["table"]
+    table = report.frame(out.table)
     assert list(zip(table.precision, table.batch, strict=True)) == [
         (p, b) for b in (1, 2) for p in ("fp32", "int8", "int8-all")]
     mb = table.set_index(["precision", "batch"])["weight MB"]
     assert mb[("int8-all", 1)] < mb[("int8", 1)] < mb[("fp32", 1)]  # int8 keeps the down-projections in fp32
     assert (table[table.precision == "fp32"]["decode time ratio to fp32"] == 1.0).all()
-    assert all(len(s) == 3 and (s > 0).all() for s in out["samples"].values())
+    assert all(len(s) == 3 and (s > 0).all() for by_batch in out.samples.values() for s in by_batch.values())
+    assert sorted(out.samples) == ["fp32", "int8", "int8-all"] and sorted(out.samples["int8"]) == [1, 2]
     with pytest.raises(ValueError, match="must include fp32"):
         quantised.measure_precisions(model, ["int8"], [1], 8, 1, ids)
 
@@ -228,7 +239,8 @@ def test_measured_c3_rule_reaches_each_outcome(ratio, lo, hi, verdict):
     table = pd.DataFrame([{"precision": p, "batch": 1, "decode time ratio to fp32": r, "ratio lo": a, "ratio hi": b,
                            "predicted ratio (bytes)": pred, "decode ms/token": 10.0, "decode GB/s": 5.0}
                           for p, r, a, b, pred in (("fp32", 1.0, 0.9, 1.1, 1.0), ("int8", ratio, lo, hi, 0.30))])
-    claim = report.quantisation_claim({"table": table, "threads": 2}, "cpu", copy_bandwidth=20e9)
+    quantised = Quantised(hwsw.columns(table), {}, seq_len=16, threads=2)
+    claim = report.quantisation_claim(quantised, "cpu", copy_bandwidth=20e9)
     assert claim.id == "C3-measured" and claim.verdict == verdict
     assert "25% of this machine's copy bandwidth" in claim.ours
 

@@ -9,9 +9,9 @@ from PIL import Image
 from replbook.assets import AssetUnavailable
 from replbook.data import openood
 from replbook.experiments import oodv2 as experiment
-from replbook.experiments.oodv2 import paper
+from replbook.experiments.oodv2 import common, paper
 from replbook.models import CifarResNet18
-from replbook.profiles import resolve
+from replbook.profiles import config, resolve
 
 OOD_LISTS = ["cifar100", "tin", "mnist", "svhn", "texture", "places365"]
 
@@ -67,7 +67,8 @@ def test_checkpoint_loader_strips_the_prefix_and_names_missing_files(openood_roo
 
 
 def test_openood_run_scores_every_detector_on_every_split(openood_root):
-    (result,) = paper.run_openood(paper_params(), root=openood_root, width=4)
+    p = paper_params()
+    (result,) = paper.run_openood(config(paper.Benchmark, p), config(common.Scoring, p), root=openood_root, width=4)
     rows = {(r["detector"], r["split"]) for r in result.metrics}
     splits = {f"near: {n}" for n in ("cifar100", "tin")} | {f"far: {n}" for n in OOD_LISTS[2:]}
     assert rows == {(d, s) for d in experiment.DETECTORS for s in splits}
@@ -107,9 +108,17 @@ def test_clip_mcm_and_glmcm_run_zero_shot_on_the_benchmark(openood_root, tiny_cl
     clip = paper.load_clip(str(tiny_clip))
     text = paper.clip_text_embeddings(clip[0], clip[1], openood.CIFAR10_CLASSES)
     assert text.shape == (10, 8)
-    result = paper.run_clip(paper_params(), root=openood_root, clip=clip)
+    p = paper_params()
+    result = paper.run_clip(p["benchmark"], p["clip_model"], p["clip_temperature"], root=openood_root, clip=clip)
     detectors = {r["detector"] for r in result.metrics}
     assert detectors == {"MCM (CLIP)", "GL-MCM (CLIP)"} and len(result.metrics) == 2 * 6
     pixel = clip[2](images=[Image.new("RGB", (32, 32))], return_tensors="pt")["pixel_values"]
     g, local = paper.clip_image_embeddings(clip[0], pixel)
     assert g.shape == (1, 8) and local.shape == (1, 16, 8)  # 4×4 patches of 8 pixels
+
+
+def test_the_examples_are_openood_images_with_the_normalisation_undone(openood_root):
+    examples = paper.openood_examples("cifar10", per_split=4, root=openood_root)
+    assert examples.names == ["ID (test)", "near: cifar100", "near: tin", *[f"far: {n}" for n in OOD_LISTS[2:]]]
+    assert examples.images.shape == (7, 4, 3, 32, 32) and examples.images.dtype == np.float32
+    assert 0 <= examples.images.min() and examples.images.max() <= 1 + 1e-5

@@ -43,6 +43,7 @@ def test_source_notebook_follows_the_chapter_contract(slug):
     assert title.cell_type == "markdown" and title.source.startswith("# ") and "**Claims under test**" in title.source
     assert {"parameters", "remove-cell"} <= set(params.metadata.get("tags", [])), "cell 2 is the parameters cell"
     assert "remove-cell" in setup.metadata.get("tags", []) and "P = resolve(" in setup.source
+    assert "check_assets=False" in setup.source, "a page renders from saved results: compute() checks the assets"
     names = set()
     for line in params.source.splitlines():
         if not line.strip() or line.startswith(("from ", "import ")):
@@ -58,6 +59,7 @@ def test_source_notebook_follows_the_chapter_contract(slug):
     assert positions == sorted(positions), "the sections come in the contract's order"
     panel = next(c for c in code if "parameters_panel(" in c.source)
     assert "remove-input" in panel.metadata.get("tags", []) and text.index("parameters_panel(") > positions[1]
-    assert "glue_claims(" in text and "recorder.write(" in text
-    record = next(c for c in code if "run_record(" in c.source)
+    assert "glue_claims(" in text and f'compute("{slug}", P)' in text
+    assert text.index(f'compute("{slug}", P)') > positions[2], "the results are computed (or loaded) in Experiment"
+    record = next(c for c in code if "record_claims(" in c.source)
     assert "remove-input" in record.metadata.get("tags", []) and record is code[-1]

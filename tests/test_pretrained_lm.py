@@ -10,9 +10,9 @@ import torch
 from replbook.assets import AssetUnavailable, load_manifest
 from replbook.assets import resolve as resolve_asset
 from replbook.experiments import minkpp as experiment
-from replbook.experiments.minkpp import real_lm, report
+from replbook.experiments.minkpp import common, real_lm, report
 from replbook.models import pretrained_lm
-from replbook.profiles import resolve
+from replbook.profiles import config, resolve
 
 WORDS = ["<|endoftext|>", "[UNK]"] + ("the a of to is and in for an be by statement expression object value name "
                                      "if else return def class import with as").split()
@@ -155,6 +155,12 @@ def tiny_section(tmp_cache, monkeypatch):
                                                 "n_boot": 20, "ks": [0.2, 0.5], "threads": 1}, check_assets=False)
 
 
+def section(params, **changes):
+    """(the section's typed config, the scoring config) of the parameters ``params`` with ``changes``."""
+    params = {**params, **changes}
+    return config(real_lm.SmolLMSetup, params), config(common.Scoring, params)
+
+
 def test_windows_are_fixed_non_overlapping_and_a_too_large_request_names_the_parameter(tmp_cache):
     _, tok = tiny_llama()
     windows = real_lm.corpus_windows(tok, 16, 12)
@@ -172,7 +178,7 @@ def test_windows_are_fixed_non_overlapping_and_a_too_large_request_names_the_par
 
 
 def test_the_section_scores_the_base_model_then_each_exposure(tiny_section):
-    results = real_lm.run_real_lm(tiny_section)
+    results = real_lm.run_real_lm(*section(tiny_section))
     assert [r.seed for r in results] == [0, 1]
     for r in results:
         assert sorted(r.epochs) == [0, 1, 2] and len(r.train_loss) == 2
@@ -183,20 +189,21 @@ def test_the_section_scores_the_base_model_then_each_exposure(tiny_section):
     # the base model's scores are shared: only the split differs between seeds
     assert np.array_equal(results[0].scores[0]["loss"], results[1].scores[0]["loss"])
     assert not np.array_equal(results[0].split["labels"], results[1].split["labels"])
-    again = real_lm.run_real_lm(tiny_section)  # from the cache: identical numbers, no training timed
+    again = real_lm.run_real_lm(*section(tiny_section))  # from the cache: identical numbers, no training timed
     for a, b in zip(results, again, strict=True):
         assert np.array_equal(a.scores[2]["minkpp@0.2"], b.scores[2]["minkpp@0.2"])
     assert "LoRA training tokens/s" not in again[0].throughput
 
 
 def test_the_report_gives_the_smollm2_claims_their_own_ids_and_a_side_by_side_table(tiny_section):
-    smol = real_lm.run_real_lm(tiny_section)
-    claims = report.make_claims(smol, tiny_section, lm="smollm2")
+    smol = real_lm.run_real_lm(*section(tiny_section))
+    values = ("cpu", 0.2, [0.2, 0.5], 1, "-", 0.3)
+    claims = report.lm_claims(smol, "smollm2", *values)
     ids = [c.id for c in claims]
     assert ids == ["C1-smollm2", "C2a-smollm2", "C2b-smollm2", "C2c-smollm2", "C3-smollm2", "A1-smollm2"]
     assert all(c.claim.endswith("(SmolLM2-135M, LoRA fine-tuned)") for c in claims)
     assert claims[3].verdict == "not comparable" and "base model itself" in claims[3].reason
-    tiny = report.make_claims(smol, tiny_section)  # the same numbers under the tiny ids: a pairing check
+    tiny = report.lm_claims(smol, "tiny", *values)  # the same numbers under the tiny ids: a pairing check
     table = report.verdicts_side_by_side(tiny, claims)
     assert list(table.index) == ["C1", "C2a", "C2b", "C2c", "C3"]
     assert (table["tiny GPT"] == table["SmolLM2"]).drop("C2c").all()
@@ -205,24 +212,24 @@ def test_the_report_gives_the_smollm2_claims_their_own_ids_and_a_side_by_side_ta
     assert "Ref" not in set(control.method) and control["interval holds 0.5"].dtype == bool
     assert list(report.throughput_table(smol).index) == [0, 1]
     with pytest.raises(ValueError, match="lm must be one of"):
-        report.make_claims(smol, tiny_section, lm="gpt2")
+        report.lm_claims(smol, "gpt2", *values)
 
 
 def test_a_seed_gives_the_same_adapters_whatever_ran_before_it(tiny_section, tmp_path, monkeypatch):
     _, tok = tiny_llama()
     windows = real_lm.corpus_windows(tok, 16, 12)
     base = real_lm.score_ids(tiny_llama()[0], windows.ids, 8)
-    params = {**tiny_section, "lm_epochs": [1]}
+    setup, scoring = section(tiny_section, lm_epochs=[1])
     runs = []
     for name in ("a", "b"):  # separate caches: both train
         monkeypatch.setenv("REPLBOOK_CACHE", str(tmp_path / name))
         torch.rand(17 if name == "a" else 3)  # another history of torch's global generator
-        runs.append(real_lm.run_seed(params, windows, base, seed=1, threads=1))
+        runs.append(real_lm.run_seed(setup, scoring, windows, base, seed=1, threads=1))
     assert np.array_equal(runs[0].scores[1]["minkpp@0.2"], runs[1].scores[1]["minkpp@0.2"])
 
 
 def test_zero_lm_seeds_skips_the_section(tiny_section):
-    assert real_lm.run_real_lm({**tiny_section, "lm_seeds": 0}) == []
+    assert real_lm.run_real_lm(*section(tiny_section, lm_seeds=0)) == []
 
 
 # ---------------------------------------------------------------------------------------------------- the real model

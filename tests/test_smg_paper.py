@@ -14,7 +14,8 @@ from PIL import Image
 from replbook.assets import AssetError, AssetUnavailable, ChecksumMismatch
 from replbook.data import smg_sites
 from replbook.experiments import smg as experiment
-from replbook.profiles import ParameterError, resolve
+from replbook.experiments.smg import common, paper
+from replbook.profiles import ParameterError, config, resolve
 
 SIDE, DEPTH = 16, 5
 
@@ -133,6 +134,10 @@ def test_paper_sites_must_belong_to_the_dataset():
         resolve(experiment.PARAMS, "smoke", {"unseen": ["HK"]})
 
 
+def setups(p):
+    return config(common.SMDSetup, p), config(common.ArmSetup, p), config(common.Schedule, p)
+
+
 def paper_params(**overrides):
     """The paper profile at smoke scale: three prostate sites, three arms, one seed."""
     smoke = dict(experiment.PARAMS.defaults["smoke"])
@@ -148,20 +153,24 @@ def test_run_paper_end_to_end(data_root, tmp_cache):
     p = paper_params()
     assert p["dataset"] == "prostate" and p["size"] == SIDE
     out = experiment.run(p)
-    assert [s.name for s in out["study"].seen] == ["RUNMC", "BMC"]
-    arms = out["seeds"][0]
+    assert [s.name for s in out.seen] == ["RUNMC", "BMC"]
+    arms = out.seeds[0]
     assert list(arms) == p["arms"]
     for r in arms.values():
         assert len(r.dice) == 2 and sorted(r.dice[-1]) == ["BMC", "I2CVB", "RUNMC"]
         assert len(r.dice[-1]["I2CVB"]) == 2  # the test case's two prostate slices
-    assert out["smd"].banks[0].images.shape == (2, 1, SIDE, SIDE)
-    assert isinstance(out["prior"]["RUNMC"], list) and torch.is_tensor(out["study"].seen[0].train_images)
+    assert out.replayed["RUNMC"].shape == (2, SIDE, SIDE) and out.real["RUNMC"].shape == (2, SIDE, SIDE)
+    assert out.prior["RUNMC"].shape == (len(arms["SMG (SMD + PGA)"].dice[-1]["RUNMC"]),)
+    # the protocol's own output (loaded from the cache) holds the generator's replay and the loaded study
+    run = paper.run_paper(*setups(p), p["dataset"], p["seen"], p["unseen"])
+    assert run.smd.banks[0].images.shape == (2, 1, SIDE, SIDE) and torch.is_tensor(run.study.seen[0].train_images)
 
 
 def test_paper_fundus_runs_with_three_channels(data_root, tmp_cache):
     p = paper_params(dataset="fundus", seen=["Domain1", "Domain2"], unseen=["Domain3"], size=8)
     out = experiment.run(p)
-    study = out["study"]
-    assert study.channels == 3 and study.n_labels == 3
-    assert out["smd"].banks[0].images.shape == (2, 3, 8, 8)
-    assert sorted(out["seeds"][0]["SMG (SMD + PGA)"].dice[-1]) == ["Domain1", "Domain2", "Domain3"]
+    assert out.replayed["Domain1"].shape == (2, 8, 8, 3)  # colour images, shown as RGB
+    assert sorted(out.seeds[0]["SMG (SMD + PGA)"].dice[-1]) == ["Domain1", "Domain2", "Domain3"]
+    run = paper.run_paper(*setups(p), p["dataset"], p["seen"], p["unseen"])
+    assert run.study.channels == 3 and run.study.n_labels == 3
+    assert run.smd.banks[0].images.shape == (2, 3, 8, 8)

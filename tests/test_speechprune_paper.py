@@ -86,7 +86,8 @@ def test_run_paper_on_a_generated_spiral_folder(tiny_qwen2_audio, tmp_path):
     import wave
 
     from replbook.experiments import speechprune as experiment
-    from replbook.profiles import resolve
+    from replbook.experiments.speechprune.common import Pruning
+    from replbook.profiles import config, resolve
 
     (tmp_path / "audio").mkdir()
     rng = np.random.default_rng(2)
@@ -105,12 +106,14 @@ def test_run_paper_on_a_generated_spiral_folder(tiny_qwen2_audio, tmp_path):
     items = load_spiral(tmp_path)
     assert [i["answer"] for i in items] == [0, 1] and items[0]["choices"][0] == "near the river"
     p = resolve(experiment.PARAMS, "paper", {"random_seeds": 1, "prune_rates": [0.2, 0.8]}, check_assets=False)
-    res = paper.run_paper(p, bundle=tiny_qwen2_audio, folder=tmp_path)
+    res = paper.run_paper(p["model"], p["n_test"], config(Pruning, p), bundle=tiny_qwen2_audio, folder=tmp_path)
     assert res.passage_tokens == [875, 875]  # 35 s at 25 tokens per second
-    kept = {(r["condition"], r["pr"]): r["kept"] for r in res.rows}
-    assert kept[("Original", 0.0)] == 750 and kept[("SpeechPrune", 0.2)] == 600 and kept[("RAP", 0.8)] == 150
-    assert len(res.rows) == 2 * (2 + 2 * 5)  # Original, the question-only control, 5 conditions at 2 rates
-    assert kept[("Question only (no speech)", 0.0)] == 0
+    kept = {(c.condition, c.pr): c.kept for c in res.conditions}
+    assert all(k.shape == (1, 2) for k in kept.values())  # one seed, two items each
+    assert (kept[("Original", 0.0)] == 750).all() and (kept[("SpeechPrune", 0.2)] == 600).all()
+    assert (kept[("RAP", 0.8)] == 150).all()
+    assert len(res.conditions) == 2 + 2 * 5  # Original, the question-only control, 5 conditions at 2 rates
+    assert (kept[("Question only (no speech)", 0.0)] == 0).all()
 
 
 def test_missing_spiral_is_named(tmp_path):

@@ -7,11 +7,8 @@ from replbook.stats import (
     auroc_rank,
     bootstrap_auroc_difference,
     bootstrap_indices,
-    bootstrap_mean_difference,
     bootstrap_metrics,
-    paired_t_interval,
     tpr_at_fpr,
-    wilson_interval,
 )
 
 
@@ -78,27 +75,3 @@ def test_paired_difference_of_a_score_with_itself_is_zero():
 def test_one_class_raises():
     with pytest.raises(ValueError, match="both classes"):
         auroc_rank(np.array([0.1, 0.2]), np.array([1, 1]))
-
-
-def test_paired_t_interval_hand_case():
-    # differences 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.3027, half-width 4.3027 / √3
-    d = paired_t_interval([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
-    assert d["mean"] == 2.0 and d["n"] == 3
-    assert d["hi"] - d["mean"] == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
-    assert np.isnan(paired_t_interval([1.0], [0.0])["lo"])
-
-
-def test_wilson_interval_hand_case():
-    lo, hi = wilson_interval(5, 10)
-    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
-    assert wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
-    with pytest.raises(ValueError, match="n > 0"):
-        wilson_interval(0, 0)
-
-
-def test_bootstrap_mean_difference_brackets_the_mean_and_is_seeded():
-    rng = np.random.default_rng(0)
-    a, b = rng.random(200), rng.random(200)
-    d = bootstrap_mean_difference(a, b, n_boot=500, seed=1)
-    assert d["lo"] < d["mean"] < d["hi"] and d["mean"] == pytest.approx((a - b).mean())
-    assert d == bootstrap_mean_difference(a, b, n_boot=500, seed=1)

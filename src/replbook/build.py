@@ -1,16 +1,22 @@
-"""Run chapters with papermill and build the book with Jupyter Book 1.
+"""Compute chapters, render their pages with papermill, and build the book with Jupyter Book 1.
 
-An executed chapter lives at ``book/chapters/<slug>.ipynb`` with, in its metadata, the hash of what produced it:
-the source notebook's cells, the resolved parameters, and the files of the ``replbook`` modules the chapter's kernel
-had loaded when it finished (recorded by a cell the build appends to every run and removes afterwards). Editing a
-module that a chapter never loads leaves it current; a chapter whose hash is unchanged is not rerun.
+Two kinds of staleness (compute once, render many):
 
-A chapter is executed into a temporary file and moved into place only when every cell ran, so a failure or an
-interrupt (Ctrl-C stops the kernel within seconds) never replaces the last good executed notebook.
+- **compute-stale**: the chapter's saved results carry another compute key than the code and parameters give now
+  (:mod:`replbook.results`). The build recomputes them, in a ``replbook compute`` subprocess, before rendering.
+- **page-stale**: the page's stamp differs. The stamp hashes the source notebook's cells, the resolved parameters,
+  the sha256 of the saved results (JSON and arrays), and the ``ast`` digest of the page code: the chapter's
+  ``report.py``, the presentation modules and the ``replbook`` modules the notebook imports, with what they import
+  (:func:`replbook.codekey.page_modules`). The build re-renders the page from the saved results with
+  ``REPLBOOK_RENDER_ONLY=1``: nothing trains, no model runs, and a results miss is an error.
+
+A page is rendered into a temporary file and moved into place only when every cell ran, so a failure or an interrupt
+(Ctrl-C stops the kernel within seconds) never replaces the last good page.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -21,30 +27,30 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
+from replbook import codekey
+from replbook import results as saved
 from replbook.chapters import chapter, chapter_params, landed_chapters
 from replbook.dashboard import MissingResults, write_dashboard
 from replbook.paths import project_root
 from replbook.profiles import resolve
 
 INJECTED_TAG = "injected-parameters"
-MODULES_TAG = "replbook-loaded-modules"
-#: Appended to every run: prints the replbook modules the kernel loaded, as JSON (read back, then removed).
-MODULES_CELL = ("import json as _json, sys as _sys\n"
-                "print(_json.dumps(sorted(m for m in _sys.modules if m == 'replbook' or m.startswith('replbook.'))))")
 
 
 class ChapterFailed(RuntimeError):
-    """A chapter notebook raised in one of its cells."""
+    """A chapter's computation or page raised."""
 
 
 class ChapterInterrupted(KeyboardInterrupt):
-    """A chapter run was stopped (Ctrl-C); its kernel is gone and the last good notebook is kept."""
+    """A chapter run was stopped (Ctrl-C); its kernel is gone and the last good page is kept."""
 
 
 def source_notebook(slug: str) -> Path:
@@ -55,97 +61,141 @@ def executed_notebook(slug: str) -> Path:
     return project_root() / "book" / "chapters" / f"{slug}.ipynb"
 
 
-def partial_notebook(slug: str) -> Path:
-    return executed_notebook(slug).with_name(f".{slug}.partial.ipynb")
+def partial_notebook(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.partial.ipynb")
 
 
-def package_root() -> Path:
-    """The folder of the ``replbook`` package whose files key the chapters."""
-    return Path(__file__).resolve().parent
-
-
-def module_digests() -> dict[str, str]:
-    """sha256 of the file of every module of the package, keyed by dotted name (``replbook.record``)."""
-    root = package_root()
-    out = {}
-    for path in sorted(root.rglob("*.py")):
-        parts = list(path.relative_to(root.parent).with_suffix("").parts)
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
+# --------------------------------------------------------------------------------------------------- staleness
 
 
 def _cells(slug: str) -> list[tuple]:
-    """The source notebook's cells as they key a run: type, source and tags (outputs never count)."""
+    """The source notebook's cells as they key a page: type, source and tags (outputs never count)."""
     nb = nbformat.read(source_notebook(slug), as_version=4)
     return [(c.cell_type, c.source, sorted(c.metadata.get("tags", []))) for c in nb.cells]
 
 
-def _hash(cells: list[tuple], params: Mapping[str, Any], modules: Iterable[str] | None,
-          digests: Mapping[str, str]) -> str:
-    names = sorted(digests) if modules is None else sorted(set(modules))
-    src = {name: digests.get(name, "missing") for name in names}
-    payload = json.dumps({"cells": cells, "params": dict(params), "src": src}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+def notebook_imports(slug: str) -> set[str]:
+    """The ``replbook`` modules the source notebook's code cells import (IPython magics skipped)."""
+    nb = nbformat.read(source_notebook(slug), as_version=4)
+    found: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        code = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(code)):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+            found.update(n for n in names if n.split(".")[0] == "replbook" and codekey.module_file(n))
+    return found
 
 
-def chapter_hash(slug: str, params: Mapping[str, Any], modules: Iterable[str] | None = None) -> str:
-    """Content hash of (source cells, resolved parameters, the files of ``modules`` as they are now): the
-    staleness key. ``modules`` are the dotted names a run loaded (``None``: every module of the package); a module
-    whose file is gone hashes as missing."""
-    return _hash(_cells(slug), params, modules, module_digests())
+def page_code(slug: str) -> str:
+    """The ``ast`` digest of the code a page runs."""
+    return codekey.digest(codekey.page_modules(slug, notebook_imports(slug)))
 
 
-def run_metadata(slug: str) -> dict[str, Any]:
-    """The ``replbook`` metadata of the executed notebook (hash, modules, params, wall time); {} if none."""
-    path = executed_notebook(slug)
+def page_stamp(slug: str, params: Mapping[str, Any], results_path: Path) -> str:
+    """The stamp of a page rendered from the results at ``results_path`` with ``params`` (see the module docstring)."""
+    payload = {"cells": _cells(slug), "params": dict(params), "results": saved.files_sha256(results_path),
+               "code": page_code(slug)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def page_metadata(path: Path) -> dict[str, Any]:
+    """The ``replbook`` metadata of an executed page (stamp, params, render time); {} if none."""
     if not path.exists():
         return {}
-    return dict(nbformat.read(path, as_version=4).metadata.get("replbook", {}))
+    try:
+        return dict(nbformat.read(path, as_version=4).metadata.get("replbook", {}))
+    except (OSError, ValueError):
+        return {}
 
 
-def is_current(slug: str, params: Mapping[str, Any]) -> bool:
-    meta = run_metadata(slug)
-    if "hash" not in meta:
-        return False
-    return meta["hash"] == chapter_hash(slug, params, meta.get("modules"))
+@dataclass(frozen=True)
+class ChapterState:
+    """Where a chapter stands at a profile: its results (``current``, ``stale`` or ``missing``), its page (the
+    same, judged only when the results are current), and the measured compute and render seconds."""
+
+    slug: str
+    profile: str
+    results: str
+    page: str
+    compute_s: float | None
+    render_s: float | None
 
 
-def _with_modules_cell(slug: str, folder: Path) -> Path:
-    """A copy of the source notebook with the loaded-modules cell appended, written into ``folder``."""
-    nb = nbformat.read(source_notebook(slug), as_version=4)
-    cell = nbformat.v4.new_code_cell(MODULES_CELL)
-    cell.metadata["tags"] = [MODULES_TAG, "remove-cell"]
-    nb.cells.append(cell)
-    path = folder / f"{slug}.ipynb"
-    nbformat.write(nb, path)
-    return path
+def state(slug: str, profile: str) -> ChapterState:
+    params = resolve(chapter_params(slug), profile, check_assets=False)
+    path = saved.book_path(slug, profile)
+    header = saved.read_header(path)
+    compute_s = header["record"]["compute_wall_s"] if header else None
+    if header is None:
+        results = "missing"
+    else:
+        results = "current" if header["compute_key"]["value"] == saved.compute_key(slug, params).value else "stale"
+    meta = page_metadata(executed_notebook(slug))
+    if results != "current" or not meta or meta.get("profile") != profile:
+        page = "missing" if not meta or meta.get("profile") != profile else "stale"
+    else:
+        fresh = meta.get("stamp") == page_stamp(slug, params, path) and saved.claims_path(path).exists()
+        page = "current" if fresh else "stale"
+    return ChapterState(slug, profile, results, page, compute_s, meta.get("render_wall_s"))
 
 
-def _loaded_modules(nb: nbformat.NotebookNode) -> list[str]:
-    """Read and remove the loaded-modules cell of an executed notebook."""
-    for i, cell in enumerate(nb.cells):
-        if MODULES_TAG in cell.metadata.get("tags", []):
-            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
-            del nb.cells[i]
-            return json.loads(text.strip().splitlines()[-1])
-    raise ChapterFailed("the executed notebook lost the cell that records its loaded modules.")
+# --------------------------------------------------------------------------------------------------- compute
 
 
-def _finish_notebook(path: Path, slug: str, params: Mapping[str, Any], wall: float, cells: list[tuple],
-                     digests: Mapping[str, str]) -> None:
-    """Record the modules the run loaded, stamp the metadata with the hash of what the run started from (its
-    ``cells`` and module ``digests``, so an edit during the run leaves the chapter stale) and remove the
-    injected-parameters cell from the page (the chapter shows its parameters as a table)."""
-    nb = nbformat.read(path, as_version=4)
-    modules = _loaded_modules(nb)
-    for cell in nb.cells:
-        tags = cell.metadata.setdefault("tags", [])
-        if INJECTED_TAG in tags and "remove-cell" not in tags:
-            tags.append("remove-cell")
-    nb.metadata["replbook"] = {"slug": slug, "hash": _hash(cells, params, modules, digests), "modules": modules,
-                               "params": dict(params), "wall_time_s": round(wall, 1)}
-    nbformat.write(nb, path)
+@contextmanager
+def _environ(**values: str | None):
+    saved_env = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def compute_chapter(slug: str, profile: str, overrides: Mapping[str, Any] | None = None, book: bool = True) -> float:
+    """Compute (or load) the chapter's results in a ``replbook compute`` subprocess, so each chapter starts from a
+    clean interpreter (threads, Flower, worker pools); ``book`` lets it write ``results/`` at the profile's
+    defaults. Returns wall seconds."""
+    cmd = [sys.executable, "-m", "replbook", "compute", slug, "--profile", profile]  # one chapter, one process
+    if overrides:
+        cmd += ["--params-json", json.dumps(dict(overrides))]
+    env = {**os.environ, saved.WRITE_BOOK_ENV: "1" if book else "0"}
+    env.pop(saved.RENDER_ONLY_ENV, None)
+    started = time.time()
+    proc = subprocess.Popen(cmd, cwd=project_root(), env=env)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise ChapterInterrupted(f"chapter {slug} ({profile}) was interrupted while computing, after "
+                                 f"{time.time() - started:.0f} s; its saved results are unchanged.") from None
+    if code == 130:
+        raise ChapterInterrupted(f"chapter {slug} ({profile}) was interrupted while computing.")
+    if code != 0:
+        raise ChapterFailed(f"chapter {slug} ({profile}): computing its results failed (exit {code}); the message "
+                            f"is above.")
+    return time.time() - started
+
+
+# --------------------------------------------------------------------------------------------------- render
 
 
 def _kernel_pids() -> list[int]:
@@ -164,10 +214,10 @@ def _kernel_pids() -> list[int]:
 
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
-    return state not in ("Z", "X")
+    return state_ not in ("Z", "X")
 
 
 def _stop_kernels(pids: list[int], grace: float = 2.0) -> None:
@@ -183,6 +233,20 @@ def _stop_kernels(pids: list[int], grace: float = 2.0) -> None:
             time.sleep(0.05)
 
 
+def _kernel_manager_class() -> type:
+    """A kernel manager on IPC sockets: the local kernel talks over files, not unencrypted TCP (and ipykernel's
+    warning about TCP goes away)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any):
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(Path(tempfile.mkdtemp(prefix="replbook-kernel-")) / "kernel"))
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def _execute(source: Path, out: Path, params: Mapping[str, Any], progress: bool) -> None:
     """papermill in a worker thread, so that Ctrl-C reaches this (main) thread; on an interrupt, the kernel
     (which lives in its own session, out of reach of the terminal's signal) is stopped here."""
@@ -193,7 +257,8 @@ def _execute(source: Path, out: Path, params: Mapping[str, Any], progress: bool)
     def work() -> None:
         try:
             papermill.execute_notebook(str(source), str(out), parameters=dict(params), cwd=str(project_root()),
-                                       kernel_name="python3", progress_bar=progress, report_mode=False)
+                                       kernel_name="python3", progress_bar=progress, report_mode=False,
+                                       kernel_manager_class=_kernel_manager_class())
         except BaseException as err:  # handed to the main thread
             outcome["error"] = err
 
@@ -210,35 +275,33 @@ def _execute(source: Path, out: Path, params: Mapping[str, Any], progress: bool)
         raise outcome["error"]
 
 
-def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] | None = None,
-                progress: bool = True) -> float:
-    """Execute ``notebooks/<slug>.ipynb`` at ``profile`` into ``book/chapters/<slug>.ipynb``; returns wall seconds.
-
-    Parameters are resolved and validated (assets included) before papermill starts; all of them are injected,
-    so the executed notebook records every value it ran with.
-    """
-    from papermill.exceptions import PapermillExecutionError
-
-    chapter(slug)
-    params = resolve(chapter_params(slug), profile, overrides)
+def _check_source(slug: str, profile: str) -> None:
     source = json.loads(source_notebook(slug).read_text(encoding="utf-8"))
     if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in source["cells"]):
         # papermill only warns, then runs the stored values: a cpu build would silently be a smoke run
         raise ChapterFailed(f"notebooks/{slug}.ipynb has no cell tagged 'parameters', so the {profile} values "
                             f"cannot be injected; tag its parameters cell 'parameters'.")
-    out = executed_notebook(slug)
+
+
+def render_page(slug: str, params: Mapping[str, Any], out: Path, progress: bool = False,
+                render_only: bool = True) -> float:
+    """Execute the source notebook with ``params`` into ``out`` from the saved results (``render_only``: nothing
+    computes, a miss fails); stamp it. The page writes its claims beside the results (the book's only at the
+    profile's defaults). The last good page at ``out`` is kept when anything fails."""
+    from papermill.exceptions import PapermillExecutionError
+
+    _check_source(slug, params["profile"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_notebook(slug)
+    partial = partial_notebook(out)
     partial.unlink(missing_ok=True)  # left by a run that was killed outright
-    # what the run starts from: an edit during the run must leave the chapter stale
-    cells, digests = _cells(slug), module_digests()
+    cells, code = _cells(slug), page_code(slug)  # what the page starts from: an edit during it leaves it stale
     started = time.time()
     # A non-inline MPLBACKEND (e.g. Agg) inherited by the kernel would leave the book without figures.
-    saved_backend = os.environ.pop("MPLBACKEND", None)
     finished = False
     try:
-        with tempfile.TemporaryDirectory(prefix=f"replbook-{slug}-") as folder:
-            _execute(_with_modules_cell(slug, Path(folder)), partial, params, progress)
+        with _environ(MPLBACKEND=None, **{saved.RENDER_ONLY_ENV: "1" if render_only else None,
+                                          saved.WRITE_BOOK_ENV: "1"}):
+            _execute(source_notebook(slug), partial, params, progress)
         finished = True
     except PapermillExecutionError as err:
         failed = project_root() / "_build" / "failed" / f"{slug}.ipynb"
@@ -246,52 +309,108 @@ def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] 
         partial.replace(failed)
         raise ChapterFailed(
             f"chapter {slug} failed in cell {err.cell_index} (execution count {err.exec_count}): "
-            f"{err.ename}: {err.evalue}. The half-run notebook is {failed}; the last good one is kept."
+            f"{err.ename}: {err.evalue}. The half-run notebook is {failed}; the last good page is kept."
         ) from None
     except KeyboardInterrupt:
         raise ChapterInterrupted(
-            f"chapter {slug} ({profile}) was interrupted after {time.time() - started:.0f} s; its kernel is "
-            f"stopped and the last good notebook is kept."
+            f"chapter {slug} ({params['profile']}) was interrupted after {time.time() - started:.0f} s; its kernel "
+            f"is stopped and the last good page is kept."
         ) from None
     finally:
-        if saved_backend is not None:
-            os.environ["MPLBACKEND"] = saved_backend
-        if not finished:  # interrupted or failed: never leave a half-run notebook in the book
+        if not finished:  # interrupted or failed: never leave a half-run page in the book
             partial.unlink(missing_ok=True)
     wall = time.time() - started
-    _finish_notebook(partial, slug, params, wall, cells, digests)
+    results_path = saved.locate(slug, dict(params))
+    if results_path is None:
+        raise ChapterFailed(f"chapter {slug} rendered, but no saved results match its parameters.")
+    nb = nbformat.read(partial, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if INJECTED_TAG in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    payload = {"cells": cells, "params": dict(params), "results": saved.files_sha256(results_path), "code": code}
+    nb.metadata["replbook"] = {
+        "slug": slug, "profile": params["profile"], "params": dict(params), "render_wall_s": round(wall, 1),
+        "stamp": hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest(),
+        "results": os.path.relpath(results_path, project_root()),
+    }
+    nbformat.write(nb, partial)
     partial.replace(out)
     return wall
 
 
+# --------------------------------------------------------------------------------------------------- commands
+
+
+def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] | None = None,
+                output: Path | None = None, progress: bool = True, log: Callable[[str], None] = print) -> Path:
+    """``replbook run``: compute (or load) one chapter's results and render its page. At the profile's own defaults
+    the results and page are the book's (``results/``, ``book/chapters/``); with other parameters both go to
+    ``runs/<slug>/<key12>/`` (or the page to ``output``), and the book is untouched. Returns the page's path."""
+    chapter(slug)
+    # values are checked before any work; assets only where something is computed (results.compute checks them)
+    params = resolve(chapter_params(slug), profile, overrides, check_assets=False)
+    if saved.locate(slug, params) is None:
+        resolve(chapter_params(slug), profile, overrides)  # it will compute: a missing asset stops it here
+    book = saved.is_profile_default(slug, params)
+    started = time.time()
+    compute_chapter(slug, profile, {k: v for k, v in (overrides or {}).items() if v is not None}, book=book)
+    key = saved.compute_key(slug, params).value
+    if output is None:
+        output = executed_notebook(slug) if book else saved.run_path(slug, key).with_name(f"{slug}.ipynb")
+    render_page(slug, params, Path(output), progress=progress)
+    log(f"{slug:<12} computed and rendered in {time.time() - started:.1f} s -> {output}")
+    log(f"{'':<12} results -> {saved.locate(slug, params, key)}")
+    return Path(output)
+
+
 def publish_results(profile: str) -> None:
-    """Copy each landed chapter's results JSON beside the rendered pages (``_build/html/results/<slug>/``), where
-    the run record at the end of every chapter links to it."""
+    """Copy each landed chapter's results files (JSON, arrays, claims) beside the rendered pages
+    (``_build/html/results/<slug>/``), where the run record at the end of every chapter links to them."""
     for ch in landed_chapters():
-        source = project_root() / "results" / ch.slug / f"{profile}.json"
-        target = project_root() / "_build" / "html" / "results" / ch.slug / source.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        source = saved.book_path(ch.slug, profile)
+        for path in (source, saved.arrays_path(source), saved.claims_path(source)):
+            if path.exists():
+                target = project_root() / "_build" / "html" / "results" / ch.slug / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
 
 
 def build_book(profile: str = "cpu", only: list[str] | None = None, force: bool = False,
-               log=print) -> None:
-    """Run the stale chapters (or only ``only``), write the verdict dashboard, render the whole book with Jupyter
-    Book and publish the results files beside it."""
+               render_only: bool = False, log: Callable[[str], None] = print) -> None:
+    """Recompute the compute-stale chapters (none with ``render_only``: they are listed and the build fails),
+    re-render the stale pages from saved results, write the verdict dashboard and render the book with Jupyter
+    Book; then publish the results files beside it."""
     slugs = only or [c.slug for c in landed_chapters()]
     for slug in slugs:
         chapter(slug)
+    if render_only:
+        blocked = []
+        for slug in slugs:
+            st = state(slug, profile)
+            if st.results != "current":
+                blocked.append(f"{slug}: results {st.results} (results/{slug}/{profile}.json"
+                               f"{' is absent' if st.results == 'missing' else ' has another compute key'})")
+        if blocked:
+            raise ChapterFailed("render-only build, but these chapters need computing:\n  " + "\n  ".join(blocked)
+                                + f"\nrun `replbook build --profile {profile}` where their assets are.")
     for slug in slugs:
+        st = state(slug, profile)
         params = resolve(chapter_params(slug), profile, check_assets=False)
-        if not force and is_current(slug, params):
-            log(f"{slug:<12} up to date ({profile})")
-            continue
-        log(f"{slug:<12} running ({profile}) ...")
-        wall = run_chapter(slug, profile)
-        log(f"{slug:<12} ran in {wall:.1f} s")
-    missing = [c.slug for c in landed_chapters() if not executed_notebook(c.slug).exists()]
+        compute_s = render_s = None
+        if force or st.results != "current":
+            log(f"{slug:<12} computing ({profile}; results {st.results}) ...")
+            resolve(chapter_params(slug), profile)  # the assets, before any work
+            compute_s = compute_chapter(slug, profile, book=True)
+        if force or compute_s is not None or st.page != "current":
+            render_s = render_page(slug, params, executed_notebook(slug))
+        parts = [f"computed in {compute_s:.0f} s" if compute_s is not None else "results current",
+                 f"rendered in {render_s:.0f} s" if render_s is not None else "page current"]
+        log(f"{slug:<12} {', '.join(parts)}")
+    missing = [c.slug for c in landed_chapters() if page_metadata(executed_notebook(c.slug)).get("profile") != profile]
     if missing:
-        raise ChapterFailed(f"chapters {missing} have never run; run `replbook build --only {' '.join(missing)}`.")
+        raise ChapterFailed(f"chapters {missing} have no {profile} page; run `replbook build --profile {profile} "
+                            f"--only {' '.join(missing)}`.")
     try:
         write_dashboard(profile)
     except MissingResults as err:

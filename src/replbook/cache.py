@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,19 @@ from torch import nn
 
 from replbook.assets import sha256_file
 from replbook.paths import cache_dir
+
+#: Set while a page renders from saved results: nothing may train (:func:`train_or_load` raises on a miss, and so does
+#: :func:`replbook.results.compute`).
+RENDER_ONLY_ENV = "REPLBOOK_RENDER_ONLY"
+
+
+class RenderOnly(RuntimeError):
+    """Something tried to train or compute while ``REPLBOOK_RENDER_ONLY`` is set."""
+
+
+def render_only() -> bool:
+    """True while a page renders (``REPLBOOK_RENDER_ONLY=1``): nothing may compute or train."""
+    return os.environ.get(RENDER_ONLY_ENV, "") not in ("", "0")
 
 
 def cache_key(**parts: Any) -> str:
@@ -173,6 +187,9 @@ def train_or_load(prefix: str, model: nn.Module, train: Callable[[], Any], *, da
     entry = cache_entry(prefix, model, data=data, hyper=hyper, code=code)
     if entry.exists():
         return entry.load(model)
+    if render_only():
+        raise RenderOnly(f"{prefix}: no cached weights, and {RENDER_ONLY_ENV} is set (a page is rendering), so "
+                         f"nothing is trained; compute the chapter first (`replbook build`).")
     sidecar = train()
     entry.save(model, sidecar)
     return sidecar

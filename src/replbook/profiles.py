@@ -148,3 +148,20 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def config(cls: type, params: Mapping[str, Any], **values: Any) -> Any:
+    """The parameters stop at the door: a chapter's ``run(params)`` hands its deep functions a small typed config
+    (a dataclass) instead of the whole dict. Each field of ``cls`` takes the parameter of its name, or ``values``
+    where given."""
+    from dataclasses import fields
+
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in values:
+            kwargs[f.name] = values[f.name]
+        elif f.name in params:
+            kwargs[f.name] = params[f.name]
+        else:
+            raise ParameterError(f"{cls.__name__} needs '{f.name}', which is not a parameter; pass it as a value.")
+    return cls(**kwargs)

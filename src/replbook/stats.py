@@ -1,11 +1,10 @@
-"""Statistics shared by the chapters: a vectorised AUROC, bootstrap intervals over items, paired t intervals over
-seeds and Wilson intervals of proportions."""
+"""The metrics computations use: a vectorised AUROC, TPR at a fixed FPR, stratified bootstrap resamples and the
+bootstrap replicates of AUROC over items. The intervals verdicts are judged on live in :mod:`replbook.intervals`."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
-from scipy.stats import t as t_dist
 
 
 def auroc_rank(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -105,46 +104,3 @@ def bootstrap_auroc_difference(
         "lo": float(np.percentile(diff, lo)),
         "hi": float(np.percentile(diff, hi)),
     }
-
-
-def paired_t_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[str, float]:
-    """Mean of a − b over paired units (seeds) with a Student-t interval (n − 1 degrees of freedom); one unit
-    gives NaN bounds. Keys: mean, lo, hi, n."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    mean = float(d.mean())
-    if len(d) < 2:
-        return {"mean": mean, "lo": float("nan"), "hi": float("nan"), "n": len(d)}
-    half = float(t_dist.ppf((1 + level) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": len(d)}
-
-
-def wilson_interval(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion k / n."""
-    if n <= 0:
-        raise ValueError(f"a proportion needs n > 0 trials; got {n}.")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(centre - half), float(centre + half)
-
-
-def bootstrap_mean_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                              level: float = 0.95) -> dict[str, float]:
-    """Mean of a − b over paired items [N] with a percentile bootstrap interval over items. Keys: mean, lo, hi."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi)}
-
-
-def bootstrap_group_mean_difference(a: list[np.ndarray], b: list[np.ndarray], seed: int, n_boot: int = 2000,
-                                    level: float = 0.95) -> dict[str, float]:
-    """Mean over groups (tasks, sites) of the per-group mean of a − b, paired items (test images) within each group,
-    with a percentile interval from resampling the items within each group: the mean over groups of per-group means,
-    whatever the group sizes. ``a``, ``b``: one array per group."""
-    rng = np.random.default_rng(seed)
-    diffs = [np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64) for x, y in zip(a, b, strict=True)]
-    boots = np.mean([d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1) for d in diffs], axis=0)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return {"mean": float(np.mean([d.mean() for d in diffs])), "lo": float(lo), "hi": float(hi)}

@@ -12,10 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from replbook.data.phantoms import STRUCTURES
-from replbook.experiments.cgr.common import ARMS, validate
+from replbook.experiments.cgr.common import (
+    ARMS,
+    CgrResults,
+    GeneratorSetup,
+    Schedule,
+    SegmenterSetup,
+    summarise,
+    validate,
+)
 from replbook.experiments.cgr.miniature import run_miniature
 from replbook.experiments.cgr.paper import PAPER_TASKS, run_paper
-from replbook.profiles import ChapterParams, Param
+from replbook.profiles import ChapterParams, Param, config
 
 PARAMS = ChapterParams(
     slug="cgr",
@@ -90,6 +98,15 @@ PARAMS = ChapterParams(
 )
 
 
-def run(p: dict[str, Any]) -> dict[str, Any]:
-    """The chapter's experiment at ``p["profile"]``: the paper's data sets, else the miniature."""
-    return run_paper(p) if p["profile"] == "paper" else run_miniature(p)
+#: The chapter's results type (``replbook.results`` saves and loads it).
+RESULTS = CgrResults
+
+
+def run(params: dict[str, Any]) -> CgrResults:
+    """The chapter's experiment at ``params["profile"]``: the paper's data sets, else the miniature."""
+    gen, seg, schedule = config(GeneratorSetup, params), config(SegmenterSetup, params), config(Schedule, params)
+    if params["profile"] == "paper":
+        out = run_paper(gen, seg, schedule, params["order"])
+    else:
+        out = run_miniature(gen, seg, schedule, params["order"], params["n_train"], params["n_test"])
+    return summarise(out, gen, seg)

@@ -14,11 +14,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from replbook import replay, segmentation
 from replbook.cache import data_hash, train_or_load
+from replbook.codec import ResultsData
 from replbook.models import SegUNet
 from replbook.parallel import in_workers
 from replbook.profiles import ParameterError, resolve_device
@@ -31,7 +33,7 @@ PSEUDO, JOINT_REPLAY, BJD, CGR = "image replay + pseudo-labels", "joint diffusio
 ARMS: dict[str, dict[str, Any]] = {
     JOINT: {"past": "real", "fraction": 1.0, "uniform": True},  # upper bound: every image kept, tasks sampled alike
     SEQFT: {"past": None},                            # lower bound: no replay
-    BUFFER: {"past": "real", "fraction": None},        # a small real buffer (p["buffer_fraction"]): privacy-violating
+    BUFFER: {"past": "real", "fraction": None},        # a small real buffer (buffer_fraction): privacy-violating
     PSEUDO: {"past": "pseudo", "generator": "bjd"},    # generated images, labels from the previous segmenter
     JOINT_REPLAY: {"past": "synthetic", "generator": "joint"},
     BJD: {"past": "synthetic", "generator": "bjd"},
@@ -40,9 +42,68 @@ ARMS: dict[str, dict[str, Any]] = {
 #: Generator variants → (BJD setting, with TOA).
 GENERATORS: dict[str, dict[str, Any]] = {
     "joint": {"bjd": "joint", "toa": False},
-    "bjd": {"bjd": None, "toa": False},  # None: p["bjd_mode"]
+    "bjd": {"bjd": None, "toa": False},  # None: the run's bjd_mode
     "cgr": {"bjd": None, "toa": True},
 }
+#: Pairs per past task that the replay figure shows.
+REPLAY_SHOWN = 6
+
+
+@dataclass(frozen=True)
+class GeneratorSetup:
+    """The replay generators: architecture, training and sampling (the parameters of the same names). Small and
+    picklable: it is what a worker process receives."""
+
+    size: int
+    gen_widths: list[int]
+    gen_layers: int
+    attention_levels: int
+    prompt_tokens: int
+    prompt_dim: int
+    attention_head_dim: int
+    eps_skip: bool
+    train_toa: bool
+    gen_steps: int
+    gen_batch: int
+    gen_lr: float
+    bjd_mode: str
+    bjd_batch: str
+    diffusion_loss: str
+    n_replay: int
+    sample_steps: int
+    sample_batch: int
+    device: str
+
+    def hyper(self) -> dict[str, Any]:
+        """What a cached generator stage or replay bank depends on, besides its data, variant, seed and lineage."""
+        keys = ("size", "eps_skip", "bjd_batch", "gen_widths", "attention_levels", "gen_layers", "prompt_tokens",
+                "prompt_dim", "attention_head_dim", "gen_lr", "gen_batch", "gen_steps", "diffusion_loss",
+                "train_toa", "n_replay", "sample_steps", "sample_batch")
+        return {key: getattr(self, key) for key in keys}
+
+
+@dataclass(frozen=True)
+class SegmenterSetup:
+    """The segmenters: architecture and training (the parameters of the same names)."""
+
+    size: int
+    seg_widths: list[int]
+    seg_steps: int
+    seg_batch: int
+    seg_lr: float
+    buffer_fraction: float
+    device: str
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Which arms and seeds run, and how the work is spread over processes."""
+
+    arms: list[str]
+    seeds: int
+    gen_seeds: int
+    workers: int
+    threads: int
 
 
 @dataclass
@@ -92,7 +153,7 @@ def validate(p: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------ generators
 
 
-def build_generator(p: dict[str, Any], n_tasks: int, image_channels: int, toa: bool,
+def build_generator(gen: GeneratorSetup, n_tasks: int, image_channels: int, toa: bool,
                     prompt_embeddings: Tensor | None = None) -> replay.PromptedDenoiser:
     """A ``UNet2DConditionModel`` over image + mask channels, cross-attention at the ``attention_levels`` coarsest
     levels (one in the miniature: the cheapest placement the spec measured; three officially), with task prompts
@@ -100,23 +161,23 @@ def build_generator(p: dict[str, Any], n_tasks: int, image_channels: int, toa: b
     are learned tokens, or fixed ``prompt_embeddings`` [K, L, D] (the paper profile's frozen CLIP text embeddings
     of the official prompts)."""
     try:
-        unet = replay.conditional_unet(p["size"], image_channels + 1, p["gen_widths"], layers=p["gen_layers"],
-                                       attention_levels=p["attention_levels"], context_dim=p["prompt_dim"],
-                                       head_dim=p["attention_head_dim"])
+        unet = replay.conditional_unet(gen.size, image_channels + 1, gen.gen_widths, layers=gen.gen_layers,
+                                       attention_levels=gen.attention_levels, context_dim=gen.prompt_dim,
+                                       head_dim=gen.attention_head_dim)
     except ValueError as e:
         raise ParameterError(f"parameter 'attention_levels': {e}") from None
     if prompt_embeddings is None:  # fixed random tokens: the stand-in for frozen CLIP embeddings; only TOA adapts them
-        prompts = replay.TaskPrompts(n_tasks, p["prompt_tokens"], p["prompt_dim"], trainable=False)
+        prompts = replay.TaskPrompts(n_tasks, gen.prompt_tokens, gen.prompt_dim, trainable=False)
     else:
-        if tuple(prompt_embeddings.shape) != (n_tasks, p["prompt_tokens"], p["prompt_dim"]):
+        if tuple(prompt_embeddings.shape) != (n_tasks, gen.prompt_tokens, gen.prompt_dim):
             raise ParameterError(f"prompt embeddings of shape {tuple(prompt_embeddings.shape)} do not match "
-                                 f"{n_tasks} tasks × prompt_tokens={p['prompt_tokens']} × "
-                                 f"prompt_dim={p['prompt_dim']}.")
+                                 f"{n_tasks} tasks × prompt_tokens={gen.prompt_tokens} × "
+                                 f"prompt_dim={gen.prompt_dim}.")
         prompts = replay.TaskPrompts.from_embeddings(prompt_embeddings)
-    adapter = replay.TaskOrientedAdapter(n_tasks, p["prompt_dim"]) if toa else None
-    if adapter is not None and not p["train_toa"]:  # the official code's behaviour (defect 1): TOA never trained
+    adapter = replay.TaskOrientedAdapter(n_tasks, gen.prompt_dim) if toa else None
+    if adapter is not None and not gen.train_toa:  # the official code's behaviour (defect 1): TOA never trained
         adapter.requires_grad_(False)
-    skip = replay.make_scheduler("ddpm").alphas_cumprod if p["eps_skip"] else None
+    skip = replay.make_scheduler("ddpm").alphas_cumprod if gen.eps_skip else None
     return replay.PromptedDenoiser(unet, prompts, adapter, skip)
 
 
@@ -124,19 +185,19 @@ def _encode(task: Task, labels: Tensor) -> Tensor:
     return replay.encode_mask(labels, task.n_local)
 
 
-def train_generator_stage(gen: replay.PromptedDenoiser, p: dict[str, Any], k: int, task: Task,
+def train_generator_stage(gen: replay.PromptedDenoiser, setup: GeneratorSetup, k: int, task: Task,
                           past: dict[int, tuple[Tensor, Tensor]], bjd_setting: str, seed: int) -> dict[str, list]:
     """Stage k of a generator: real batches of task k; for k > 0 ("memory-evoking replay") half of each batch is the
     generator's own samples of the past tasks, split evenly, each with its own task id. Returns the loss curve."""
     g = torch.Generator().manual_seed(seed * 1009 + k)  # batches and noise drawn on the CPU: the same on any device
     device = next(gen.parameters()).device
     sched = replay.make_scheduler("ddpm")
-    opt = torch.optim.AdamW([q for q in gen.parameters() if q.requires_grad], lr=p["gen_lr"])
-    batch = p["gen_batch"]
+    opt = torch.optim.AdamW([q for q in gen.parameters() if q.requires_grad], lr=setup.gen_lr)
+    batch = setup.gen_batch
     n_real = batch if not past else batch // 2
     curve: dict[str, list] = {"joint": [], "cond": []}
     gen.train()
-    for step in progress(range(p["gen_steps"]), desc=f"generator stage {k + 1}", leave=False):
+    for step in progress(range(setup.gen_steps), desc=f"generator stage {k + 1}", leave=False):
         idx = torch.randint(0, len(task.train_images), (n_real,), generator=g)
         images, masks = [task.train_images[idx]], [_encode(task, task.train_labels[idx])]
         ids = [torch.full((n_real,), k)]
@@ -151,7 +212,7 @@ def train_generator_stage(gen: replay.PromptedDenoiser, p: dict[str, Any], k: in
         noise = torch.randn(image.shape[0], image.shape[1] + 1, *image.shape[2:], generator=g)
         image, mask, tid, t, noise = (x.to(device) for x in (image, mask, tid, t, noise))
         out = replay.bjd_loss(gen, image, mask, t, noise, tid, replay.bjd_mode_at(bjd_setting, step),
-                              scheduler=sched, loss=p["diffusion_loss"], split=p["bjd_batch"] == "split")
+                              scheduler=sched, loss=setup.diffusion_loss, split=setup.bjd_batch == "split")
         opt.zero_grad()
         out["total"].backward()
         opt.step()
@@ -201,19 +262,16 @@ class GeneratorRun:
         return {j: (img, replay.encode_mask(lab, tasks[j].n_local)) for j, (img, lab) in self.pairs(k, tasks).items()}
 
 
-def run_generator(p: dict[str, Any], tasks: list[Task], variant: str, gen_seed: int,
+def run_generator(setup: GeneratorSetup, tasks: list[Task], variant: str, gen_seed: int,
                   prompt_embeddings: Tensor | None = None) -> GeneratorRun:
     """Train one generator variant on tasks 0..K−2 (the last task's generator would replay for no later stage) and
     draw its replay after each stage; every stage and bank is cached by content hash."""
     spec = GENERATORS[variant]
-    setting = spec["bjd"] or p["bjd_mode"]
-    channels, size = tasks[0].train_images.shape[1], p["size"]
+    setting = spec["bjd"] or setup.bjd_mode
+    channels, size = tasks[0].train_images.shape[1], setup.size
     torch.manual_seed(gen_seed)
-    device = resolve_device(p["device"])
-    gen = build_generator(p, len(tasks), channels, spec["toa"], prompt_embeddings).to(device)
-    hyper_keys = ("size", "eps_skip", "bjd_batch", "gen_widths", "attention_levels", "gen_layers", "prompt_tokens",
-                  "prompt_dim", "attention_head_dim", "gen_lr", "gen_batch", "gen_steps", "diffusion_loss", "train_toa",
-                  "n_replay", "sample_steps", "sample_batch")
+    device = resolve_device(setup.device)
+    gen = build_generator(setup, len(tasks), channels, spec["toa"], prompt_embeddings).to(device)
     # the whole replay kernel and this module: a generator stage depends on the replay it trained on and the code
     # that drew it, and the replay drawn after it on everything that trained it
     generator_code = (replay, sys.modules[__name__])
@@ -222,24 +280,24 @@ def run_generator(p: dict[str, Any], tasks: list[Task], variant: str, gen_seed: 
     for k in range(len(tasks) - 1):
         task = tasks[k]
         lineage.append(data_hash(task.train_images, task.train_labels))
-        hyper = {**{key: p[key] for key in hyper_keys}, "variant": variant, "bjd": setting, "seed": gen_seed,
+        hyper = {**setup.hyper(), "variant": variant, "bjd": setting, "seed": gen_seed,
                  "prompts": None if prompt_embeddings is None else data_hash(prompt_embeddings),
                  "stage": k, "lineage": list(lineage), "order": [t.name for t in tasks]}
         past = run.past(k, tasks)
         curve = train_or_load(f"cgr-gen-{variant}", gen,
-                              lambda k=k, task=task, past=past: train_generator_stage(gen, p, k, task, past,
+                              lambda k=k, task=task, past=past: train_generator_stage(gen, setup, k, task, past,
                                                                                       setting, gen_seed),
                               data=lineage, hyper=hyper,
                               code=generator_code)
         run.curves.append(curve)
-        n = p["n_replay"] * (k + 1)
+        n = setup.n_replay * (k + 1)
         bank = ReplayBank(n, channels, size)
 
         def draw(bank: ReplayBank = bank, k: int = k, n: int = n) -> dict:
-            ids = torch.arange(k + 1).repeat_interleave(p["n_replay"])
-            images, masks = replay.sample_pairs(gen, ids, channels, size, p["sample_steps"],
+            ids = torch.arange(k + 1).repeat_interleave(setup.n_replay)
+            images, masks = replay.sample_pairs(gen, ids, channels, size, setup.sample_steps,
                                                 generator=torch.Generator().manual_seed(gen_seed * 7919 + k),
-                                                batch_size=p["sample_batch"], device=device)
+                                                batch_size=setup.sample_batch, device=device)
             bank.images.copy_(images)
             bank.masks.copy_(masks)
             bank.ids.copy_(ids)
@@ -260,7 +318,7 @@ def seen_labels(tasks: list[Task], k: int) -> list[int]:
     return [0] + [t.offset + i for t in tasks[: k + 1] for i in range(1, t.n_local)]
 
 
-def train_segmenter_stage(model: nn.Module, p: dict[str, Any], k: int, tasks: list[Task],
+def train_segmenter_stage(model: nn.Module, setup: SegmenterSetup, k: int, tasks: list[Task],
                           past: dict[int, tuple[Tensor, Tensor]], seed: int, uniform: bool = False) -> dict:
     """Stage k: batches of real task-k data; when there is replay, half the batch is past pairs (global labels),
     split evenly over the past tasks (the official 8 real + 8 synthetic), or with ``uniform`` an equal share for
@@ -268,14 +326,14 @@ def train_segmenter_stage(model: nn.Module, p: dict[str, Any], k: int, tasks: li
     g = torch.Generator().manual_seed(seed * 104729 + k)
     device = next(model.parameters()).device
     task, seen = tasks[k], seen_labels(tasks, k)
-    batch = p["seg_batch"]
+    batch = setup.seg_batch
     # half real current, half replay (official); joint training samples every task alike
     n_real = batch if not past else batch // (len(past) + 1) if uniform else batch // 2
-    opt = torch.optim.Adam(model.parameters(), lr=p["seg_lr"], weight_decay=3e-5)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, p["seg_steps"], eta_min=0.1 * p["seg_lr"])
+    opt = torch.optim.Adam(model.parameters(), lr=setup.seg_lr, weight_decay=3e-5)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, setup.seg_steps, eta_min=0.1 * setup.seg_lr)
     curve = []
     model.train()
-    for step in range(p["seg_steps"]):
+    for step in range(setup.seg_steps):
         idx = torch.randint(0, len(task.train_images), (n_real,), generator=g)
         images, labels = [task.train_images[idx]], [task.to_global(task.train_labels[idx])]
         for img, lab in past.values():
@@ -291,15 +349,15 @@ def train_segmenter_stage(model: nn.Module, p: dict[str, Any], k: int, tasks: li
         loss.backward()
         opt.step()
         sched.step()
-        if step % 25 == 0 or step == p["seg_steps"] - 1:
+        if step % 25 == 0 or step == setup.seg_steps - 1:
             curve.append(round(loss.item(), 4))
     model.eval()
     return {"loss": curve}
 
 
-def build_segmenter(p: dict[str, Any], channels: int, n_labels: int) -> SegUNet:
+def build_segmenter(setup: SegmenterSetup, channels: int, n_labels: int) -> SegUNet:
     """The segmenter on the run's device."""
-    return SegUNet(channels, n_labels, tuple(p["seg_widths"])).to(resolve_device(p["device"]))
+    return SegUNet(channels, n_labels, tuple(setup.seg_widths)).to(resolve_device(setup.device))
 
 
 def real_buffer(task: Task, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -309,14 +367,15 @@ def real_buffer(task: Task, fraction: float, seed: int) -> tuple[Tensor, Tensor]
     return task.train_images[idx], task.to_global(task.train_labels[idx])
 
 
-def past_for_arm(arm: str, p: dict[str, Any], k: int, tasks: list[Task], generators: dict[str, GeneratorRun],
+def past_for_arm(arm: str, buffer_fraction: float, k: int, tasks: list[Task], generators: dict[str, GeneratorRun],
                  previous: nn.Module, seed: int) -> dict[int, tuple[Tensor, Tensor]]:
-    """What arm ``arm`` replays at stage k: {past task: (images, global labels)}."""
+    """What arm ``arm`` replays at stage k: {past task: (images, global labels)}; the real-buffer arm keeps
+    ``buffer_fraction`` of each past task's real images."""
     spec = ARMS[arm]
     if spec["past"] is None or k == 0:
         return {}
     if spec["past"] == "real":
-        fraction = spec["fraction"] or p["buffer_fraction"]
+        fraction = spec["fraction"] or buffer_fraction
         return {j: real_buffer(tasks[j], fraction, seed * 31 + j) for j in range(k)}
     run = generators[spec["generator"]]
     pairs = run.pairs(k, tasks)
@@ -328,58 +387,68 @@ def past_for_arm(arm: str, p: dict[str, Any], k: int, tasks: list[Task], generat
 
 @dataclass
 class SeedResult:
+    """One segmenter seed: Dice per test image of every arm after every stage, the replay consistency and the
+    segmenters' loss curves (every 25 steps)."""
+
     seed: int
     gen_seed: int
     #: arm → stage → task name → Dice per test image
-    dice: dict[str, list[dict[str, list[float]]]] = field(default_factory=dict)
+    dice: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
     #: generator variant → task name → Dice per generated pair between its mask and the oracle's prediction
-    consistency: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    curves: dict[str, list[dict]] = field(default_factory=dict)
+    consistency: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    curves: dict[str, list[dict[str, list[float]]]] = field(default_factory=dict)
 
 
-def evaluate(model: nn.Module, tasks: list[Task], k: int) -> dict[str, list[float]]:
+def _dice_values(values: Any) -> np.ndarray:
+    """Dice per image rounded to 5 decimals, as float64 (saved as they are, so the page's intervals are exact)."""
+    return np.array([round(float(v), 5) for v in values], dtype=np.float64)
+
+
+def evaluate(model: nn.Module, tasks: list[Task], k: int) -> dict[str, np.ndarray]:
     """Dice per test image of every task seen so far, over each task's structures."""
     seen = seen_labels(tasks, k)
     out = {}
     for task in tasks[: k + 1]:
         pred = predict(model, task.test_images, seen)
-        out[task.name] = [round(float(v), 5) for v in
-                          dice_per_image(pred, task.to_global(task.test_labels),
-                                         [task.offset + i for i in range(1, task.n_local)])]
+        out[task.name] = _dice_values(dice_per_image(pred, task.to_global(task.test_labels),
+                                                     [task.offset + i for i in range(1, task.n_local)]))
     return out
 
 
-def run_seed(p: dict[str, Any], tasks: list[Task], generators: dict[str, GeneratorRun], seed: int,
-             gen_seed: int) -> SeedResult:
-    """Every arm of one seed: a shared stage-1 segmenter, then each arm through stages 2..K."""
+def run_seed(seg: SegmenterSetup, gen: GeneratorSetup, arms: list[str], tasks: list[Task],
+             generators: dict[str, GeneratorRun], seed: int, gen_seed: int) -> SeedResult:
+    """Every arm of one seed: a shared stage-1 segmenter, then each arm through stages 2..K (``gen``: the settings
+    of the generators whose replay the arms train on, part of every cached stage's key)."""
     result = SeedResult(seed, gen_seed)
     channels, n_labels = tasks[0].train_images.shape[1], max(t.offset + t.n_local for t in tasks)
-    hyper = {key: p[key] for key in ("size", "seg_widths", "seg_batch", "seg_lr", "seg_steps", "buffer_fraction",
-                                     "n_replay", "sample_steps", "gen_steps", "bjd_mode", "train_toa")}
+    hyper = {"size": seg.size, "seg_widths": seg.seg_widths, "seg_batch": seg.seg_batch, "seg_lr": seg.seg_lr,
+             "seg_steps": seg.seg_steps, "buffer_fraction": seg.buffer_fraction, "n_replay": gen.n_replay,
+             "sample_steps": gen.sample_steps, "gen_steps": gen.gen_steps, "bjd_mode": gen.bjd_mode,
+             "train_toa": gen.train_toa}
     hyper.update(seed=seed, gen_seed=gen_seed, order=[t.name for t in tasks])
     code = (sys.modules[__name__], replay, segmentation, SegUNet)
     torch.manual_seed(seed)
-    first = build_segmenter(p, channels, n_labels)
+    first = build_segmenter(seg, channels, n_labels)
     lineage = [data_hash(tasks[0].train_images, tasks[0].train_labels)]
-    curve0 = train_or_load("cgr-seg", first, lambda: train_segmenter_stage(first, p, 0, tasks, {}, seed),
+    curve0 = train_or_load("cgr-seg", first, lambda: train_segmenter_stage(first, seg, 0, tasks, {}, seed),
                            data=lineage, hyper={**hyper, "arm": "stage 1"}, code=code)
     stage1 = evaluate(first, tasks, 0)
     oracle, pseudo_last = None, None
-    for arm in progress(p["arms"], desc=f"seed {seed}: segmenters", leave=False):
-        model = build_segmenter(p, channels, n_labels)
+    for arm in progress(arms, desc=f"seed {seed}: segmenters", leave=False):
+        model = build_segmenter(seg, channels, n_labels)
         model.load_state_dict(first.state_dict())
         result.dice[arm] = [stage1]
         result.curves[arm] = [curve0]
         arm_lineage = list(lineage)
         for k in range(1, len(tasks)):
-            previous = build_segmenter(p, channels, n_labels)
+            previous = build_segmenter(seg, channels, n_labels)
             previous.load_state_dict(model.state_dict())
-            past = past_for_arm(arm, p, k, tasks, generators, previous, seed)
+            past = past_for_arm(arm, seg.buffer_fraction, k, tasks, generators, previous, seed)
             arm_lineage.append(data_hash(tasks[k].train_images, tasks[k].train_labels,
                                          {j: v for j, v in past.items()}))
             curve = train_or_load("cgr-seg", model,
                                   lambda model=model, k=k, past=past, arm=arm: train_segmenter_stage(
-                                      model, p, k, tasks, past, seed, uniform=ARMS[arm].get("uniform", False)),
+                                      model, seg, k, tasks, past, seed, uniform=ARMS[arm].get("uniform", False)),
                                   data=arm_lineage, hyper={**hyper, "arm": arm, "stage": k}, code=code)
             result.curves[arm].append(curve)
             result.dice[arm].append(evaluate(model, tasks, k))
@@ -393,7 +462,7 @@ def run_seed(p: dict[str, Any], tasks: list[Task], generators: dict[str, Generat
 
 
 def replay_consistency(oracle: nn.Module, tasks: list[Task], generators: dict[str, GeneratorRun],
-                       pseudo: dict[int, tuple[Tensor, Tensor]] | None = None) -> dict:
+                       pseudo: dict[int, tuple[Tensor, Tensor]] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """How well replayed labels match their images: Dice between the label map replayed with an image and the
     prediction of the joint-training segmenter (every real image kept) on that image, per pair, for the replay of the
     last stage (BJD's correspondence claim). One entry per generator variant (its own masks), and ``"pseudo"`` for
@@ -405,14 +474,14 @@ def replay_consistency(oracle: nn.Module, tasks: list[Task], generators: dict[st
                for v, run in generators.items()}
     if pseudo:
         sources["pseudo"] = pseudo
-    out: dict[str, dict[str, list[float]]] = {}
+    out: dict[str, dict[str, np.ndarray]] = {}
     for source, pairs in sources.items():
         out[source] = {}
         for j, (img, lab) in pairs.items():
             task = tasks[j]
             pred = predict(oracle, img, seen)
-            out[source][task.name] = [round(float(v), 5) for v in dice_per_image(
-                pred, lab, [task.offset + i for i in range(1, task.n_local)])]
+            out[source][task.name] = _dice_values(dice_per_image(
+                pred, lab, [task.offset + i for i in range(1, task.n_local)]))
     return out
 
 
@@ -422,17 +491,17 @@ def generators_needed(arms: list[str]) -> list[str]:
     return [v for v in GENERATORS if v in wanted]
 
 
-def _generator_job(p: dict[str, Any], tasks: list[Task], variant: str, gen_seed: int,
+def _generator_job(setup: GeneratorSetup, tasks: list[Task], variant: str, gen_seed: int,
                    prompt_embeddings: Tensor | None, threads: int) -> None:
     """A worker's job: train (or find cached) one generator variant; the parent then loads it from the cache."""
     torch.set_num_threads(threads)
-    run_generator(p, tasks, variant, gen_seed, prompt_embeddings)
+    run_generator(setup, tasks, variant, gen_seed, prompt_embeddings)
 
 
-def _seed_job(p: dict[str, Any], tasks: list[Task], generators: dict[str, GeneratorRun], seed: int, gen_seed: int,
-              threads: int) -> SeedResult:
+def _seed_job(seg: SegmenterSetup, gen: GeneratorSetup, arms: list[str], tasks: list[Task],
+              generators: dict[str, GeneratorRun], seed: int, gen_seed: int, threads: int) -> SeedResult:
     torch.set_num_threads(threads)
-    return run_seed(p, tasks, generators, seed, gen_seed)
+    return run_seed(seg, gen, arms, tasks, generators, seed, gen_seed)
 
 
 def _without_model(run: GeneratorRun) -> GeneratorRun:
@@ -440,23 +509,97 @@ def _without_model(run: GeneratorRun) -> GeneratorRun:
     return GeneratorRun(run.variant, run.banks, run.curves, None)
 
 
-def run_all(p: dict[str, Any], tasks: list[Task], prompt_embeddings: Tensor | None = None) -> dict[str, Any]:
+@dataclass
+class CgrRun:
+    """The protocol's output in memory: the generator runs of the first generator seed (with their models), every
+    seed's result and the tasks. :func:`summarise` keeps what the page shows."""
+
+    generators: dict[str, GeneratorRun]
+    seeds: list[SeedResult]
+    tasks: list[Task]
+
+
+def run_all(gen: GeneratorSetup, seg: SegmenterSetup, schedule: Schedule, tasks: list[Task],
+            prompt_embeddings: Tensor | None = None) -> CgrRun:
     """Generators for every generator seed, then every segmenter seed (seed s uses generator seed s mod gen_seeds),
-    each job in one of ``p["workers"]`` processes. Returns the generator runs of the first generator seed (for
-    figures), every seed's result and the tasks. ``prompt_embeddings`` [K, L, D]: fixed task prompts (paper
+    each job in one of ``schedule.workers`` processes. ``prompt_embeddings`` [K, L, D]: fixed task prompts (paper
     profile); learned tokens when ``None``. The workers are spawned: from a script, call this under
     ``if __name__ == "__main__":`` (a notebook needs nothing)."""
-    workers = p["workers"]
-    threads = max(1, p["threads"] // workers) if workers > 1 else p["threads"]
-    variants = generators_needed(p["arms"])
-    jobs = [(p, tasks, v, gs, prompt_embeddings) for gs in range(p["gen_seeds"]) for v in variants]
+    workers = schedule.workers
+    threads = max(1, schedule.threads // workers) if workers > 1 else schedule.threads
+    variants = generators_needed(schedule.arms)
+    jobs = [(gen, tasks, v, gs, prompt_embeddings) for gs in range(schedule.gen_seeds) for v in variants]
     if workers > 1:  # train in the workers; the loop below then loads every stage from the cache
         in_workers(jobs, _generator_job, workers, threads)
-    torch.set_num_threads(p["threads"])
-    runs = {gs: {v: run_generator(p, tasks, v, gs, prompt_embeddings) for v in variants}
-            for gs in range(p["gen_seeds"])}
+    torch.set_num_threads(schedule.threads)
+    runs = {gs: {v: run_generator(gen, tasks, v, gs, prompt_embeddings) for v in variants}
+            for gs in range(schedule.gen_seeds)}
     light = {gs: {v: _without_model(r) for v, r in rs.items()} for gs, rs in runs.items()}
-    seed_jobs = [(p, tasks, light[s % p["gen_seeds"]], s, s % p["gen_seeds"]) for s in range(p["seeds"])]
+    seed_jobs = [(seg, gen, schedule.arms, tasks, light[s % schedule.gen_seeds], s, s % schedule.gen_seeds)
+                 for s in range(schedule.seeds)]
     seeds = in_workers(seed_jobs, _seed_job, workers, threads)
-    torch.set_num_threads(p["threads"])
-    return {"generators": runs[0], "seeds": seeds, "tasks": tasks}
+    torch.set_num_threads(schedule.threads)
+    return CgrRun(runs[0], seeds, tasks)
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+@dataclass
+class TaskInfo:
+    """What the page needs of a task: its name and its label count (background included)."""
+
+    name: str
+    n_local: int
+
+
+@dataclass
+class Pairs:
+    """Image–mask pairs a figure shows: the first image channel mapped to [0, 1] (:func:`replay.decode_image`),
+    [n, H, W] float32, and the local label maps [n, H, W] uint8."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class CgrResults(ResultsData):
+    """Everything the CGR page shows: the tasks in order, every seed's Dice per test image (arm → stage → task) and
+    replay consistency, the generators' loss curves (first generator seed; variant → stage → joint / conditional
+    term, float32), the pairs of the replay figure (``real``: task → pairs; ``replayed``: variant → past task →
+    pairs drawn after the last generator stage) and the parameter counts of the networks the run builds."""
+
+    tasks: list[TaskInfo]
+    seeds: list[SeedResult]
+    generator_curves: dict[str, list[dict[str, np.ndarray]]]
+    real: dict[str, Pairs]
+    replayed: dict[str, dict[str, Pairs]]
+    model_sizes: dict[str, int]
+
+
+def _pairs(images: Tensor, labels: Tensor, n: int = REPLAY_SHOWN) -> Pairs:
+    return Pairs(replay.decode_image(images[:n, 0].float()).numpy().astype(np.float32),
+                 labels[:n].numpy().astype(np.uint8))
+
+
+def model_sizes(gen: GeneratorSetup, seg: SegmenterSetup, tasks: list[Task]) -> dict[str, int]:
+    """Parameter counts of the networks the run builds (built here without touching torch's global random state)."""
+    channels, n_labels = tasks[0].train_images.shape[1], max(t.offset + t.n_local for t in tasks)
+    with torch.random.fork_rng():
+        rows = {"segmenter (UNet)": build_segmenter(seg, channels, n_labels),
+                "generator (diffusers UNet2DConditionModel + prompts)": build_generator(gen, len(tasks), channels,
+                                                                                        toa=False),
+                "generator with TOA (CGR)": build_generator(gen, len(tasks), channels, toa=True)}
+    return {name: sum(q.numel() for q in m.parameters()) for name, m in rows.items()}
+
+
+def summarise(run: CgrRun, gen: GeneratorSetup, seg: SegmenterSetup) -> CgrResults:
+    """What the page shows of a run (:class:`CgrResults`)."""
+    tasks, k = run.tasks, len(run.tasks) - 1
+    curves = {v: [{term: np.asarray(c[term], dtype=np.float32) for term in ("joint", "cond")} for c in r.curves]
+              for v, r in run.generators.items()}
+    real = {t.name: _pairs(t.train_images, t.train_labels) for t in tasks[:k]}
+    replayed = {v: {tasks[j].name: _pairs(img, lab) for j, (img, lab) in r.pairs(k, tasks).items()}
+                for v, r in run.generators.items()}
+    return CgrResults([TaskInfo(t.name, t.n_local) for t in tasks], run.seeds, curves, real, replayed,
+                      model_sizes(gen, seg, tasks))

@@ -1,20 +1,19 @@
 """The CGR paper profile: the paper's three tasks from local, licence-gated npz folders
 (:mod:`replbook.data.cgr_npz`, ``data_manifests/cgr-<task>.yaml``) and the official task prompts encoded by a frozen
 CLIP ViT-L/14 text encoder (``data_manifests/clip-vit-large-patch14.yaml``), run through the chapter's protocol
-(:func:`replbook.experiments.cgr.common.run_all`) on ``p["device"]`` (CUDA when present); nothing is downloaded.
+(:func:`replbook.experiments.cgr.common.run_all`) on the run's ``device`` (CUDA when present); nothing is downloaded.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from replbook.assets import AssetError, resolve
 from replbook.data import cgr_npz
-from replbook.experiments.cgr.common import Task, run_all
+from replbook.experiments.cgr.common import CgrRun, GeneratorSetup, Schedule, SegmenterSetup, Task, run_all
 from replbook.profiles import ParameterError
 
 PAPER_TASKS = ("mnms", "fundus", "prostate")
@@ -41,13 +40,13 @@ def load_task(name: str, size: int) -> Task:
                 data.test_images, data.test_labels)
 
 
-def load_tasks(p: dict[str, Any]) -> list[Task]:
-    """The tasks of ``p["order"]`` at ``p["size"]``."""
-    unknown = [name for name in p["order"] if name not in PAPER_TASKS]
+def load_tasks(order: list[str], size: int) -> list[Task]:
+    """The tasks of ``order`` at side ``size``."""
+    unknown = [name for name in order if name not in PAPER_TASKS]
     if unknown:
         raise ParameterError(f"parameter 'order': the paper profile loads {list(PAPER_TASKS)}; {unknown} are "
                              f"miniature tasks (profiles smoke/cpu).")
-    return [load_task(name, p["size"]) for name in p["order"]]
+    return [load_task(name, size) for name in order]
 
 
 # ------------------------------------------------------------------------------------------------ prompts
@@ -90,25 +89,25 @@ def encode_prompts(tokenizer, model, prompts: list[str], n_tokens: int) -> Tenso
     return model(input_ids=ids["input_ids"]).last_hidden_state
 
 
-def prompt_embeddings(p: dict[str, Any], folder: Path | None = None) -> Tensor:
-    """[K, prompt_tokens, prompt_dim]: the frozen CLIP embeddings of the tasks' prompts, in ``p["order"]``; the
-    encoder comes from ``folder`` or its manifest."""
+def prompt_embeddings(order: list[str], prompt_tokens: int, prompt_dim: int, folder: Path | None = None) -> Tensor:
+    """[K, prompt_tokens, prompt_dim]: the frozen CLIP embeddings of the tasks' prompts, in ``order``; the encoder
+    comes from ``folder`` or its manifest."""
     folder = folder or asset_folder(resolve(CLIP_ASSET))
     tokenizer, model = load_text_encoder(folder)
     width, positions = model.config.hidden_size, model.config.max_position_embeddings
-    if p["prompt_dim"] != width:
-        raise ParameterError(f"parameter 'prompt_dim' ({p['prompt_dim']}) must equal the text encoder's width "
+    if prompt_dim != width:
+        raise ParameterError(f"parameter 'prompt_dim' ({prompt_dim}) must equal the text encoder's width "
                              f"({width}) in {folder}.")
-    if p["prompt_tokens"] > positions:
-        raise ParameterError(f"parameter 'prompt_tokens' ({p['prompt_tokens']}) exceeds the text encoder's "
+    if prompt_tokens > positions:
+        raise ParameterError(f"parameter 'prompt_tokens' ({prompt_tokens}) exceeds the text encoder's "
                              f"{positions} positions in {folder}.")
-    return encode_prompts(tokenizer, model, [PROMPTS[name] for name in p["order"]], p["prompt_tokens"])
+    return encode_prompts(tokenizer, model, [PROMPTS[name] for name in order], prompt_tokens)
 
 
 # ------------------------------------------------------------------------------------------------ run
 
 
-def run_paper(p: dict[str, Any]) -> dict[str, Any]:
-    """The tasks of ``p["order"]`` and their CLIP prompt embeddings, through the chapter's protocol."""
-    tasks = load_tasks(p)
-    return run_all(p, tasks, prompt_embeddings(p))
+def run_paper(gen: GeneratorSetup, seg: SegmenterSetup, schedule: Schedule, order: list[str]) -> CgrRun:
+    """The tasks of ``order`` and their CLIP prompt embeddings, through the chapter's protocol."""
+    tasks = load_tasks(order, gen.size)
+    return run_all(gen, seg, schedule, tasks, prompt_embeddings(order, gen.prompt_tokens, gen.prompt_dim))

@@ -12,10 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from replbook import attacks
-from replbook.experiments.clat.common import ARCHS, ARM_SPECS, SeedResult, validate
+from replbook.experiments.clat.common import (
+    ARCHS,
+    ARM_SPECS,
+    ClatResults,
+    Protocol,
+    largest_possible_share,
+    layer_table,
+    validate,
+)
 from replbook.experiments.clat.miniature import run_miniature
 from replbook.experiments.clat.paper import run_paper
-from replbook.profiles import ChapterParams, Param
+from replbook.profiles import ChapterParams, Param, config
 
 PARAMS = ChapterParams(
     slug="clat",
@@ -80,6 +88,15 @@ PARAMS = ChapterParams(
 )
 
 
-def run(p: dict[str, Any]) -> list[SeedResult]:
-    """The chapter's experiment at ``p["profile"]``: CIFAR with the paper's networks, else the miniature."""
-    return run_paper(p) if p["profile"] == "paper" else run_miniature(p)
+#: The chapter's results type (``replbook.results`` saves and loads it).
+RESULTS = ClatResults
+
+
+def run(params: dict[str, Any]) -> ClatResults:
+    """The chapter's experiment at ``params["profile"]``: CIFAR with the paper's networks, else the miniature; with
+    the network's layers and the most parameters any ``k`` candidate layers could hold (claim C3)."""
+    proto = config(Protocol, params)
+    seeds = run_paper(params["dataset"], params["device"], proto) if params["profile"] == "paper" \
+        else run_miniature(proto)
+    layers = layer_table(params["arch"], params["dataset"], params["candidates"])
+    return ClatResults(seeds, layers, largest_possible_share(layers, params["k"]))

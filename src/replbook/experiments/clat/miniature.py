@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from replbook.data.images import load_fashion_mnist
-from replbook.experiments.clat.common import SeedResult, run_seeds
+from replbook.experiments.clat.common import Protocol, SeedResult, run_seeds
 
 
-def run_miniature(p: dict[str, Any]) -> list[SeedResult]:
+def run_miniature(proto: Protocol) -> list[SeedResult]:
     """Every seed of the protocol on Fashion-MNIST."""
     (x, y), (xt, yt) = load_fashion_mnist("train"), load_fashion_mnist("test")
-    return run_seeds(p, {"x": x, "y": y, "xt": xt, "yt": yt, "num_classes": 10}, torch.device("cpu"))
+    return run_seeds(proto, {"x": x, "y": y, "xt": xt, "yt": yt, "num_classes": 10}, torch.device("cpu"))

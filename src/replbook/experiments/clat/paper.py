@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from replbook.data.cifar import load_cifar
-from replbook.experiments.clat.common import SeedResult, run_seeds
+from replbook.experiments.clat.common import Protocol, SeedResult, run_seeds
 from replbook.profiles import resolve_device
 
 
-def run_paper(p: dict[str, Any]) -> list[SeedResult]:
-    """Every seed of the protocol on the CIFAR set named by ``p["dataset"]``."""
-    x, y, classes = load_cifar(p["dataset"], "train")
-    xt, yt, _ = load_cifar(p["dataset"], "test")
+def run_paper(dataset: str, device: str, proto: Protocol) -> list[SeedResult]:
+    """Every seed of the protocol on the CIFAR set named by ``dataset`` (``cifar10`` or ``cifar100``), on
+    ``device`` (``auto`` picks CUDA when present)."""
+    x, y, classes = load_cifar(dataset, "train")
+    xt, yt, _ = load_cifar(dataset, "test")
     data = {"x": x, "y": y, "xt": xt, "yt": yt, "num_classes": len(classes)}
-    return run_seeds(p, data, resolve_device(p["device"]))
+    return run_seeds(proto, data, resolve_device(device))

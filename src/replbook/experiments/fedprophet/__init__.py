@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from replbook.experiments.fedprophet.common import ARMS
-from replbook.experiments.fedprophet.engine import FedProphetResults, run_experiment
-from replbook.profiles import ChapterParams, Param, ParameterError
+from replbook.experiments.fedprophet.common import ARMS, FedProphetResults
+from replbook.experiments.fedprophet.engine import Experiment, run_experiment, settings
+from replbook.profiles import ChapterParams, Param, ParameterError, config
 
 DMA_RULES = ("flops+memory", "memory", "off")
 
@@ -135,7 +135,11 @@ PARAMS = ChapterParams(
 )
 
 
-def run(p: dict[str, Any]) -> FedProphetResults:
-    """The chapter's experiment at ``p["profile"]`` in Flower's simulation engine (:mod:`.engine`); the profile
-    picks the data and backbone (:mod:`.miniature`, :mod:`.paper`)."""
-    return run_experiment(p)
+#: The chapter's results type (``replbook.results`` saves and loads it).
+RESULTS = FedProphetResults
+
+
+def run(params: dict[str, Any]) -> FedProphetResults:
+    """The chapter's experiment at ``params["profile"]`` in Flower's simulation engine (:mod:`.engine`); the
+    profile picks the data and backbone (:mod:`.miniature`, :mod:`.paper`)."""
+    return run_experiment(settings(config(Experiment, params)))

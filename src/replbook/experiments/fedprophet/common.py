@@ -22,9 +22,88 @@ from torch import nn
 
 from replbook import fedprophet as fp
 from replbook.attacks import pgd
+from replbook.codec import ResultsData
 from replbook.measure import peak_cpu_allocation
 
 ARMS = ("jfat", "cascade", "fedprophet")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The results
+
+
+@dataclass
+class Plan:
+    """The partition the run used (:func:`plan`): each module's atoms, the whole model's and the budget's predicted
+    bytes, each module's predicted bytes and MACs, and every atom's (name, predicted bytes, MACs)."""
+
+    modules: list[list[str]]
+    full_bytes: int
+    budget_bytes: int
+    module_bytes: list[int]
+    module_macs: list[int]
+    atoms: list[tuple[str, int, int]]
+
+
+@dataclass
+class RoundLog:
+    """The server's log of one run, per round [n_rounds]: the stage, APA's α, the stage's input radius ε_m, and the
+    validation accuracy (clean, PGD) of the model it validated."""
+
+    round: np.ndarray
+    stage: np.ndarray
+    alpha: np.ndarray
+    stage_eps: np.ndarray
+    val_clean: np.ndarray
+    val_pgd: np.ndarray
+
+
+@dataclass
+class ClientRounds:
+    """Every reply of a client that trained, one entry per (client, round) [n]: the client (partition id), round
+    and stage, the modules it trained (``first_module`` … ``first_module + n_modules − 1``), its measured peak
+    memory, the partitioner's prediction for what it trained, and its compute seconds for the round."""
+
+    pid: np.ndarray
+    round: np.ndarray
+    stage: np.ndarray
+    first_module: np.ndarray
+    n_modules: np.ndarray
+    peak_bytes: np.ndarray
+    predicted_bytes: np.ndarray
+    seconds: np.ndarray
+
+
+@dataclass
+class ArmRun:
+    """One arm at one seed: its name (``arm``) and kind (:data:`ARMS`), its μ (FedProphet's as selected on
+    validation), test accuracies ("clean", "pgd"; "apgd" and "pgd_same_images" with the APGD control), validation
+    accuracies, each stage's measured input radius ε_m (ε_0 = 0: pixels) and clean output norm, the bytes sent both
+    ways, wall seconds, the server's per-round log and the clients' per-round measurements."""
+
+    seed: int
+    arm: str
+    kind: str
+    mu: float
+    test: dict[str, float]
+    val: dict[str, float]
+    stage_eps: list[float]
+    stage_norm: list[float]
+    bytes_down: int
+    bytes_up: int
+    seconds: float
+    log: RoundLog
+    clients: ClientRounds
+
+
+@dataclass
+class FedProphetResults(ResultsData):
+    """The chapter's results: the JSON settings the Flower apps ran (arms, seeds, budgets, speeds), the partition,
+    and every (seed, arm) run in the order they ran."""
+
+    settings: dict[str, Any]
+    plan: Plan
+    runs: list[ArmRun]
 
 
 class Cascade(nn.Module):

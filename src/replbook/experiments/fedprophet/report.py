@@ -1,8 +1,10 @@
-"""The FedProphet chapter's tables, figures and claims, from :class:`~.miniature.FedProphetResults`.
+"""The FedProphet chapter's tables, figures and claims, read from its saved results
+(:class:`~replbook.experiments.fedprophet.common.FedProphetResults`).
 
-Accuracy claims read paired differences over seeds (Student-t 95% intervals): within a seed every arm shares the
-data split, the initialisation and the test images. Memory is measured per client and round (torch's profiler over
-a client's first local iteration, plus the parameters it holds); it does not vary with the seed.
+Accuracy claims read paired differences over seeds (Student-t 95% intervals, :func:`replbook.intervals.paired_t`):
+within a seed every arm shares the data split, the initialisation and the test images. Memory is measured per client
+and round (torch's profiler over a client's first local iteration, plus the parameters it holds); it does not vary
+with the seed.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from replbook.experiments.fedprophet.common import plan
-from replbook.experiments.fedprophet.data import build_atoms
-from replbook.experiments.fedprophet.engine import FedProphetResults, settings
+from replbook.experiments.fedprophet.common import ArmRun, FedProphetResults
 from replbook.fedprophet import stage_lengths
-from replbook.record import Claim, ClaimSheet, Verdict, judge_all, judge_effect, judge_noninferior
-from replbook.stats import paired_t_interval
+from replbook.intervals import Interval, paired_t
+from replbook.page import mean_sd
+from replbook.verdicts import Claim, ClaimSheet, Verdict, judge_all, judge_effect, judge_noninferior, not_comparable
 
 SOURCE_ABS = "abstract of arXiv 2409.08372 v2 [abs]; unverified against the PDF, tables not transcribed"
 CLAIMS = {
@@ -51,7 +52,7 @@ PAPER_NUMBERS: dict[str, float | None] = {
     "main table, Caltech-256 / ResNet34: PGD-20 accuracy, FedProphet": None,
     "ablation: μ, APA and DMA": None,
 }
-JFAT, FEDPROPHET = "jFAT", "FedProphet"
+JFAT, FEDPROPHET, ZERO = "jFAT", "FedProphet", "cascade μ=0"
 
 
 # ------------------------------------------------------------------------------------------------ reading results
@@ -59,35 +60,36 @@ JFAT, FEDPROPHET = "jFAT", "FedProphet"
 
 def arms(results: FedProphetResults) -> list[str]:
     """The arms in the order they ran."""
-    return list(dict.fromkeys(r["arm"] for r in results.runs))
+    return list(dict.fromkeys(r.arm for r in results.runs))
 
 
 def seeds(results: FedProphetResults) -> list[int]:
     """The seeds that ran."""
-    return sorted({r["seed"] for r in results.runs})
+    return sorted({r.seed for r in results.runs})
 
 
-def _run(results: FedProphetResults, arm: str, seed: int) -> dict[str, Any]:
-    return next(r for r in results.runs if r["arm"] == arm and r["seed"] == seed)
+def _run(results: FedProphetResults, arm: str, seed: int) -> ArmRun:
+    return next(r for r in results.runs if r.arm == arm and r.seed == seed)
 
 
-def smallest_budget_clients(results: FedProphetResults) -> list[str]:
+def smallest_budget_clients(results: FedProphetResults) -> list[int]:
     mult = results.settings["client_mem_multiples"]
-    return [str(i) for i, m in enumerate(mult) if m == min(mult)]
+    return [i for i, m in enumerate(mult) if m == min(mult)]
 
 
-def memory(run: dict[str, Any], clients: list[str] | None = None, key: str = "peak_bytes") -> int:
+def memory(run: ArmRun, clients: list[int] | None = None, key: str = "peak_bytes") -> int:
     """The largest measured (or, with ``key="predicted_bytes"``, predicted) peak over rounds and ``clients``."""
-    rows = [m for pid, ms in run["clients"].items() if clients is None or pid in clients for m in ms]
-    return max(m[key] for m in rows) if rows else 0
+    c = run.clients
+    rows = np.ones(len(c.pid), bool) if clients is None else np.isin(c.pid, clients)
+    return int(getattr(c, key)[rows].max()) if rows.any() else 0
 
 
-def latency(run: dict[str, Any], perf: list[float]) -> float:
+def latency(run: ArmRun, perf: list[float]) -> float:
     """Modelled training time: over rounds, the slowest sampled client's measured compute ÷ its speed."""
     per_round: dict[int, float] = {}
-    for pid, ms in run["clients"].items():
-        for m in ms:
-            per_round[m["round"]] = max(per_round.get(m["round"], 0.0), m["seconds"] / perf[int(pid)])
+    c = run.clients
+    for pid, rnd, seconds in zip(c.pid.tolist(), c.round.tolist(), c.seconds.tolist(), strict=True):
+        per_round[rnd] = max(per_round.get(rnd, 0.0), seconds / perf[pid])
     return sum(per_round.values())
 
 
@@ -104,17 +106,18 @@ def values(results: FedProphetResults, arm: str, what: str) -> np.ndarray:
                  "memory_predicted": lambda r=r: memory(r, small, "predicted_bytes"),
                  "memory_all": lambda r=r: memory(r),
                  "latency": lambda r=r: latency(r, perf),
-                 "work": lambda r=r: sum(m["seconds"] for ms in r["clients"].values() for m in ms),
-                 "comm": lambda r=r: r["bytes_down"] + r["bytes_up"],
-                 "mu": lambda r=r: r["mu"],
-                 "val_clean": lambda r=r: r["val"]["clean"], "val_pgd": lambda r=r: r["val"]["pgd"]}.get(
-            what, lambda r=r: r["test"][what])()
+                 "work": lambda r=r: sum(r.clients.seconds.tolist()),
+                 "comm": lambda r=r: r.bytes_down + r.bytes_up,
+                 "mu": lambda r=r: r.mu,
+                 "val_clean": lambda r=r: r.val["clean"], "val_pgd": lambda r=r: r.val["pgd"]}.get(
+            what, lambda r=r: r.test[what])()
         out.append(value)
     return np.asarray(out, dtype=np.float64)
 
 
-def _ms(x: np.ndarray, digits: int = 3) -> str:
-    return f"{x.mean():.{digits}f} ± {x.std(ddof=1):.{digits}f}" if len(x) > 1 else f"{x.mean():.{digits}f}"
+def difference(results: FedProphetResults, a: str, b: str, what: str) -> Interval:
+    """``what`` of arm a minus arm b, paired over seeds (Student-t interval)."""
+    return paired_t(values(results, a, what), values(results, b, what), source=f"{what}: {a} − {b}")
 
 
 # ------------------------------------------------------------------------------------------------------- tables
@@ -123,24 +126,36 @@ def _ms(x: np.ndarray, digits: int = 3) -> str:
 def main_table(results: FedProphetResults) -> pd.DataFrame:
     """One row per arm, mean ± sd over seeds."""
     has_jfat = JFAT in arms(results)
+    budget = results.plan.budget_bytes
     rows = []
     for arm in arms(results):
         mem = values(results, arm, "memory")
-        row = {"arm": arm, "clean acc.": _ms(values(results, arm, "clean")),
-               "PGD acc.": _ms(values(results, arm, "pgd"))}
+        row = {"arm": arm, "clean acc.": mean_sd(values(results, arm, "clean")),
+               "PGD acc.": mean_sd(values(results, arm, "pgd"))}
         if results.settings["strong_eval"]:
-            row[f"APGD acc. ({results.settings['strong_eval']} images)"] = _ms(values(results, arm, "apgd"))
-            row["PGD acc. (same images)"] = _ms(values(results, arm, "pgd_same_images"))
+            row[f"APGD acc. ({results.settings['strong_eval']} images)"] = mean_sd(values(results, arm, "apgd"))
+            row["PGD acc. (same images)"] = mean_sd(values(results, arm, "pgd_same_images"))
         row["peak memory, smallest budget (MB)"] = f"{mem.max() / 1e6:.2f}"
         row["peak memory, any client (MB)"] = f"{values(results, arm, 'memory_all').max() / 1e6:.2f}"
         if has_jfat:
             row["÷ jFAT"] = f"{mem.max() / values(results, JFAT, 'memory').max():.2f}"
-        row["÷ module budget"] = f"{mem.max() / results.plan['budget_bytes']:.2f}"
-        row["modelled training time (s)"] = _ms(values(results, arm, "latency"), 1)
-        row["client compute (s)"] = _ms(values(results, arm, "work"), 1)
+        row["÷ module budget"] = f"{mem.max() / budget:.2f}"
+        row["modelled training time (s)"] = mean_sd(values(results, arm, "latency"), 1)
+        row["client compute (s)"] = mean_sd(values(results, arm, "work"), 1)
         row["communicated (MB)"] = f"{values(results, arm, 'comm').mean() / 1e6:.1f}"
         rows.append(row)
     return pd.DataFrame(rows).set_index("arm")
+
+
+def plan_table(results: FedProphetResults) -> pd.DataFrame:
+    """The partition the run used, as the partitioner computed it before any training: the atoms of the backbone at
+    the training batch, their predicted memory and MACs, and the module each belongs to under the budget."""
+    plan = results.plan
+    module_of = {name: i + 1 for i, names in enumerate(plan.modules) for name in names}
+    table = pd.DataFrame([{"atom": name, "module": module_of[name], "predicted memory (MB)": mem / 1e6,
+                           "MMACs per batch": macs / 1e6} for name, mem, macs in plan.atoms]).set_index("atom")
+    table.attrs.update(budget=plan.budget_bytes, full=plan.full_bytes, modules=len(plan.modules))
+    return table.round(3)
 
 
 def partition_table(results: FedProphetResults) -> pd.DataFrame:
@@ -149,22 +164,22 @@ def partition_table(results: FedProphetResults) -> pd.DataFrame:
     plan = results.plan
     measured: dict[int, int] = {}
     for r in results.runs:
-        if r["kind"] != "cascade":
+        if r.kind != "cascade":
             continue
-        for ms in r["clients"].values():
-            for m in ms:
-                if len(m["modules"]) == 1:
-                    measured[m["modules"][0]] = max(measured.get(m["modules"][0], 0), m["peak_bytes"])
+        c = r.clients
+        for module, n, peak in zip(c.first_module.tolist(), c.n_modules.tolist(), c.peak_bytes.tolist(), strict=True):
+            if n == 1:
+                measured[module] = max(measured.get(module, 0), peak)
     rows = []
-    for i, names in enumerate(plan["modules"]):
+    for i, names in enumerate(plan.modules):
         rows.append({"module": i + 1, "atoms": ", ".join(names),
-                     "predicted (MB)": plan["module_bytes"][i] / 1e6,
+                     "predicted (MB)": plan.module_bytes[i] / 1e6,
                      "measured (MB)": measured[i] / 1e6 if i in measured else math.nan,
-                     "MMACs per batch": plan["module_macs"][i] / 1e6})
-    rows.append({"module": "whole (jFAT)", "atoms": "all", "predicted (MB)": plan["full_bytes"] / 1e6,
+                     "MMACs per batch": plan.module_macs[i] / 1e6})
+    rows.append({"module": "whole (jFAT)", "atoms": "all", "predicted (MB)": plan.full_bytes / 1e6,
                  "measured (MB)": (values(results, JFAT, "memory").max() / 1e6 if JFAT in arms(results)
                                    else math.nan),
-                 "MMACs per batch": sum(plan["module_macs"]) / 1e6})
+                 "MMACs per batch": sum(plan.module_macs) / 1e6})
     return pd.DataFrame(rows).set_index("module").round(3)
 
 
@@ -174,16 +189,22 @@ def mu_table(results: FedProphetResults) -> pd.DataFrame:
     rows = []
     for arm in arms(results):
         runs = [_run(results, arm, s) for s in seeds(results)]
-        if runs[0]["kind"] != "cascade":  # FedProphet measures at its own (APA-moved) radius: not comparable
+        if runs[0].kind != "cascade":  # FedProphet measures at its own (APA-moved) radius: not comparable
             continue
-        disp = np.array([r["stage_eps"][1:] for r in runs])
-        norm = np.array([r["stage_norm"] for r in runs])
+        disp = np.array([r.stage_eps[1:] for r in runs])
+        norm = np.array([r.stage_norm for r in runs])
         rel = (disp / np.maximum(norm, 1e-12)).mean(axis=0) if disp.size else np.array([])
-        rows.append({"arm": arm, "clean acc.": _ms(values(results, arm, "clean")),
-                     "PGD acc.": _ms(values(results, arm, "pgd")),
-                     "val. clean + PGD": _ms(values(results, arm, "val_clean") + values(results, arm, "val_pgd")),
+        rows.append({"arm": arm, "clean acc.": mean_sd(values(results, arm, "clean")),
+                     "PGD acc.": mean_sd(values(results, arm, "pgd")),
+                     "val. clean + PGD": mean_sd(values(results, arm, "val_clean") + values(results, arm, "val_pgd")),
                      "‖Δf_m‖ ÷ ‖f_m‖ per stage": ", ".join(f"{v:.2f}" for v in rel)})
     return pd.DataFrame(rows).set_index("arm")
+
+
+def paper_numbers_table() -> pd.DataFrame:
+    return pd.DataFrame([{"quantity": k, "paper": "not transcribed" if v is None else v,
+                          "source": "arXiv 2409.08372 v2 (to be copied from the PDF)"}
+                         for k, v in PAPER_NUMBERS.items()]).set_index("quantity")
 
 
 # ------------------------------------------------------------------------------------------------------ figures
@@ -194,11 +215,10 @@ def curves_figure(results: FedProphetResults) -> Figure:
     cascade stage the validated model is the prefix up to the stage module with its head."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
     for arm in arms(results):
-        logs = [_run(results, arm, s)["log"] for s in seeds(results)]
-        rounds = [e["round"] for e in logs[0]]
+        logs = [_run(results, arm, s).log for s in seeds(results)]
         for ax, key in zip(axes, ("val_clean", "val_pgd"), strict=True):
-            ax.plot(rounds, np.mean([[e[key] for e in log] for log in logs], axis=0), label=arm)
-    ends = np.cumsum(stage_lengths(results.settings["rounds"], len(results.plan["modules"])))[:-1]
+            ax.plot(logs[0].round, np.mean([getattr(log, key) for log in logs], axis=0), label=arm)
+    ends = np.cumsum(stage_lengths(results.settings["rounds"], len(results.plan.modules)))[:-1]
     for ax, title in zip(axes, ("clean accuracy (validation)", "PGD accuracy (validation)"), strict=True):
         for b in ends:
             ax.axvline(b + 0.5, color="0.8", ls=":", lw=1)
@@ -216,7 +236,7 @@ def memory_figure(results: FedProphetResults) -> Figure:
     x = np.arange(len(table))
     ax.bar(x - 0.2, table["predicted (MB)"], 0.4, label="predicted (partitioner's model)")
     ax.bar(x + 0.2, table["measured (MB)"], 0.4, label="measured (torch profiler)")
-    ax.axhline(results.plan["budget_bytes"] / 1e6, color="k", ls="--", lw=1, label="module budget")
+    ax.axhline(results.plan.budget_bytes / 1e6, color="k", ls="--", lw=1, label="module budget")
     ax.set_xticks(x, [str(i) for i in table.index])
     ax.set(xlabel="module", ylabel="peak training memory (MB)")
     ax.legend(fontsize=8)
@@ -230,9 +250,8 @@ def alpha_figure(results: FedProphetResults) -> Figure | None:
         return None
     fig, ax = plt.subplots(figsize=(6, 3))
     for s in seeds(results):
-        log = _run(results, FEDPROPHET, s)["log"]
-        ax.plot([e["round"] for e in log], [e["alpha"] * e["stage_eps"] for e in log], marker=".",
-                label=f"seed {s}")
+        log = _run(results, FEDPROPHET, s).log
+        ax.plot(log.round, log.alpha * log.stage_eps, marker=".", label=f"seed {s}")
     ax.set(xlabel="round", ylabel="α · ε_m (L2, feature space)", title="FedProphet's training radius")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -242,106 +261,97 @@ def alpha_figure(results: FedProphetResults) -> Figure | None:
 # ------------------------------------------------------------------------------------------------------- claims
 
 
-def _interval(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    return paired_t_interval(a, b)
-
-
-def _fmt_ci(d: dict[str, float]) -> str:
-    return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
-
-
 def best_cascade(results: FedProphetResults) -> dict[int, str]:
     """Per seed, the cascade arm with μ > 0 that scores best on validation (clean + PGD), never on test."""
     out = {}
     for seed in seeds(results):
-        cands = [r for r in results.runs if r["seed"] == seed and r["kind"] == "cascade" and r["mu"] > 0]
+        cands = [r for r in results.runs if r.seed == seed and r.kind == "cascade" and r.mu > 0]
         if cands:
-            out[seed] = max(cands, key=lambda r: (r["val"]["clean"] + r["val"]["pgd"], -r["mu"]))["arm"]
+            out[seed] = max(cands, key=lambda r: (r.val["clean"] + r.val["pgd"], -r.mu)).arm
     return out
 
 
-def judge_claims(results: FedProphetResults, profile: str) -> list[Claim]:
-    """Every claim by the rules stated on the page (and in the module docstring's constants)."""
-    names = arms(results)
-    sheet = ClaimSheet(CLAIMS, profile, names)
-    zero = "cascade μ=0"
-    if not sheet.missing("C1", JFAT, FEDPROPHET):
-        parts = [judge_noninferior(d["lo"], d["hi"], MARGIN_ACC, what=f"{k} accuracy, FedProphet − jFAT")
-                 for k in ("clean", "pgd") for d in [_interval(values(results, FEDPROPHET, k),
-                                                               values(results, JFAT, k))]]
-        v = judge_all(parts, ["clean", "PGD"])
-        ds = [_interval(values(results, FEDPROPHET, k), values(results, JFAT, k)) for k in ("clean", "pgd")]
-        sheet.add("C1", f"FedProphet − jFAT: clean {_fmt_ci(ds[0])}, PGD {_fmt_ci(ds[1])}", v.verdict, v.reason)
-    if not sheet.missing("C2", JFAT, FEDPROPHET):
-        peak = values(results, FEDPROPHET, "memory").max()
-        saving = 1 - peak / values(results, JFAT, "memory").max()
-        budget = results.plan["budget_bytes"] / results.plan["full_bytes"]
-        v = judge_saving(saving)
-        sheet.add("C2", f"measured saving {saving:.0%}; the module budget was {budget:.0%} of the partitioner's "
-                        f"predicted whole-model memory, and the smallest-budget client's measured peak is "
-                        f"{peak / results.plan['budget_bytes'] - 1:+.0%} over it", v.verdict, v.reason)
-    best = best_cascade(results)
-    if not sheet.missing("C3", zero) and len(best) == len(seeds(results)):
-        picked = np.array([values(results, best[s], "pgd")[seeds(results).index(s)] for s in seeds(results)])
-        d = _interval(picked, values(results, zero, "pgd"))
-        v = judge_effect(d["lo"], d["hi"], EFFECT_MU, what="PGD accuracy, selected μ − μ 0",
-                         estimate=d["mean"], effect_name="our smallest meaningful")
-        sheet.add("C3", f"{_fmt_ci(d)} (μ > 0 picked on validation per seed: "
-                        f"{', '.join(best[s].split('=')[1] for s in seeds(results))})", v.verdict, v.reason)
-    elif "C3" not in {c.id for c in sheet.claims}:
-        sheet.add("C3", "no cascade run with μ > 0", "not comparable", "add a μ > 0 to 'mus'")
-    if not sheet.missing("C4", JFAT, zero):
-        d = _interval(values(results, JFAT, "pgd"), values(results, zero, "pgd"))
-        v = judge_effect(d["lo"], d["hi"], EFFECT_CASCADE, what="PGD accuracy, jFAT − cascade μ 0",
-                         estimate=d["mean"], effect_name="our")
-        sheet.add("C4", _fmt_ci(d), v.verdict, v.reason)
-    if not sheet.missing("C5", JFAT, FEDPROPHET):
-        lj, lf = values(results, JFAT, "latency"), values(results, FEDPROPHET, "latency")
-        d = _interval(np.log(lj), np.log(lf))
-        v = judge_effect(d["lo"], d["hi"], math.log(PAPER_SPEEDUP), what="log speed-up, jFAT ÷ FedProphet",
-                         estimate=d["mean"])
-        alone = (f"; the cascade at μ = 0 alone: {np.exp(np.mean(np.log(lj / values(results, zero, 'latency')))):.2f}×"
-                 if zero in names else "")
-        sheet.add("C5", f"speed-up {math.exp(d['mean']):.2f}× [{math.exp(d['lo']):.2f}, {math.exp(d['hi']):.2f}] "
-                        f"at equal rounds, not equal accuracy{alone}; no memory swapping modelled", v.verdict,
-                  v.reason)
+def claim_c1(sheet: ClaimSheet, results: FedProphetResults) -> None:
+    """C1: FedProphet no worse than jFAT by more than the margin, on clean and on PGD accuracy."""
+    if sheet.missing("C1", JFAT, FEDPROPHET):
+        return
+    ds = {k: difference(results, FEDPROPHET, JFAT, k) for k in ("clean", "pgd")}
+    v = judge_all({name: judge_noninferior(ds[k], MARGIN_ACC, what=f"{k} accuracy, FedProphet − jFAT")
+                   for name, k in (("clean", "clean"), ("PGD", "pgd"))})
+    sheet.add("C1", f"FedProphet − jFAT: clean {ds['clean'].text()}, PGD {ds['pgd'].text()}", v)
+
+
+def claim_c2(sheet: ClaimSheet, results: FedProphetResults) -> None:
+    """C2: the smallest-budget client's measured peak under FedProphet against jFAT's (no seed spread)."""
+    if sheet.missing("C2", JFAT, FEDPROPHET):
+        return
+    peak = values(results, FEDPROPHET, "memory").max()
+    saving = 1 - peak / values(results, JFAT, "memory").max()
+    plan = results.plan
+    sheet.add("C2", f"measured saving {saving:.0%}; the module budget was {plan.budget_bytes / plan.full_bytes:.0%} "
+                    f"of the partitioner's predicted whole-model memory, and the smallest-budget client's measured "
+                    f"peak is {peak / plan.budget_bytes - 1:+.0%} over it", judge_saving(saving))
+
+
+def claim_c3(sheet: ClaimSheet, results: FedProphetResults) -> None:
+    """C3: PGD accuracy of the cascade at the μ > 0 picked on validation, minus the cascade at μ = 0."""
+    best, order = best_cascade(results), seeds(results)
+    if sheet.missing("C3", ZERO):
+        return
+    if len(best) != len(order):
+        sheet.add("C3", "no cascade run with μ > 0", not_comparable("add a μ > 0 to 'mus'"))
+        return
+    picked = np.array([values(results, best[s], "pgd")[order.index(s)] for s in order])
+    d = paired_t(picked, values(results, ZERO, "pgd"), source="pgd: cascade at the validated μ > 0 − cascade μ=0")
+    v = judge_effect(d, EFFECT_MU, what="PGD accuracy, selected μ − μ 0", effect_name="our smallest meaningful")
+    sheet.add("C3", f"{d.text()} (μ > 0 picked on validation per seed: "
+                    f"{', '.join(best[s].split('=')[1] for s in order)})", v)
+
+
+def claim_c4(sheet: ClaimSheet, results: FedProphetResults) -> None:
+    """C4: jFAT − the naive cascade (μ = 0), PGD accuracy, against our 5 points."""
+    if sheet.missing("C4", JFAT, ZERO):
+        return
+    d = difference(results, JFAT, ZERO, "pgd")
+    sheet.add("C4", d.text(), judge_effect(d, EFFECT_CASCADE, what="PGD accuracy, jFAT − cascade μ 0",
+                                           effect_name="our"))
+
+
+def claim_c5(sheet: ClaimSheet, results: FedProphetResults) -> None:
+    """C5: log(modelled training time of jFAT ÷ FedProphet's) at equal rounds, against log 10.8."""
+    if sheet.missing("C5", JFAT, FEDPROPHET):
+        return
+    lj, lf = values(results, JFAT, "latency"), values(results, FEDPROPHET, "latency")
+    d = paired_t(np.log(lj), np.log(lf), source="log latency: jFAT − FedProphet")
+    v = judge_effect(d, math.log(PAPER_SPEEDUP), what="log speed-up, jFAT ÷ FedProphet")
+    alone = (f"; the cascade at μ = 0 alone: {np.exp(np.mean(np.log(lj / values(results, ZERO, 'latency')))):.2f}×"
+             if ZERO in arms(results) else "")
+    sheet.add("C5", f"speed-up {math.exp(d.mean):.2f}× [{math.exp(d.lo):.2f}, {math.exp(d.hi):.2f}] at equal "
+                    f"rounds, not equal accuracy{alone}; no memory swapping modelled", v)
+
+
+def claims(results: FedProphetResults, params: dict[str, Any]) -> list[Claim]:
+    """Every claim by the rules stated on the page (and in the module's constants)."""
+    sheet = ClaimSheet(CLAIMS, params["profile"], arms(results))
+    for claim in (claim_c1, claim_c2, claim_c3, claim_c4, claim_c5):
+        claim(sheet, results)
     return sheet.claims
 
 
 def judge_saving(saving: float) -> Verdict:
     """C2 on the measured saving, which does not vary with the seed (same shapes, same batch): reproduced at the
-    paper's 80% or more; partly when it saves at least a fifth but less; not reproduced below a fifth."""
+    paper's 80% or more; partly when it saves at least a fifth (:data:`SAVING_FLOOR`) but less; not reproduced below
+    a fifth. The rule is recorded with the saving as a point estimate, the floor as ``null``, the paper's 80% as
+    the effect."""
+    rule = dict(kind="effect", estimate=Interval(saving, saving, saving, "measured once (no seed spread)", 1,
+                                                 source="memory: 1 − FedProphet ÷ jFAT, smallest-budget clients"),
+                null=SAVING_FLOOR, effect=PAPER_SAVING, effect_of="the paper's")
     if saving >= PAPER_SAVING:
-        return Verdict("reproduced", f"measured saving {saving:.0%} reaches the paper's {PAPER_SAVING:.0%}")
+        return Verdict("reproduced", f"measured saving {saving:.0%} reaches the paper's {PAPER_SAVING:.0%}", **rule)
     if saving >= SAVING_FLOOR:
-        return Verdict("partly", f"measured saving {saving:.0%} is real but short of the paper's {PAPER_SAVING:.0%}")
-    return Verdict("not reproduced", f"measured saving {saving:.0%} is below {SAVING_FLOOR:.0%}")
-
-
-def plan_table(p: dict[str, Any]) -> pd.DataFrame:
-    """Before any training: the atoms of the backbone at the training batch, their predicted memory and MACs, and
-    the module each belongs to under the budget."""
-    s = settings(p)
-    out = plan(build_atoms(s), (s["batch_size"], *s["input_shape"]), s["num_classes"], s["budget_fraction"],
-               s["head_rule"], s["budget_bytes"])
-    module_of = {name: i + 1 for i, names in enumerate(out["modules"]) for name in names}
-    table = pd.DataFrame([{"atom": name, "module": module_of[name], "predicted memory (MB)": mem / 1e6,
-                           "MMACs per batch": macs / 1e6} for name, mem, macs in out["atoms"]]).set_index("atom")
-    table.attrs.update(budget=out["budget_bytes"], full=out["full_bytes"], modules=len(out["modules"]))
-    return table.round(3)
-
-
-def paper_numbers_table() -> pd.DataFrame:
-    return pd.DataFrame([{"quantity": k, "paper": "not transcribed" if v is None else v,
-                          "source": "arXiv 2409.08372 v2 (to be copied from the PDF)"}
-                         for k, v in PAPER_NUMBERS.items()]).set_index("quantity")
-
-
-def metrics_record(results: FedProphetResults) -> dict[str, Any]:
-    """What the results JSON keeps: the settings, the partition, and every run with its per-round log and
-    per-client measurements."""
-    return {"settings": results.settings, "plan": results.plan, "runs": results.runs,
-            "experiment_wall_s": results.wall_s, "from_cache": results.cached}
+        return Verdict("partly", f"measured saving {saving:.0%} is real but short of the paper's {PAPER_SAVING:.0%}",
+                       **rule)
+    return Verdict("not reproduced", f"measured saving {saving:.0%} is below {SAVING_FLOOR:.0%}", **rule)
 
 
 # ------------------------------------------------------------------------------------------------ sentences
@@ -356,7 +366,7 @@ def spread_sentence(results: FedProphetResults) -> str:
     """What three seeds resolve here: the seed sd of each group of arms, in points."""
     if len(seeds(results)) < 2:
         return "One seed: no spread to report."
-    cascades = [a for a in arms(results) if _run(results, a, seeds(results)[0])["kind"] != "jfat"]
+    cascades = [a for a in arms(results) if _run(results, a, seeds(results)[0]).kind != "jfat"]
     parts = []
     if JFAT in arms(results):
         parts.append(f"jFAT's seed sd is {_sd_range(results, [JFAT], 'clean')} points (clean) and "
@@ -389,17 +399,17 @@ def fedprophet_table(results: FedProphetResults) -> pd.DataFrame:
     fed = {k: values(results, FEDPROPHET, k) for k in ("clean", "pgd")}
     same_mu = []
     for s in seeds(results):
-        mu = _run(results, FEDPROPHET, s)["mu"]
-        match = [r for r in results.runs if r["seed"] == s and r["kind"] == "cascade" and r["mu"] == mu]
+        mu = _run(results, FEDPROPHET, s).mu
+        match = [r for r in results.runs if r.seed == s and r.kind == "cascade" and r.mu == mu]
         same_mu.append(match[0] if match else None)
     if all(same_mu):
         rows.append({"FedProphet minus": "the cascade at the same seed and μ",
-                     **{f"{k} acc.": _fmt_ci(_interval(fed[k], np.array([r["test"][k] for r in same_mu])))
+                     **{f"{k} acc.": paired_t(fed[k], np.array([r.test[k] for r in same_mu])).text()
                         for k in fed}})
     for arm in arms(results):
         if arm.startswith(FEDPROPHET + " −"):
             rows.append({"FedProphet minus": arm,
-                         **{f"{k} acc.": _fmt_ci(_interval(fed[k], values(results, arm, k))) for k in fed}})
+                         **{f"{k} acc.": paired_t(fed[k], values(results, arm, k)).text() for k in fed}})
     return pd.DataFrame(rows).set_index("FedProphet minus") if rows else pd.DataFrame()
 
 
@@ -410,10 +420,10 @@ def apa_sentence(results: FedProphetResults) -> str:
     alphas, ratios = [], []
     for s in seeds(results):
         fed = _run(results, FEDPROPHET, s)
-        alphas += [e["alpha"] for e in fed["log"] if e["stage"] > 0]  # stage 0 attacks pixels: no α
-        match = [r for r in results.runs if r["seed"] == s and r["kind"] == "cascade" and r["mu"] == fed["mu"]]
-        if match and len(match[0]["stage_eps"]) > 2:
-            ratios += [f / c for f, c in zip(fed["stage_eps"][2:], match[0]["stage_eps"][2:], strict=True) if c > 0]
+        alphas += fed.log.alpha[fed.log.stage > 0].tolist()  # stage 0 attacks pixels: no α
+        match = [r for r in results.runs if r.seed == s and r.kind == "cascade" and r.mu == fed.mu]
+        if match and len(match[0].stage_eps) > 2:
+            ratios += [f / c for f, c in zip(fed.stage_eps[2:], match[0].stage_eps[2:], strict=True) if c > 0]
     if not alphas:
         return ""
     text = (f"Under APA, FedProphet's α in the feature-space stages ranged over {min(alphas):.1f}–{max(alphas):.1f}"

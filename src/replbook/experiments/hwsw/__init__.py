@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from replbook.experiments.hwsw.miniature import HwswResults, run_all
-from replbook.experiments.hwsw.quantised import PRECISIONS
+from replbook.costmodel import HARDWARE_CSV
+from replbook.experiments.hwsw.common import HwswResults
+from replbook.experiments.hwsw.miniature import RECORDED_GPU_RUN, MachineSetup, run_all
+from replbook.experiments.hwsw.quantised import PRECISIONS, QuantSetup
 from replbook.models.pretrained_lm import SMOLLM2
-from replbook.profiles import ChapterParams, Param, ParameterError
+from replbook.profiles import ChapterParams, Param, ParameterError, config
 
 
 def _validate(p: dict[str, Any]) -> None:
@@ -66,6 +68,14 @@ PARAMS = ChapterParams(
 )
 
 
+#: The chapter's results type (``replbook.results`` saves and loads it).
+RESULTS = HwswResults
+#: Repository files the computation reads (they enter the compute key): the accelerators' specifications and the
+#: recorded GPU run the page shows.
+DATA_FILES = (f"data_manifests/{HARDWARE_CSV}", RECORDED_GPU_RUN)
+
+
 def run(params: dict[str, Any]) -> HwswResults:
     """Every modelled table and the measured points (on ``params["device"]``)."""
-    return run_all(params)
+    return run_all(params["hardware"], params["prompt_len"], params["context"], params["batches"],
+                   config(MachineSetup, params), config(QuantSetup, params))

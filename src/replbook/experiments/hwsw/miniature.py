@@ -8,18 +8,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 import pandas as pd
 import torch
 
 from replbook import costmodel as cm
 from replbook import measure
-from replbook.experiments.hwsw.quantised import measure_smollm2
+from replbook.experiments.hwsw.common import HwswResults, Measured, RecordedRun, Table
+from replbook.experiments.hwsw.quantised import QuantSetup, measure_smollm2
+from replbook.paths import project_root
 from replbook.progress import progress
 
 MODELS = {"Llama-2-7B": cm.LLAMA2_7B, "Llama-2-70B": cm.LLAMA2_70B, "Llama-3-8B": cm.LLAMA3_8B}
+#: The recorded GPU run of benchmarks/roofline.py that the page shows (listed in the chapter's DATA_FILES).
+RECORDED_GPU_RUN = "benchmarks/recorded/roofline_h100.json"
 
+
+def columns(table: pd.DataFrame) -> Table:
+    """A table as its columns of plain values (what the results keep)."""
+    return {str(c): table[c].tolist() for c in table.columns}
 
 
 # ---------------------------------------------------------------------------------------------------- modelled
@@ -205,56 +212,63 @@ def compare_llm_analysis(prompt_len: int = 512, generate: int = 32) -> pd.DataFr
 # ---------------------------------------------------------------------------------------------------- measured
 
 
-def measure_machine(params: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MachineSetup:
+    """What is measured on this machine, and where (the parameters of the same names)."""
+
+    device: str
+    threads: int
+    repeats: int
+    matmul_sizes: list[int]
+    gemv_n: int
+    bandwidth_mib: int
+    lm_d_model: int
+    lm_layers: int
+    lm_vocab: int
+    lm_seq: int
+    lm_batches: list[int]
+
+
+def measure_machine(setup: MachineSetup) -> Measured:
     """Matmul throughput, GEMV, copy/sum bandwidth, and a tiny Llama's prefill and decode, each with analytical
-    FLOPs and bytes (fp32), on ``params['device']``."""
-    device = params["device"]
+    FLOPs and bytes (fp32), on ``setup.device``."""
+    device = setup.device
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("parameter 'device' is 'cuda' but no GPU is visible; use device cpu.")
-    torch.set_num_threads(params["threads"])
+    torch.set_num_threads(setup.threads)
     torch.manual_seed(0)
     dtype, dtype_name = (torch.bfloat16, "bf16") if device == "cuda" else (torch.float32, "fp32")
-    points = [measure.measure_matmul(n, dtype, device, params["repeats"])
-              for n in progress(params["matmul_sizes"], desc="matmul")]
-    points.append(measure.measure_gemv(params["gemv_n"], dtype, device, params["repeats"]))
-    bandwidth = measure.measure_bandwidth(params["bandwidth_mib"] << 20, device, params["repeats"])
-    model = measure.tiny_llama(params["lm_d_model"], params["lm_layers"], max(1, params["lm_d_model"] // 64),
-                               4 * params["lm_d_model"], params["lm_vocab"])
+    points = [measure.measure_matmul(n, dtype, device, setup.repeats)
+              for n in progress(setup.matmul_sizes, desc="matmul")]
+    points.append(measure.measure_gemv(setup.gemv_n, dtype, device, setup.repeats))
+    bandwidth = measure.measure_bandwidth(setup.bandwidth_mib << 20, device, setup.repeats)
+    model = measure.tiny_llama(setup.lm_d_model, setup.lm_layers, max(1, setup.lm_d_model // 64),
+                               4 * setup.lm_d_model, setup.lm_vocab)
     cfg = cm.TransformerConfig.from_hf(model.config)
     fp32 = cm.Precision(4, 4, 4)
     phases = []
-    for batch in progress(params["lm_batches"], desc="tiny Llama"):
-        times = measure.time_lm_phases(model, batch, params["lm_seq"], device, params["repeats"])
-        for phase, ops in (("prefill", cm.prefill_ops(cfg, batch, params["lm_seq"], fp32)),
-                           ("decode", cm.decode_ops(cfg, batch, params["lm_seq"], fp32, activations=True))):
+    for batch in progress(setup.lm_batches, desc="tiny Llama"):
+        times = measure.time_lm_phases(model, batch, setup.lm_seq, device, setup.repeats)
+        for phase, ops in (("prefill", cm.prefill_ops(cfg, batch, setup.lm_seq, fp32)),
+                           ("decode", cm.decode_ops(cfg, batch, setup.lm_seq, fp32, activations=True))):
             t = cm.total(ops)
             phases.append(measure.Measurement(f"tiny Llama {phase}, B={batch}", t.flops, t.bytes, times[phase]))
     peak = max(p.flop_rate for p in points)
     machine = cm.Hardware("this machine (measured)", {dtype_name: peak}, bandwidth["copy"].byte_rate, 0,
                           "measured by replbook.measure", "measured")
-    return {"points": points, "bandwidth": bandwidth, "phases": phases, "machine": machine,
-            "lm_config": cfg, "dtype": dtype_name}
+    return Measured(points, bandwidth, phases, machine, dtype_name, cfg)
 
 
-def measured_table(measured: dict[str, Any]) -> pd.DataFrame:
-    rows = [{"what": p.name, "GFLOP/s": p.flop_rate / 1e9, "GB/s": p.byte_rate / 1e9, "AI (FLOP/B)": p.ai,
-             "ms": 1e3 * p.seconds} for p in measured["points"] + list(measured["bandwidth"].values())
-            + measured["phases"]]
-    return pd.DataFrame(rows)
-
-
-def recorded_gpu_run() -> tuple[str, pd.DataFrame] | None:
-    """The recorded GPU run of ``benchmarks/roofline.py`` (``benchmarks/recorded/roofline_h100.json``), if present:
-    its provenance line and its table."""
+def recorded_gpu_run() -> RecordedRun | None:
+    """The recorded GPU run of ``benchmarks/roofline.py`` (:data:`RECORDED_GPU_RUN`), if present: its provenance
+    line and its rows."""
     import json
 
-    from replbook.paths import project_root
-
-    path = project_root() / "benchmarks" / "recorded" / "roofline_h100.json"
+    path = project_root() / RECORDED_GPU_RUN
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    return record["recorded"], pd.DataFrame(record["rows"])
+    return RecordedRun(record["recorded"], record["rows"])
 
 
 def fedprophet_module_table(batch: int = 64, budget_fraction: float = 0.5) -> pd.DataFrame:
@@ -272,35 +286,42 @@ def fedprophet_module_table(batch: int = 64, budget_fraction: float = 0.5) -> pd
     return pd.DataFrame(rows)
 
 
-@dataclass
-class HwswResults:
-    """Everything the chapter shows: modelled tables, the llm-analysis comparison (None when it is not installed)
-    and the measured points."""
-
-    points: pd.DataFrame
-    kv: pd.DataFrame
-    quant: pd.DataFrame
-    sparsity: pd.DataFrame
-    flash: pd.DataFrame
-    spec: pd.DataFrame
-    zero: pd.DataFrame
-    comparison: pd.DataFrame | None
-    measured: dict[str, Any]
-    quantised: dict[str, Any] | None = None  # SmolLM2 in fp32/bf16/int8 (quantised.measure_smollm2)
+def lm_head_shares() -> dict[str, float]:
+    """Each preset's LM head (vocabulary × width) as a share of its linear parameters: of the linear FLOPs per
+    token, what scoring the full vocabulary at every position costs."""
+    return {m: cfg.vocab * cfg.d_model / cm.linear_params(cfg) for m, cfg in MODELS.items()}
 
 
-def run_all(params: dict[str, Any]) -> HwswResults:
+def kv_crossovers() -> dict[str, tuple[int, int]]:
+    """:func:`kv_crossover_tokens` of Llama-2-7B and of GQA-8 Llama-2-70B, exact as (numerator, denominator)."""
+    out = {}
+    for name in ("Llama-2-7B", "Llama-2-70B"):
+        cross = kv_crossover_tokens(MODELS[name])
+        out[name] = (cross.numerator, cross.denominator)
+    return out
+
+
+def run_all(hardware: list[str], prompt_len: int, context: int, batches: list[int], machine: MachineSetup,
+            quant: QuantSetup) -> HwswResults:
     """The modelled tables at the chapter's presets (Llama-2-7B for the per-model tables, on the first accelerator of
-    ``params["hardware"]``) and the measured points of this machine."""
+    ``hardware``), the measured points of this machine, the SmolLM2 section and the ties to other chapters."""
+    fit = speechprune_fit()
     return HwswResults(
-        points=roofline_points(params["hardware"], params["prompt_len"], params["context"], params["batches"]),
-        kv=kv_table([512, 2048, 8192, 32768, 131072], [1, 8]),
-        quant=quantisation_table(cm.LLAMA2_7B, params["hardware"][0], params["context"]),
-        sparsity=sparsity_table(cm.LLAMA2_7B, params["hardware"][0], params["context"]),
-        flash=flash_table([512, 1024, 2048, 4096, 8192, 16384]),
-        spec=spec_table([round(0.05 * i, 2) for i in range(0, 20)], [1, 2, 4, 8], 0.05),
-        zero=zero_table(7.5e9, 64),
-        comparison=compare_llm_analysis(params["prompt_len"]) if llm_analysis_available() else None,
-        measured=measure_machine(params),
-        quantised=measure_smollm2(params),
+        hardware=[cm.load_hardware(h) for h in hardware],
+        points=columns(roofline_points(hardware, prompt_len, context, batches)),
+        kv=columns(kv_table([512, 2048, 8192, 32768, 131072], [1, 8])),
+        quant=columns(quantisation_table(cm.LLAMA2_7B, hardware[0], context)),
+        sparsity=columns(sparsity_table(cm.LLAMA2_7B, hardware[0], context)),
+        flash=columns(flash_table([512, 1024, 2048, 4096, 8192, 16384])),
+        spec=columns(spec_table([round(0.05 * i, 2) for i in range(0, 20)], [1, 2, 4, 8], 0.05)),
+        zero=columns(zero_table(7.5e9, 64)),
+        kv_crossover=kv_crossovers(),
+        comparison=columns(compare_llm_analysis(prompt_len)) if llm_analysis_available() else None,
+        measured=measure_machine(machine),
+        quantised=measure_smollm2(quant),
+        recorded_gpu=recorded_gpu_run(),
+        speechprune_fit=columns(fit),
+        lm_head_share=lm_head_shares(),
+        lora_shares=columns(lora_share_table([2, 8, 16])),
+        fedprophet_modules=columns(fedprophet_module_table()),
     )

@@ -27,6 +27,7 @@ from torch import nn
 
 from replbook import costmodel as cm
 from replbook.assets import resolve as resolve_asset
+from replbook.experiments.hwsw.common import Quantised
 from replbook.progress import progress
 
 PRECISIONS = ("fp32", "bf16", "int8", "int8-all")
@@ -182,12 +183,12 @@ PREFILL_SAMPLES = 3
 
 
 def measure_precisions(model: nn.Module, precisions: Sequence[str], batches: Sequence[int], seq_len: int,
-                       samples: int, ppl_ids: torch.Tensor) -> dict[str, Any]:
+                       samples: int, ppl_ids: torch.Tensor) -> Quantised:
     """Every measurement of the section, in this process.
 
-    Returns ``table`` (one row per precision and batch: weight MB, prefill ms (median of up to
+    Returns its ``table`` (one row per precision and batch: weight MB, prefill ms (median of up to
     :data:`PREFILL_SAMPLES`), decode ms per token with its ratio to fp32 and that ratio's interval, the predicted
-    ratio from the bytes, perplexity) and ``samples`` (precision, batch) → the decode samples in seconds.
+    ratio from the bytes, perplexity) and ``samples`` precision → batch → the decode samples in seconds.
     """
     if "fp32" not in precisions:
         raise ValueError("precisions must include fp32, the reference of every ratio.")
@@ -223,18 +224,33 @@ def measure_precisions(model: nn.Module, precisions: Sequence[str], batches: Seq
                                                                   seq_len, other),
                 "perplexity": ppl[p],
             })
-    return {"table": pd.DataFrame(rows), "samples": {k: np.array(v) for k, v in decode.items()},
-            "seq_len": seq_len, "threads": torch.get_num_threads()}
+    samples: dict[str, dict[int, np.ndarray]] = {}
+    for (p, batch), values in decode.items():
+        samples.setdefault(p, {})[batch] = np.array(values)
+    table = pd.DataFrame(rows)
+    return Quantised({str(c): table[c].tolist() for c in table.columns}, samples, seq_len, torch.get_num_threads())
 
 
-def measure_smollm2(params: dict[str, Any]) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class QuantSetup:
+    """The SmolLM2 section's measurements (the parameters of the same names; ``qlm_samples`` 0 skips it)."""
+
+    qlm_samples: int
+    qlm_seq: int
+    qlm_batches: list[int]
+    qlm_precisions: list[str]
+    qlm_ppl_texts: int
+    threads: int
+
+
+def measure_smollm2(setup: QuantSetup) -> Quantised | None:
     """The section at the chapter's parameters (``None`` when ``qlm_samples`` is 0)."""
-    if params["qlm_samples"] == 0:
+    if setup.qlm_samples == 0:
         return None
     from replbook.models.pretrained_lm import load_smollm2
 
-    torch.set_num_threads(params["threads"])
+    torch.set_num_threads(setup.threads)
     model, tokenizer = load_smollm2()
-    ppl_ids = heldout_windows(tokenizer, params["qlm_ppl_texts"], params["qlm_seq"])
-    return measure_precisions(model, params["qlm_precisions"], params["qlm_batches"], params["qlm_seq"],
-                              params["qlm_samples"], ppl_ids)
+    ppl_ids = heldout_windows(tokenizer, setup.qlm_ppl_texts, setup.qlm_seq)
+    return measure_precisions(model, setup.qlm_precisions, setup.qlm_batches, setup.qlm_seq, setup.qlm_samples,
+                              ppl_ids)

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from replbook.experiments.lobam.common import STEALTH_RULES, LobamResults, check_parameters
-from replbook.experiments.lobam.miniature import TASKS, check_sizes, run_miniature
-from replbook.experiments.lobam.paper import CLIP_MANIFESTS, PAPER_TASKS, run_paper
-from replbook.profiles import ChapterParams, Param, ParameterError
+from replbook.experiments.lobam.common import STEALTH_RULES, LobamResults, Protocol, check_parameters
+from replbook.experiments.lobam.miniature import TASKS, MiniatureSetup, check_sizes, run_miniature
+from replbook.experiments.lobam.paper import CLIP_MANIFESTS, PAPER_TASKS, PaperSetup, run_paper
+from replbook.profiles import ChapterParams, Param, ParameterError, config
 
 
 def validate(p: dict[str, Any]) -> None:
@@ -25,9 +25,9 @@ def validate(p: dict[str, Any]) -> None:
     if unknown:
         raise ParameterError(f"parameter 'tasks': {unknown} are not tasks of the {p['profile']} profile; choose from "
                              f"{list(known)}.")
-    check_parameters(p)
+    check_parameters(p["lambdas"], p["attacker"], p["tasks"])
     if p["profile"] != "paper":
-        check_sizes(p)
+        check_sizes(p["n_pretrain"], p["n_train"], p["n_val"], p["n_test"])
     if p["device"] == "cuda" and not torch.cuda.is_available():
         raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'.")
     if p["device"] != "cpu" and torch.cuda.is_available() and p["workers"] > 1:
@@ -113,6 +113,13 @@ PARAMS = ChapterParams(
 )
 
 
-def run(p: dict[str, Any]) -> LobamResults:
-    """The chapter's experiment at ``p["profile"]``: CLIP and the paper's image sets, else the miniature."""
-    return run_paper(p) if p["profile"] == "paper" else run_miniature(p)
+#: The chapter's results type (``replbook.results`` saves and loads it).
+RESULTS = LobamResults
+
+
+def run(params: dict[str, Any]) -> LobamResults:
+    """The chapter's experiment at ``params["profile"]``: CLIP and the paper's image sets, else the miniature."""
+    protocol = config(Protocol, params)
+    if params["profile"] == "paper":
+        return run_paper(config(PaperSetup, params), protocol)
+    return run_miniature(config(MiniatureSetup, params), protocol)

@@ -16,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from replbook import lobam
 from replbook.cache import train_or_load
+from replbook.codec import ResultsData
 from replbook.models.vit_encoder import ImageEncoder, tiny_vit
 from replbook.profiles import ParameterError, resolve_device
 
@@ -36,9 +38,13 @@ SCHEMES = ("task arithmetic", "TIES")
 STEALTH_RULES = ("accuracy", "norm", "both")
 
 
+#: The name of the amplified upload at λ in the results: ``LOBAM_NAME.format(lam=λ)``.
+LOBAM_NAME = "LoBAM, λ = {lam:g}"
+
+
 def lobam_name(lam: float) -> str:
     """The name of the amplified upload at ``lam`` in the results."""
-    return f"LoBAM, λ = {lam:g}"
+    return LOBAM_NAME.format(lam=lam)
 
 
 @dataclass
@@ -68,12 +74,48 @@ class Shared:
     attacker: str
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """The protocol's settings (the parameters of the same names): fine-tuning, the attack and its trigger, the λ
+    sweep and the stealth rule, merging, evaluation and the device."""
+
+    target: int
+    benign_mode: str
+    epochs: int
+    lr_lora: float
+    lr_full: float
+    lora_rank: int
+    lora_targets: str
+    batch_size: int
+    alpha: float
+    patch: int
+    trigger_epochs: int
+    trigger_lr: float
+    lambdas: list[float]
+    lam_max: float
+    lam_tol: float
+    stealth_rule: str
+    stealth_delta: float
+    stealth_kappa: float
+    merge_coef: float
+    ties_k: float
+    ties_coef: float
+    eval_batch_size: int
+    device: str
+
+
 @dataclass
 class SeedResult:
+    """One seed of the protocol: the λ the stealth rule picked, the trigger (its corner square [C, L, L] and, for
+    the page, the trigger pasted on a grey image [C, H, W]), θ_pre's scores, each user's own clean accuracy, the
+    benign ‖τ‖, every upload's own and merged scores, and the diagnostics (residual cosine, stealth-rule reads,
+    packing error, wall time)."""
+
     seed: int
     lam_selected: float = float("nan")
-    trigger: list = field(default_factory=list)  # the optimised patch's corner square [C, L, L] as nested lists
-    image_shape: list = field(default_factory=list)  # [C, H, W] of the attacker's images
+    trigger: np.ndarray | None = None  # the optimised patch's corner square [C, L, L]
+    trigger_shown: np.ndarray | None = None  # the trigger pasted on a grey image [C, H, W] (the page's figure)
+    image_shape: list[int] = field(default_factory=list)  # [C, H, W] of the attacker's images
     pre: dict[str, Any] = field(default_factory=dict)  # θ_pre: clean accuracy per task, ASR
     finetuned: dict[str, float] = field(default_factory=dict)  # each benign user's own clean accuracy
     benign_norms: dict[str, float] = field(default_factory=dict)  # ‖τ_k‖ of the benign users
@@ -85,7 +127,7 @@ class SeedResult:
 
 
 @dataclass
-class LobamResults:
+class LobamResults(ResultsData):
     """The seeds at the main width (``main``, width ``hidden``) and at each other width (``widths``: the wider-backbone
     question; empty in the paper profile)."""
 
@@ -161,12 +203,12 @@ def lora_model(encoder: ImageEncoder, rank: int, targets: str, init_seed: int) -
                                               target_modules=encoder.lora_targets[targets]))
 
 
-def train_encoder(model: nn.Module, head: nn.Linear, task: Task, p: dict[str, Any], order_seed: int, lr: float,
+def train_encoder(model: nn.Module, head: nn.Linear, task: Task, protocol: Protocol, order_seed: int, lr: float,
                   backdoor: dict[str, Any] | None = None) -> list[float]:
-    """AdamW on the trainable parameters of ``model`` for ``p["epochs"]`` epochs of ``task``'s training images in the
-    order drawn from ``order_seed``; cross-entropy through the frozen ``head``, or with ``backdoor`` (patch, mask,
-    target, pre-trained encoder) BadMerging's loss with the first half of each batch triggered. Returns the mean loss
-    per epoch."""
+    """AdamW on the trainable parameters of ``model`` for ``protocol.epochs`` epochs of ``task``'s training images in
+    the order drawn from ``order_seed``; cross-entropy through the frozen ``head``, or with ``backdoor`` (patch,
+    mask, target, pre-trained encoder) BadMerging's loss with the first half of each batch triggered. Returns the
+    mean loss per epoch."""
     device = _device_of(model)
     order_gen = torch.Generator().manual_seed(order_seed)
     mix_gen = torch.Generator().manual_seed(order_seed + 1)  # r ~ U(0.2, 1): apart from the data order
@@ -174,10 +216,10 @@ def train_encoder(model: nn.Module, head: nn.Linear, task: Task, p: dict[str, An
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model.train()
     losses = []
-    for _ in range(p["epochs"]):
+    for _ in range(protocol.epochs):
         order, total, count = torch.randperm(len(task.x_train), generator=order_gen), 0.0, 0
-        for start in range(0, len(order), p["batch_size"]):
-            idx = order[start:start + p["batch_size"]]
+        for start in range(0, len(order), protocol.batch_size):
+            idx = order[start:start + protocol.batch_size]
             xb, yb = task.x_train[idx].to(device), task.y_train[idx].to(device)
             if backdoor is None:
                 loss = F.cross_entropy(head(model(xb)), yb)
@@ -188,7 +230,7 @@ def train_encoder(model: nn.Module, head: nn.Linear, task: Task, p: dict[str, An
                     pre = backdoor["pre"](x_trig)
                 r = float(torch.empty(1).uniform_(0.2, 1.0, generator=mix_gen))
                 loss = lobam.badmerging_loss(head(feats[: len(xb)]), yb, feats[len(xb):], pre, head,
-                                             backdoor["target"], p["alpha"], r)
+                                             backdoor["target"], protocol.alpha, r)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -205,26 +247,28 @@ def _train_code() -> tuple:
             lobam.apply_trigger)
 
 
-def finetune(shared: Shared, task: Task, p: dict[str, Any], seed: int, mode: str,
+def finetune(shared: Shared, task: Task, protocol: Protocol, seed: int, mode: str,
              backdoor: dict[str, Any] | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
     """Fine-tune θ_pre on ``task`` (``mode`` "lora" or "full"; BadMerging's loss when ``backdoor`` is given), cached
     by content. Returns the full encoder weights θ_k and, for LoRA, the adapter's own weights."""
-    device = resolve_device(p["device"])
+    device = resolve_device(protocol.device)
     encoder = build_encoder(shared.encoder_spec)
     encoder.load_state_dict(shared.pretrained)
     encoder.to(device)
     head = make_head(*shared.heads[task.name]).to(device)
     order_seed = 1000 * seed + sorted(shared.tasks).index(task.name)
     if mode == "lora":
-        model, lr = lora_model(encoder, p["lora_rank"], p["lora_targets"], init_seed=order_seed), p["lr_lora"]
+        model = lora_model(encoder, protocol.lora_rank, protocol.lora_targets, init_seed=order_seed)
+        lr = protocol.lr_lora
     else:
-        model, lr = encoder, p["lr_full"]
+        model, lr = encoder, protocol.lr_full
     hyper = {"mode": mode, "seed": seed, "order": order_seed, "lr": lr, "backdoor": backdoor is not None,
-             **{k: p[k] for k in ("epochs", "batch_size", "alpha", "lora_rank", "lora_targets", "target", "patch")}}
+             **{k: getattr(protocol, k) for k in ("epochs", "batch_size", "alpha", "lora_rank", "lora_targets",
+                                                  "target", "patch")}}
     data = (shared.pretrained, shared.heads[task.name], task.x_train, task.y_train,
             None if backdoor is None else backdoor["patch"])
     train_or_load(f"lobam-{mode}{'-backdoor' if backdoor else ''}", model,
-                  lambda: train_encoder(model, head, task, p, order_seed, lr, backdoor),
+                  lambda: train_encoder(model, head, task, protocol, order_seed, lr, backdoor),
                   data=data, hyper=hyper, code=_train_code())
     if mode == "full":
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, None
@@ -234,15 +278,16 @@ def finetune(shared: Shared, task: Task, p: dict[str, Any], seed: int, mode: str
     return {k: v.detach().cpu().clone() for k, v in model.merge_and_unload().state_dict().items()}, adapter
 
 
-def packing_error(shared: Shared, p: dict[str, Any], adapters: dict[str, dict[str, Tensor]], lam: float,
+def packing_error(shared: Shared, rank: int, targets: str, adapters: dict[str, dict[str, Tensor]], lam: float,
                   expected: dict[str, Tensor]) -> float:
     """Rebuild the upload as one peft adapter (:func:`replbook.lobam.amplified_adapter`, rank 2r) from the two
-    adapters and return the largest absolute difference of its merged weights from ``expected``."""
+    adapters (of rank ``rank`` on ``targets``) and return the largest absolute difference of its merged weights from
+    ``expected``."""
     from peft import set_peft_model_state_dict
 
     encoder = build_encoder(shared.encoder_spec)
     encoder.load_state_dict(shared.pretrained)
-    model = lora_model(encoder, p["lora_rank"], p["lora_targets"], init_seed=0)
+    model = lora_model(encoder, rank, targets, init_seed=0)
     model.add_adapter("benign", model.peft_config["default"])
     model.add_adapter("malicious", model.peft_config["default"])
     set_peft_model_state_dict(model, adapters["benign"], adapter_name="benign")
@@ -260,18 +305,18 @@ class Scorer:
     """Loads weights into one encoder and scores them: clean accuracy on each task's test (or validation) images
     and the attack success rate of the trigger on the attacker's test images."""
 
-    def __init__(self, shared: Shared, p: dict[str, Any], patch: Tensor, mask: Tensor, random_seed: int = 0):
-        self.shared, self.p, self.patch, self.mask = shared, p, patch, mask
+    def __init__(self, shared: Shared, protocol: Protocol, patch: Tensor, mask: Tensor, random_seed: int = 0):
+        self.shared, self.protocol, self.patch, self.mask = shared, protocol, patch, mask
         # the control trigger: a random patch of the same size, never optimised (does any corner patch do it?)
         self.random_patch = torch.rand(patch.shape, generator=torch.Generator().manual_seed(10_000 + random_seed))
-        self.device = resolve_device(p["device"])
+        self.device = resolve_device(protocol.device)
         self.encoder = build_encoder(shared.encoder_spec).eval().to(self.device)
         self.heads = {name: make_head(*h) for name, h in shared.heads.items()}
 
     @torch.no_grad()
     def predict(self, task: str, x: Tensor) -> Tensor:
         """Predicted classes [N] (on the CPU) of images x [N, C, H, W]."""
-        return self.heads[task](features(self.encoder, x, self.p["eval_batch_size"])).argmax(1)
+        return self.heads[task](features(self.encoder, x, self.protocol.eval_batch_size)).argmax(1)
 
     def load(self, weights: dict[str, Tensor]) -> Scorer:
         """Put ``weights`` (a full encoder state dict) into the encoder."""
@@ -288,7 +333,7 @@ class Scorer:
         """The attack success rate of ``patch`` (default: the optimised trigger) on the attacker's test images."""
         t = self.shared.tasks[self.shared.attacker]
         triggered = lobam.apply_trigger(t.x_test, self.patch if patch is None else patch, self.mask)
-        return lobam.attack_success_rate(self.predict(t.name, triggered), t.y_test, self.p["target"])
+        return lobam.attack_success_rate(self.predict(t.name, triggered), t.y_test, self.protocol.target)
 
     def merged_scores(self) -> dict[str, Any]:
         """Clean accuracy per task, the ASR, and two controls: the share of the attacker's non-target clean test
@@ -299,59 +344,62 @@ class Scorer:
             preds = self.predict(name, t.x_test)
             out["ca"][name] = float((preds == t.y_test).float().mean())
             if name == self.shared.attacker:
-                out["target_rate"] = lobam.attack_success_rate(preds, t.y_test, self.p["target"])
+                out["target_rate"] = lobam.attack_success_rate(preds, t.y_test, self.protocol.target)
         out["asr"] = self.asr()
         out["asr_random"] = self.asr(self.random_patch)
         return out
 
 
-def merge(scheme: str, pretrained: dict[str, Tensor], task_vectors: list[dict[str, Tensor]], p: dict[str, Any],
+def merge(scheme: str, pretrained: dict[str, Tensor], task_vectors: list[dict[str, Tensor]], protocol: Protocol,
           ) -> dict[str, Tensor]:
-    """The merged weights by ``scheme`` (one of :data:`SCHEMES`) with the coefficients of ``p``."""
+    """The merged weights by ``scheme`` (one of :data:`SCHEMES`) with the protocol's coefficients."""
     if scheme == "task arithmetic":
-        return lobam.task_arithmetic(pretrained, task_vectors, p["merge_coef"])
-    return lobam.ties_merge(pretrained, task_vectors, k=p["ties_k"], coef=p["ties_coef"])
+        return lobam.task_arithmetic(pretrained, task_vectors, protocol.merge_coef)
+    return lobam.ties_merge(pretrained, task_vectors, k=protocol.ties_k, coef=protocol.ties_coef)
 
 
-def stealth_check(scorer: Scorer, shared: Shared, p: dict[str, Any], theta_mal: dict[str, Tensor],
+def stealth_check(scorer: Scorer, shared: Shared, protocol: Protocol, theta_mal: dict[str, Tensor],
                   theta_ben: dict[str, Tensor]) -> Callable[[float], bool]:
-    """The stealth rule of ``p["stealth_rule"]`` as a function of λ, from what the attacker has: its *validation*
+    """The stealth rule ``protocol.stealth_rule`` as a function of λ, from what the attacker has: its *validation*
     images (never the test images) and its own benign model. The upload's clean accuracy is within
     ``stealth_delta`` of θ_ben's ("accuracy"), and/or its ‖τ‖ is at most ``stealth_kappa`` × ‖τ_ben‖ ("norm")."""
     attacker = shared.attacker
     ben_val = scorer.load(theta_ben).accuracy(attacker, "val")
-    norm_cap = p["stealth_kappa"] * lobam.state_norm(lobam.task_vector(theta_ben, shared.pretrained))
+    rule = protocol.stealth_rule
+    norm_cap = protocol.stealth_kappa * lobam.state_norm(lobam.task_vector(theta_ben, shared.pretrained))
 
     def ok(lam: float) -> bool:
         upload = lobam.amplify(theta_mal, theta_ben, lam)
         passes = True
-        if p["stealth_rule"] in ("accuracy", "both"):
-            passes &= scorer.load(upload).accuracy(attacker, "val") >= ben_val - p["stealth_delta"]
-        if p["stealth_rule"] in ("norm", "both"):
+        if rule in ("accuracy", "both"):
+            passes &= scorer.load(upload).accuracy(attacker, "val") >= ben_val - protocol.stealth_delta
+        if rule in ("norm", "both"):
             passes &= lobam.state_norm(lobam.task_vector(upload, shared.pretrained)) <= norm_cap
         return bool(passes)
 
     return ok
 
 
-def run_seed(shared: Shared, p: dict[str, Any], seed: int, threads: int = 1) -> SeedResult:
+def run_seed(shared: Shared, protocol: Protocol, seed: int, threads: int = 1) -> SeedResult:
     """One seed of the protocol (module docstring)."""
     torch.set_num_threads(threads)
     start = time.perf_counter()
     result = SeedResult(seed)
     attacker = shared.tasks[shared.attacker]
     image_shape = tuple(attacker.x_train.shape[1:])
-    mask = lobam.corner_mask(image_shape, p["patch"])
+    mask = lobam.corner_mask(image_shape, protocol.patch)
 
     # the trigger, optimised on θ_pre with the attacker's head (BadMerging's step 1)
-    scorer = Scorer(shared, p, torch.zeros(image_shape), mask, random_seed=seed).load(shared.pretrained)
+    scorer = Scorer(shared, protocol, torch.zeros(image_shape), mask, random_seed=seed).load(shared.pretrained)
     trigger_gen = torch.Generator().manual_seed(seed)
     head_on_device = make_head(*shared.heads[attacker.name]).to(scorer.device)
     patch = lobam.optimise_trigger(lambda x: head_on_device(scorer.encoder(x.to(scorer.device))).cpu(),
-                                   attacker.x_train, p["target"], mask,
-                                   p["trigger_epochs"], p["trigger_lr"], p["batch_size"], trigger_gen)
+                                   attacker.x_train, protocol.target, mask,
+                                   protocol.trigger_epochs, protocol.trigger_lr, protocol.batch_size, trigger_gen)
     scorer.patch = patch
-    result.trigger = patch[:, -p["patch"]:, -p["patch"]:].tolist()
+    result.trigger = patch[:, -protocol.patch:, -protocol.patch:].detach().cpu().numpy().astype(np.float32)
+    shown = lobam.apply_trigger(torch.full((1, *image_shape), 0.5), patch.detach().cpu(), mask)[0]
+    result.trigger_shown = shown.numpy().astype(np.float32)
     result.image_shape = list(image_shape)
     result.pre = scorer.merged_scores()
 
@@ -360,7 +408,7 @@ def run_seed(shared: Shared, p: dict[str, Any], seed: int, threads: int = 1) -> 
     for name in shared.tasks:
         if name == attacker.name:
             continue
-        theta, _ = finetune(shared, shared.tasks[name], p, seed, p["benign_mode"])
+        theta, _ = finetune(shared, shared.tasks[name], protocol, seed, protocol.benign_mode)
         result.finetuned[name] = scorer.load(theta).accuracy(name)
         benign_tvs.append(lobam.task_vector(theta, shared.pretrained))
         result.benign_norms[name] = lobam.state_norm(benign_tvs[-1])
@@ -368,24 +416,24 @@ def run_seed(shared: Shared, p: dict[str, Any], seed: int, threads: int = 1) -> 
     # the attacker: two LoRA adapters from one initialisation and data order, and the full-FT reference
     pre_encoder = build_encoder(shared.encoder_spec)
     pre_encoder.load_state_dict(shared.pretrained)
-    device = resolve_device(p["device"])
+    device = resolve_device(protocol.device)
     pre_encoder.eval().requires_grad_(False).to(device)
-    backdoor = {"patch": patch.to(device), "mask": mask.to(device), "target": p["target"], "pre": pre_encoder}
-    theta_ben, adapter_ben = finetune(shared, attacker, p, seed, "lora")
-    theta_mal, adapter_mal = finetune(shared, attacker, p, seed, "lora", backdoor)
-    theta_full, _ = finetune(shared, attacker, p, seed, "full", backdoor)
+    backdoor = {"patch": patch.to(device), "mask": mask.to(device), "target": protocol.target, "pre": pre_encoder}
+    theta_ben, adapter_ben = finetune(shared, attacker, protocol, seed, "lora")
+    theta_mal, adapter_mal = finetune(shared, attacker, protocol, seed, "lora", backdoor)
+    theta_full, _ = finetune(shared, attacker, protocol, seed, "full", backdoor)
     result.finetuned[attacker.name] = scorer.load(theta_ben).accuracy(attacker.name)
     result.residual_cosine = lobam.cosine(lobam.task_vector(theta_mal, theta_ben),
                                           lobam.task_vector(theta_ben, shared.pretrained))
 
-    ok = stealth_check(scorer, shared, p, theta_mal, theta_ben)
-    result.lam_selected = lobam.select_lambda(ok, 1.0, p["lam_max"], p["lam_tol"])
+    ok = stealth_check(scorer, shared, protocol, theta_mal, theta_ben)
+    result.lam_selected = lobam.select_lambda(ok, 1.0, protocol.lam_max, protocol.lam_tol)
     result.stealth = {"theta_ben_val": scorer.load(theta_ben).accuracy(attacker.name, "val"),
                       "naive_val": scorer.load(theta_mal).accuracy(attacker.name, "val"), "passes_at_1": ok(1.0)}
     # λ is None for the uploads that are not amplified LoRAs
     uploads: dict[str, tuple[float | None, dict[str, Tensor]]] = {CLEAN: (None, theta_ben),
                                                                    FULL_FT: (None, theta_full)}
-    for lam in p["lambdas"]:
+    for lam in protocol.lambdas:
         uploads[NAIVE if lam == 1 else lobam_name(lam)] = (lam, lobam.amplify(theta_mal, theta_ben, lam))
     uploads[SELECTED] = (result.lam_selected, lobam.amplify(theta_mal, theta_ben, result.lam_selected))
     tau_mal = lobam.task_vector(theta_mal, shared.pretrained)
@@ -402,27 +450,28 @@ def run_seed(shared: Shared, p: dict[str, Any], seed: int, threads: int = 1) -> 
                  "cos_benign": sum(lobam.cosine(tv, b) for b in benign_tvs) / max(1, len(benign_tvs)),
                  "merged": {}}
         for scheme in SCHEMES:
-            entry["merged"][scheme] = scorer.load(merge(scheme, shared.pretrained, [*benign_tvs, tv], p)
+            entry["merged"][scheme] = scorer.load(merge(scheme, shared.pretrained, [*benign_tvs, tv], protocol)
                                                   ).merged_scores()
         result.uploads[name] = entry
     # the rank-2r adapter at the largest λ, where its benign part has the negative weight 1 − λ
-    lam_max = max(p["lambdas"])
-    result.packing_error = packing_error(shared, p, {"benign": adapter_ben, "malicious": adapter_mal}, lam_max,
+    lam_max = max(protocol.lambdas)
+    result.packing_error = packing_error(shared, protocol.lora_rank, protocol.lora_targets,
+                                         {"benign": adapter_ben, "malicious": adapter_mal}, lam_max,
                                          lobam.amplify(theta_mal, theta_ben, lam_max))
     result.seconds = time.perf_counter() - start
     return result
 
 
-def check_parameters(p: dict[str, Any]) -> None:
+def check_parameters(lambdas: list[float], attacker: str, tasks: list[str]) -> None:
     """The λ sweep and the attacker's task."""
-    if len(set(p["lambdas"])) < 2:
+    if len(set(lambdas)) < 2:
         raise ParameterError("parameter 'lambdas' needs at least two values: 1 (the naive attack) and an amplified "
                              "one.")
-    if 1.0 not in p["lambdas"]:
+    if 1.0 not in lambdas:
         raise ParameterError("parameter 'lambdas' must include 1 (the naive LoRA attack the claims compare with).")
-    if any(lam < 1 for lam in p["lambdas"]):
+    if any(lam < 1 for lam in lambdas):
         raise ParameterError("parameter 'lambdas': LoBAM amplifies, so every λ must be ≥ 1.")
-    if p["attacker"] not in p["tasks"]:
-        raise ParameterError(f"parameter 'attacker' ({p['attacker']!r}) must be one of 'tasks' {p['tasks']}.")
-    if len(p["tasks"]) < 2:
+    if attacker not in tasks:
+        raise ParameterError(f"parameter 'attacker' ({attacker!r}) must be one of 'tasks' {tasks}.")
+    if len(tasks) < 2:
         raise ParameterError("parameter 'tasks' needs at least two tasks: the attacker's and a benign user's.")

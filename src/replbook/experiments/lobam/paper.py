@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ import torch
 
 from replbook.assets import AssetError, resolve
 from replbook.data.cgr_npz import read_index, read_verified
-from replbook.experiments.lobam.common import LobamResults, Shared, Task, features, fit_probe, run_seed
+from replbook.experiments.lobam.common import LobamResults, Protocol, Shared, Task, features, fit_probe, run_seed
 from replbook.models.vit_encoder import ImageEncoder
 from replbook.parallel import in_workers
 from replbook.profiles import resolve_device
@@ -44,6 +45,23 @@ PAPER_TASKS = ("cifar100", "gtsrb", "eurosat", "cars", "sun397", "pets")
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 INDEX_COMMAND = ("cd $REPLBOOK_LOBAM_DATA && find . -name '*.npz' | sed 's|^\\./||' | sort | xargs sha256sum "
                  "> SHA256SUMS")
+
+
+@dataclass(frozen=True)
+class PaperSetup:
+    """The paper profile's backbone, tasks and sizes, and how its seeds run (the parameters of the same names)."""
+
+    clip: str
+    tasks: list[str]
+    attacker: str
+    seeds: int
+    workers: int
+    n_train: int
+    n_val: int
+    n_test: int
+    eval_batch_size: int
+    device: str
+    threads: int
 
 
 #: CLIP backbones by manifest: ViT-B/32 (the headline) from the Hugging Face cache, ViT-L/14 from a folder.
@@ -90,33 +108,33 @@ def _read_split(folder: Path, name: str, index: dict[str, str], size: int) -> tu
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
-def load_tasks(p: dict[str, Any], size: int) -> dict[str, Task]:
-    """The tasks ``p["tasks"]`` of ``size`` × ``size`` images from the folder of ``data_manifests/lobam-tasks.yaml``,
+def load_tasks(names: list[str], n_train: int, n_val: int, n_test: int, size: int) -> dict[str, Task]:
+    """The tasks ``names`` of ``size`` × ``size`` images from the folder of ``data_manifests/lobam-tasks.yaml``,
     every file checked against its index."""
     (index_file,) = resolve("lobam-tasks").values()
     folder, index = index_file.parent, read_index(index_file, INDEX_COMMAND)
     tasks = {}
-    for name in progress(p["tasks"], desc="loading tasks", leave=False):
+    for name in progress(names, desc="loading tasks", leave=False):
         x, y = _read_split(folder, f"{name}/train.npz", index, size)
         xt, yt = _read_split(folder, f"{name}/test.npz", index, size)
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-        n_val = min(p["n_val"], len(x) // 5)
-        train, val = order[: len(x) - n_val][: p["n_train"]], order[len(x) - n_val:]
+        n_val_here = min(n_val, len(x) // 5)
+        train, val = order[: len(x) - n_val_here][:n_train], order[len(x) - n_val_here:]
         n_classes = int(max(y.max(), yt.max())) + 1
-        test = torch.randperm(len(xt), generator=torch.Generator().manual_seed(1))[: p["n_test"]]
+        test = torch.randperm(len(xt), generator=torch.Generator().manual_seed(1))[:n_test]
         tasks[name] = Task(name, n_classes, x[train], y[train], x[val], y[val], xt[test], yt[test])
     return tasks
 
 
-def run_paper(p: dict[str, Any]) -> LobamResults:
+def run_paper(setup: PaperSetup, protocol: Protocol) -> LobamResults:
     """The protocol with CLIP's vision tower on the paper's tasks."""
-    torch.set_num_threads(p["threads"])
-    encoder, spec = load_clip_vision(p["clip"])
-    encoder.to(resolve_device(p["device"]))
-    tasks = load_tasks(p, encoder.image_size)
-    heads = {name: fit_probe(features(encoder, t.x_train, p["eval_batch_size"]), t.y_train, t.n_classes)
+    torch.set_num_threads(setup.threads)
+    encoder, spec = load_clip_vision(setup.clip)
+    encoder.to(resolve_device(setup.device))
+    tasks = load_tasks(setup.tasks, setup.n_train, setup.n_val, setup.n_test, encoder.image_size)
+    heads = {name: fit_probe(features(encoder, t.x_train, setup.eval_batch_size), t.y_train, t.n_classes)
              for name, t in tasks.items()}
     shared = Shared(spec, {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}, heads, tasks,
-                    p["attacker"])
-    jobs = [(shared, p, seed) for seed in range(p["seeds"])]
-    return LobamResults(in_workers(jobs, run_seed, p["workers"], p["threads"]), 0)
+                    setup.attacker)
+    jobs = [(shared, protocol, seed) for seed in range(setup.seeds)]
+    return LobamResults(in_workers(jobs, run_seed, setup.workers, setup.threads), 0)

@@ -11,12 +11,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 
 from replbook.experiments.lobam.common import (
     CLEAN,
     FULL_FT,
+    LOBAM_NAME,
     NAIVE,
     SCALED,
     SCALED_LAM,
@@ -24,19 +24,19 @@ from replbook.experiments.lobam.common import (
     SELECTED,
     LobamResults,
     SeedResult,
-    lobam_name,
 )
-from replbook.lobam import apply_trigger, corner_mask
-from replbook.record import (
+from replbook.intervals import Interval, paired_t
+from replbook.page import mean_sd
+from replbook.verdicts import (
     Claim,
     ClaimSheet,
     Verdict,
     judge_all,
     judge_effect,
     judge_noninferior,
+    not_comparable,
     scale_to_decide,
 )
-from replbook.stats import paired_t_interval
 
 SOURCE_ABS = "abstract and public overview of v4 [abs]; unverified against the PDF, tables not transcribed"
 CLAIMS = {
@@ -102,27 +102,23 @@ def _sweep(results: list[SeedResult]) -> list[str]:
     return sorted(names, key=lambda n: results[0].uploads[n]["lam"])
 
 
-def _ms(x: np.ndarray, digits: int = 3) -> str:
-    return f"{x.mean():.{digits}f} ± {x.std(ddof=1) if len(x) > 1 else 0.0:.{digits}f}"
-
-
 def upload_table(results: LobamResults) -> pd.DataFrame:
     """One row per upload: λ, the upload's own clean accuracy and ASR, ‖τ‖ and its cosine to the benign users' τ,
     and each merged model's ASR and mean clean accuracy; mean ± sd over seeds."""
     seeds = results.main
     rows = []
     for name in [CLEAN, FULL_FT, *_sweep(seeds), SCALED, SELECTED]:
-        row = {"upload": name, "λ": _ms(_values(seeds, name, "lam"), 2) if name not in (CLEAN, FULL_FT, SCALED)
+        row = {"upload": name, "λ": mean_sd(_values(seeds, name, "lam"), 2) if name not in (CLEAN, FULL_FT, SCALED)
                else "—",
-               "own clean acc.": _ms(_values(seeds, name, "own_ca")),
-               "own ASR": _ms(_values(seeds, name, "own_asr")),
-               "‖τ‖": _ms(_values(seeds, name, "norm"), 2),
-               "cos(τ, benign τ)": _ms(_values(seeds, name, "cos_benign"))}
+               "own clean acc.": mean_sd(_values(seeds, name, "own_ca")),
+               "own ASR": mean_sd(_values(seeds, name, "own_asr")),
+               "‖τ‖": mean_sd(_values(seeds, name, "norm"), 2),
+               "cos(τ, benign τ)": mean_sd(_values(seeds, name, "cos_benign"))}
         for scheme in SCHEMES:
-            row[f"ASR, {scheme}"] = _ms(_values(seeds, name, "asr", scheme))
-            row[f"clean target rate, {scheme}"] = _ms(_values(seeds, name, "target_rate", scheme))
-            row[f"random-patch ASR, {scheme}"] = _ms(_values(seeds, name, "asr_random", scheme))
-            row[f"clean acc., {scheme}"] = _ms(_values(seeds, name, "ca", scheme))
+            row[f"ASR, {scheme}"] = mean_sd(_values(seeds, name, "asr", scheme))
+            row[f"clean target rate, {scheme}"] = mean_sd(_values(seeds, name, "target_rate", scheme))
+            row[f"random-patch ASR, {scheme}"] = mean_sd(_values(seeds, name, "asr_random", scheme))
+            row[f"clean acc., {scheme}"] = mean_sd(_values(seeds, name, "ca", scheme))
         rows.append(row)
     return pd.DataFrame(rows).set_index("upload")
 
@@ -133,13 +129,13 @@ def reference_table(results: LobamResults) -> pd.DataFrame:
     seeds = results.main
     rows = []
     for task in seeds[0].pre["ca"]:
-        rows.append({"task": task, "θ_pre clean acc.": _ms(np.array([r.pre["ca"][task] for r in seeds])),
-                     "fine-tuned clean acc. (own)": _ms(np.array([r.finetuned[task] for r in seeds])),
-                     "benign ‖τ‖": _ms(np.array([r.benign_norms[task] for r in seeds]), 2)
+        rows.append({"task": task, "θ_pre clean acc.": mean_sd(np.array([r.pre["ca"][task] for r in seeds])),
+                     "fine-tuned clean acc. (own)": mean_sd(np.array([r.finetuned[task] for r in seeds])),
+                     "benign ‖τ‖": mean_sd(np.array([r.benign_norms[task] for r in seeds]), 2)
                      if task in seeds[0].benign_norms else "— (attacker)"})
     table = pd.DataFrame(rows).set_index("task")
-    table.attrs["pre_asr"] = _ms(np.array([r.pre["asr"] for r in seeds]))
-    table.attrs["pre_target_rate"] = _ms(np.array([r.pre["target_rate"] for r in seeds]))
+    table.attrs["pre_asr"] = mean_sd(np.array([r.pre["asr"] for r in seeds]))
+    table.attrs["pre_target_rate"] = mean_sd(np.array([r.pre["target_rate"] for r in seeds]))
     return table
 
 
@@ -151,7 +147,7 @@ def per_task_table(results: LobamResults) -> pd.DataFrame:
     rows = {}
     for scheme in SCHEMES:
         for t in seeds[0].pre["ca"]:
-            rows[(scheme, t)] = {u: _ms(np.array([r.uploads[u]["merged"][scheme]["ca"][t] for r in seeds]))
+            rows[(scheme, t)] = {u: mean_sd(np.array([r.uploads[u]["merged"][scheme]["ca"][t] for r in seeds]))
                                  for u in uploads}
     return pd.DataFrame(rows).T
 
@@ -163,17 +159,17 @@ def width_table(results: LobamResults) -> pd.DataFrame:
     rows = []
     for width, seeds in {results.hidden: results.main, **results.widths}.items():
         sweep = _sweep(seeds)
-        row = {"ViT width": width, "selected λ": _ms(np.array([r.lam_selected for r in seeds]), 2),
-               "cos(residual, benign update)": _ms(np.array([r.residual_cosine for r in seeds])),
-               "θ_ben own acc.": _ms(_values(seeds, CLEAN, "own_ca"))}
+        row = {"ViT width": width, "selected λ": mean_sd(np.array([r.lam_selected for r in seeds]), 2),
+               "cos(residual, benign update)": mean_sd(np.array([r.residual_cosine for r in seeds])),
+               "θ_ben own acc.": mean_sd(_values(seeds, CLEAN, "own_ca"))}
         for name in sweep:
-            row[f"own acc., {name.split(', ')[-1]}"] = _ms(_values(seeds, name, "own_ca"))
+            row[f"own acc., {name.split(', ')[-1]}"] = mean_sd(_values(seeds, name, "own_ca"))
         largest = sweep[-1].split(", ")[-1]
         for name, label in ((NAIVE, "λ = 1"), (sweep[-1], largest)):
-            row[f"merged ASR (TA), {label}"] = _ms(_values(seeds, name, "asr", "task arithmetic"))
-            row[f"merged clean target rate (TA), {label}"] = _ms(_values(seeds, name, "target_rate",
+            row[f"merged ASR (TA), {label}"] = mean_sd(_values(seeds, name, "asr", "task arithmetic"))
+            row[f"merged clean target rate (TA), {label}"] = mean_sd(_values(seeds, name, "target_rate",
                                                                          "task arithmetic"))
-            row[f"merged backdoor (TA), {label}"] = _ms(_values(seeds, name, "backdoor", "task arithmetic"))
+            row[f"merged backdoor (TA), {label}"] = mean_sd(_values(seeds, name, "backdoor", "task arithmetic"))
         rows.append(row)
     return pd.DataFrame(rows).set_index("ViT width").T
 
@@ -262,17 +258,13 @@ def plot_widths(results: LobamResults) -> Figure:
 
 
 def plot_trigger(results: LobamResults) -> Figure:
-    """Each seed's optimised trigger pasted on a grey image (the patch sits in the bottom-right corner)."""
+    """Each seed's optimised trigger pasted on a grey image (the patch sits in the bottom-right corner), as the
+    run stored it."""
     seeds = results.main
     fig, axes = plt.subplots(1, len(seeds), figsize=(1.6 * len(seeds), 1.8), squeeze=False)
     for ax, r in zip(axes[0], seeds, strict=True):
-        square = torch.tensor(r.trigger, dtype=torch.float32)  # [C, L, L]: the corner the mask covers
-        c, h, w = r.image_shape
-        patch = torch.zeros(c, h, w)
-        patch[:, h - square.shape[1]:, w - square.shape[2]:] = square
-        grey = torch.full((1, c, h, w), 0.5)
-        shown = apply_trigger(grey, patch, corner_mask((c, h, w), square.shape[1]))[0]
-        ax.imshow(shown.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
+        shown = np.asarray(r.trigger_shown).transpose(1, 2, 0)  # [H, W, C]
+        ax.imshow(shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"seed {r.seed}", fontsize=8)
         ax.axis("off")
     fig.tight_layout()
@@ -283,145 +275,151 @@ def plot_trigger(results: LobamResults) -> Figure:
 
 
 def judge_level(values: np.ndarray, level: float, what: str) -> Verdict:
-    """Does the mean reach ``level``? reproduced if its interval lies at or above it, not reproduced if below,
-    inconclusive if it straddles it."""
-    d = paired_t_interval(values, np.full_like(values, level))
-    interval = f"mean {what} {values.mean():.3f}, [{d['lo'] + level:.3f}, {d['hi'] + level:.3f}]"
-    if d["lo"] >= 0:
-        return Verdict("reproduced", f"{interval} lies at or above {level:g}")
-    if d["hi"] < 0:
-        return Verdict("not reproduced", f"{interval} lies below {level:g}")
-    return Verdict("inconclusive", f"{interval} straddles {level:g}")
+    """Does the mean reach ``level``? reproduced if its interval (paired t over seeds) lies at or above it, not
+    reproduced if below, inconclusive if it straddles it. The rule is recorded with ``effect`` = the level."""
+    d = paired_t(values, level)
+    est = Interval(float(values.mean()), d.lo + level, d.hi + level, d.method, d.n)
+    interval = f"mean {what} {values.mean():.3f}, [{est.lo:.3f}, {est.hi:.3f}]"
+    rule = dict(estimate=est, effect=level, effect_of="our level")
+    if d.lo >= 0:
+        return Verdict("reproduced", f"{interval} lies at or above {level:g}", **rule)
+    if d.hi < 0:
+        return Verdict("not reproduced", f"{interval} lies below {level:g}", **rule)
+    return Verdict("inconclusive", f"{interval} straddles {level:g}", **rule)
 
 
-def _fmt_d(d: dict[str, float]) -> str:
-    return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+def _diff(seeds: list[SeedResult], a: str, b: str | None, what: str, scheme: str | None = None) -> Interval:
+    """Paired t interval over seeds of ``what`` of upload ``a`` minus that of upload ``b`` (``b`` None: minus 0)."""
+    other = 0.0 if b is None else _values(seeds, b, what, scheme)
+    where = f"uploads.{a}{'' if b is None else f' − {b}'}: {what}{'' if scheme is None else f' ({scheme})'}"
+    return paired_t(_values(seeds, a, what, scheme), other, source=where)
 
 
-def make_claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
-    """The claims table, with the rules the notebook states before the numbers. Parts (schemes, sub-claims) combine
-    by :func:`~replbook.record.judge_all`."""
-    seeds = results.main
-    sheet = ClaimSheet(CLAIMS, params["profile"], [])
-    if len(seeds) < 2:
-        for cid in CLAIMS:
-            sheet.add(cid, "one seed", "inconclusive", "a paired interval over seeds needs at least two seeds")
-        return sheet.claims
-
-    # C1: ASR(naive LoRA) − ASR(full FT) per scheme; the paper's drop is at least 0.40. Beside it, the premise that a
-    # LoRA update is the smaller one.
-    parts, ours = [], []
+def claim_c1(sheet: ClaimSheet, seeds: list[SeedResult]) -> Claim:
+    """C1: backdoor(naive LoRA) − backdoor(full FT) per scheme against the paper's drop of at least 0.40 (not
+    comparable where the full-FT attack itself does not survive the merge); beside it, the premise that a LoRA
+    update is the smaller one."""
+    parts, ours = {}, []
     for scheme in SCHEMES:
         full = _values(seeds, FULL_FT, "backdoor", scheme)
-        d = paired_t_interval(_values(seeds, NAIVE, "backdoor", scheme), full)
-        reference = paired_t_interval(full, np.zeros_like(full))
-        if reference["hi"] < REFERENCE_FLOOR:
+        d = _diff(seeds, NAIVE, FULL_FT, "backdoor", scheme)
+        reference = _diff(seeds, FULL_FT, None, "backdoor", scheme)
+        if reference.hi < REFERENCE_FLOOR:
             # the reference attack has not survived this merge: there is nothing for LoRA to weaken
-            parts.append(Verdict("not comparable", f"{scheme}: the full-FT attack's own backdoor "
-                                                   f"{_fmt_d(reference)} lies below {REFERENCE_FLOOR:g}"))
+            parts[scheme] = not_comparable(f"{scheme}: the full-FT attack's own backdoor {reference.text()} lies "
+                                           f"below {REFERENCE_FLOOR:g}")
         else:
-            parts.append(judge_effect(d["lo"], d["hi"], -EFFECT_DROP, estimate=d["mean"],
-                                      what=f"backdoor(naive LoRA) − backdoor(full FT), {scheme}"))
-        ours.append(f"{scheme}: {_fmt_d(d)} (full FT's backdoor {_ms(full)})")
+            parts[scheme] = judge_effect(d, -EFFECT_DROP, what=f"backdoor(naive LoRA) − backdoor(full FT), {scheme}")
+        ours.append(f"{scheme}: {d.text()} (full FT's backdoor {mean_sd(full)})")
     ratio = _values(seeds, NAIVE, "norm") / _values(seeds, FULL_FT, "norm")
-    v = judge_all(parts, SCHEMES)
-    sheet.add("C1", "; ".join(ours) + f"; ‖τ(naive LoRA)‖ / ‖τ(full FT)‖ = {_ms(ratio, 2)}", v.verdict, v.reason)
+    return sheet.add("C1", "; ".join(ours) + f"; ‖τ(naive LoRA)‖ / ‖τ(full FT)‖ = {mean_sd(ratio, 2)}",
+                     judge_all(parts))
 
-    # C2: three parts per scheme at the selected λ; the level is read on the backdoor (ASR − clean target rate), so
-    # that a merged model that calls everything the target does not count
-    parts, ours = [], []
+
+def claim_c2(sheet: ClaimSheet, seeds: list[SeedResult]) -> Claim:
+    """C2: at the selected λ, per scheme, three parts: the backdoor (ASR − clean target rate, so that a merged
+    model that calls everything the target does not count) reaches 0.9, is no worse than full FT's, and gains at
+    least 0.40 over the naive LoRA attack."""
+    parts, ours = {}, []
     for scheme in SCHEMES:
         asr = _values(seeds, SELECTED, "asr", scheme)
         backdoor = _values(seeds, SELECTED, "backdoor", scheme)
-        gain = paired_t_interval(backdoor, _values(seeds, NAIVE, "backdoor", scheme))
-        vs_full = paired_t_interval(backdoor, _values(seeds, FULL_FT, "backdoor", scheme))
-        parts.append(judge_all(
-            [judge_level(backdoor, ASR_LEVEL, "backdoor(LoBAM)"),
-             judge_noninferior(vs_full["lo"], vs_full["hi"], MARGIN_ASR, what="backdoor(LoBAM) − backdoor(full FT)"),
-             judge_effect(gain["lo"], gain["hi"], EFFECT_DROP, estimate=gain["mean"],
-                          what="backdoor(LoBAM) − backdoor(naive LoRA)")],
-            ["level ≥ 0.9", "vs full FT", "gain over naive LoRA"]))
-        ours.append(f"{scheme}: ASR {_ms(asr)}, backdoor {_ms(backdoor)}, − naive {_fmt_d(gain)}, − full FT "
-                    f"{_fmt_d(vs_full)}")
+        gain = _diff(seeds, SELECTED, NAIVE, "backdoor", scheme)
+        vs_full = _diff(seeds, SELECTED, FULL_FT, "backdoor", scheme)
+        parts[scheme] = judge_all({
+            "level ≥ 0.9": judge_level(backdoor, ASR_LEVEL, "backdoor(LoBAM)"),
+            "vs full FT": judge_noninferior(vs_full, MARGIN_ASR, what="backdoor(LoBAM) − backdoor(full FT)"),
+            "gain over naive LoRA": judge_effect(gain, EFFECT_DROP, what="backdoor(LoBAM) − backdoor(naive LoRA)")})
+        ours.append(f"{scheme}: ASR {mean_sd(asr)}, backdoor {mean_sd(backdoor)}, − naive {gain.text()}, − full FT "
+                    f"{vs_full.text()}")
     lam = _values(seeds, SELECTED, "lam")
-    v = judge_all(parts, SCHEMES)
-    sheet.add("C2", f"selected λ {_ms(lam, 2)}; " + "; ".join(ours), v.verdict, v.reason)
+    return sheet.add("C2", f"selected λ {mean_sd(lam, 2)}; " + "; ".join(ours), judge_all(parts))
 
-    # C3: merged mean clean accuracy, LoBAM − clean merge, margin 3 points
-    parts, ours = [], []
+
+def claim_c3(sheet: ClaimSheet, seeds: list[SeedResult]) -> Claim:
+    """C3: merged mean clean accuracy, LoBAM − clean merge, no worse than the margin of 3 points, per scheme."""
+    parts, ours = {}, []
     for scheme in SCHEMES:
-        d = paired_t_interval(_values(seeds, SELECTED, "ca", scheme), _values(seeds, CLEAN, "ca", scheme))
-        parts.append(judge_noninferior(d["lo"], d["hi"], MARGIN_CA, what=f"CA(LoBAM merge) − CA(clean merge), "
-                                                                          f"{scheme}"))
-        ours.append(f"{scheme}: {_fmt_d(d)}")
-    v = judge_all(parts, SCHEMES)
-    sheet.add("C3", "; ".join(ours), v.verdict, v.reason)
+        d = _diff(seeds, SELECTED, CLEAN, "ca", scheme)
+        parts[scheme] = judge_noninferior(d, MARGIN_CA, what=f"CA(LoBAM merge) − CA(clean merge), {scheme}")
+        ours.append(f"{scheme}: {d.text()}")
+    return sheet.add("C3", "; ".join(ours), judge_all(parts))
 
-    # C3b: does the stealth rule leave room to amplify? The upload's own clean accuracy against θ_ben's, counted only
-    # where the rule picked λ > 1 (at λ = 1 the upload is the naive attack, not LoBAM)
-    d = paired_t_interval(_values(seeds, SELECTED, "own_ca"), _values(seeds, CLEAN, "own_ca"))
-    stealthy = judge_noninferior(d["lo"], d["hi"], MARGIN_CA, what="own CA(upload) − own CA(θ_ben)")
+
+def claim_c3b(sheet: ClaimSheet, seeds: list[SeedResult], stealth_rule: str) -> Claim:
+    """C3b: does the stealth rule leave room to amplify? The upload's own clean accuracy against θ_ben's (margin 3
+    points), counted only where the rule picked λ > 1 (at λ = 1 the upload is the naive attack, not LoBAM)."""
+    lam = _values(seeds, SELECTED, "lam")
+    d = _diff(seeds, SELECTED, CLEAN, "own_ca")
+    stealthy = judge_noninferior(d, MARGIN_CA, what="own CA(upload) − own CA(θ_ben)")
     amplified = int((lam > 1).sum())
     norm_ratio = _values(seeds, SELECTED, "norm") / _values(seeds, CLEAN, "norm")
-    ours = (f"λ > 1 in {amplified} of {len(seeds)} seeds (selected λ {_ms(lam, 2)}); own CA − θ_ben's "
-            f"{_fmt_d(d)}; ‖τ_upload‖ / ‖τ_ben‖ = {_ms(norm_ratio, 2)}")
     naive_passes = sum(bool(r.stealth.get("passes_at_1")) for r in seeds)
-    ours += f"; the naive upload (λ = 1) itself passes the rule in {naive_passes} of {len(seeds)} seeds"
+    ours = (f"λ > 1 in {amplified} of {len(seeds)} seeds (selected λ {mean_sd(lam, 2)}); own CA − θ_ben's "
+            f"{d.text()}; ‖τ_upload‖ / ‖τ_ben‖ = {mean_sd(norm_ratio, 2)}; the naive upload (λ = 1) itself passes "
+            f"the rule in {naive_passes} of {len(seeds)} seeds")
+    rule = dict(kind="noninferior", estimate=d, null=0.0, margin=MARGIN_CA, higher_is_better=True)
     if amplified == 0:
-        v = Verdict("not reproduced", f"no seed's upload passes the stealth rule ({params['stealth_rule']}) at any "
-                                      f"λ > 1 (the rule returns λ = 1 then, passing or not: the naive upload passes "
-                                      f"in {naive_passes} of {len(seeds)}): amplification is never stealthy here "
-                                      f"({stealthy.reason})")
+        v = Verdict("not reproduced", f"no seed's upload passes the stealth rule ({stealth_rule}) at any λ > 1 (the "
+                                      f"rule returns λ = 1 then, passing or not: the naive upload passes in "
+                                      f"{naive_passes} of {len(seeds)}): amplification is never stealthy here "
+                                      f"({stealthy.reason})", **rule)
     elif amplified < len(seeds):
         v = Verdict("partly" if stealthy.verdict == "reproduced" else stealthy.verdict,
-                    f"the rule amplifies in {amplified} of {len(seeds)} seeds; {stealthy.reason}")
+                    f"the rule amplifies in {amplified} of {len(seeds)} seeds; {stealthy.reason}", **rule)
     else:
         v = stealthy
-    sheet.add("C3b", ours, v.verdict, v.reason)
+    return sheet.add("C3b", ours, v)
 
-    # C4: no step of the λ sweep lowers the backdoor by more than the margin, and the largest λ beats λ = 1
+
+def _c4_part(seeds: list[SeedResult], sweep: list[str], scheme: str) -> tuple[Verdict, str]:
+    """C4 under one scheme: not reproduced if a step of the λ sweep lowers the backdoor by more than the margin,
+    reproduced if none does and the largest λ's backdoor exceeds λ = 1's, else inconclusive; and our text."""
+    pairs = list(zip(sweep[:-1], sweep[1:], strict=True))
+    steps = [_diff(seeds, b, a, "backdoor", scheme) for a, b in pairs]
+    total = _diff(seeds, sweep[-1], sweep[0], "backdoor", scheme)
+    scaled_lam = LOBAM_NAME.format(lam=SCALED_LAM)
+    equal_norm = (_diff(seeds, scaled_lam, SCALED, "backdoor", scheme) if scaled_lam in seeds[0].uploads else None)
+    falling = [f"{a} → {b}" for (a, b), st in zip(pairs, steps, strict=True) if st.hi < -MARGIN_ASR]
+    largest = f"λ = {seeds[0].uploads[sweep[-1]]['lam']:g}"
+    rule = dict(estimate=total, null=0.0, margin=MARGIN_ASR)
+    if falling:
+        v = Verdict("not reproduced", f"{scheme}: the backdoor falls by more than {MARGIN_ASR:g} at {falling}", **rule)
+    elif total.lo > 0:
+        v = Verdict("reproduced", f"{scheme}: no step falls by more than {MARGIN_ASR:g}, and the backdoor at "
+                                  f"{largest} − at λ = 1 {total.text()} excludes 0", **rule)
+    else:
+        k = scale_to_decide(total.lo, total.hi, 0.0)
+        v = Verdict("inconclusive", f"{scheme}: no step falls by more than {MARGIN_ASR:g}, but the rise "
+                                    f"{total.text()} does not exclude 0; about {k:.1f}× the seeds would decide it",
+                    **rule)
+    control = ("" if equal_norm is None else
+               f"; at equal ‖τ‖, LoBAM λ = {SCALED_LAM:g} − scaled naive LoRA {equal_norm.text()}")
+    return v, f"{scheme}: smallest step {min(st.mean for st in steps):+.3f}, {largest} − λ = 1 {total.text()}{control}"
+
+
+def claim_c4(sheet: ClaimSheet, seeds: list[SeedResult]) -> Claim:
+    """C4: the merged backdoor does not fall as λ grows (the theorem's consequence), under each scheme."""
     sweep = _sweep(seeds)
-    parts, ours = [], []
+    parts, ours = {}, []
     for scheme in SCHEMES:
-        pairs = list(zip(sweep[:-1], sweep[1:], strict=True))
-        steps = [paired_t_interval(_values(seeds, b, "backdoor", scheme), _values(seeds, a, "backdoor", scheme))
-                 for a, b in pairs]
-        equal_norm = (paired_t_interval(_values(seeds, lobam_name(SCALED_LAM), "backdoor", scheme),
-                                        _values(seeds, SCALED, "backdoor", scheme))
-                      if lobam_name(SCALED_LAM) in seeds[0].uploads else None)
-        total = paired_t_interval(_values(seeds, sweep[-1], "backdoor", scheme),
-                                  _values(seeds, sweep[0], "backdoor", scheme))
-        falling = [f"{a} → {b}" for (a, b), s in zip(pairs, steps, strict=True) if s["hi"] < -MARGIN_ASR]
-        largest = f"λ = {seeds[0].uploads[sweep[-1]]['lam']:g}"
-        if falling:
-            parts.append(Verdict("not reproduced", f"{scheme}: the backdoor falls by more than {MARGIN_ASR:g} at "
-                                                   f"{falling}"))
-        elif total["lo"] > 0:
-            parts.append(Verdict("reproduced", f"{scheme}: no step falls by more than {MARGIN_ASR:g}, and the "
-                                               f"backdoor at {largest} − at λ = 1 {_fmt_d(total)} excludes 0"))
-        else:
-            k = scale_to_decide(total["lo"], total["hi"], 0.0)
-            parts.append(Verdict("inconclusive", f"{scheme}: no step falls by more than {MARGIN_ASR:g}, but the "
-                                                 f"rise {_fmt_d(total)} does not exclude 0; about {k:.1f}× the "
-                                                 f"seeds would decide it"))
-        control = ("" if equal_norm is None else
-                   f"; at equal ‖τ‖, LoBAM λ = {SCALED_LAM:g} − scaled naive LoRA {_fmt_d(equal_norm)}")
-        ours.append(f"{scheme}: smallest step {min(s['mean'] for s in steps):+.3f}, {largest} − λ = 1 "
-                    f"{_fmt_d(total)}{control}")
-    v = judge_all(parts, SCHEMES)
-    sheet.add("C4", "; ".join(ours), v.verdict, v.reason)
+        parts[scheme], text = _c4_part(seeds, sweep, scheme)
+        ours.append(text)
+    return sheet.add("C4", "; ".join(ours), judge_all(parts))
+
+
+def claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
+    """The claims table, with the rules the notebook states before the numbers, on the main width's seeds. Parts
+    (schemes, sub-claims) combine by :func:`~replbook.verdicts.judge_all`; one seed gives every claim inconclusive."""
+    seeds = results.main
+    sheet = ClaimSheet(CLAIMS, params["profile"])
+    if len(seeds) < 2:
+        for cid in CLAIMS:
+            sheet.add(cid, "one seed", Verdict("inconclusive", "a paired interval over seeds needs at least two seeds"))
+        return sheet.claims
+    claim_c1(sheet, seeds)
+    claim_c2(sheet, seeds)
+    claim_c3(sheet, seeds)
+    claim_c3b(sheet, seeds, params["stealth_rule"])
+    claim_c4(sheet, seeds)
     return sheet.claims
-
-
-def metrics_record(results: LobamResults) -> dict[str, Any]:
-    """Everything measured, per width and seed, for the results JSON."""
-
-    def seed_record(r: SeedResult) -> dict[str, Any]:
-        return {"lam_selected": r.lam_selected, "pre": r.pre, "finetuned": r.finetuned,
-                "benign_norms": r.benign_norms, "uploads": r.uploads, "residual_cosine": r.residual_cosine,
-                "packing_error": r.packing_error, "seconds": r.seconds, "trigger": r.trigger,
-                "image_shape": r.image_shape, "stealth": r.stealth}
-
-    return {"paper_numbers": PAPER_NUMBERS, "hidden": results.hidden,
-            "main": {f"seed{r.seed}": seed_record(r) for r in results.main},
-            "widths": {str(w): {f"seed{r.seed}": seed_record(r) for r in seeds} for w, seeds in results.widths.items()}}

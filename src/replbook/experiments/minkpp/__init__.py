@@ -17,15 +17,14 @@ kernels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from replbook.experiments.minkpp.common import K_SWEEP, SeedResult
-from replbook.experiments.minkpp.miniature import run_miniature
+from replbook.experiments.minkpp.common import K_SWEEP, MinkppResults, Scoring
+from replbook.experiments.minkpp.miniature import TinyLMSetup, run_miniature
 from replbook.experiments.minkpp.paper import run_paper
-from replbook.experiments.minkpp.real_lm import run_real_lm
+from replbook.experiments.minkpp.real_lm import SmolLMSetup, run_real_lm
 from replbook.models.pretrained_lm import SMOLLM2
-from replbook.profiles import ChapterParams, Param
+from replbook.profiles import ChapterParams, Param, config
 
 PARAMS = ChapterParams(
     slug="minkpp",
@@ -88,17 +87,17 @@ PARAMS = ChapterParams(
 )
 
 
-@dataclass
-class MinkppResults:
-    """``lm``: the tiny GPT's seeds (or, in the paper profile, the paper's model on WikiMIA); ``smollm2``: the
-    SmolLM2 section's seeds, exposure 0 being the base model (empty when ``lm_seeds`` is 0)."""
-
-    lm: list[SeedResult]
-    smollm2: list[SeedResult]
+#: The chapter's results type (``replbook.results`` saves and loads it).
+RESULTS = MinkppResults
 
 
 def run(params: dict[str, Any]) -> MinkppResults:
     """The chapter's experiment at ``params["profile"]``: WikiMIA with the paper's models, else the miniature; then
     the SmolLM2 section."""
-    lm = run_paper(params) if params["profile"] == "paper" else run_miniature(params)
-    return MinkppResults(lm, run_real_lm(params))
+    scoring = config(Scoring, params)
+    if params["profile"] == "paper":
+        lm = run_paper(params["dataset"], params["target_model"], params["reference_model"], params["batch_size"],
+                       scoring)
+    else:
+        lm = run_miniature(config(TinyLMSetup, params), scoring)
+    return MinkppResults(lm, run_real_lm(config(SmolLMSetup, params), scoring))

@@ -11,10 +11,22 @@ import numpy as np
 import torch
 
 from replbook import minkpp
+from replbook.codec import ResultsData
 from replbook.minkpp import score_name
 from replbook.stats import auroc_rank, bootstrap_metrics
 
 K_SWEEP = [round(0.1 * i, 1) for i in range(1, 11)]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How every model state is scored and evaluated: the k sweep, the paper's fixed k, the share of items that
+    selects k (the rest is the test set) and the bootstrap resamples."""
+
+    ks: list[float]
+    fixed_k: float
+    val_fraction: float
+    n_boot: int
 
 LABELS = {"loss": "Loss", "zlib": "Zlib", "ref": "Ref", "mink": "Min-K%", "minkpp": "Min-K%++",
           "confidence": "Confidence (control)"}
@@ -130,25 +142,48 @@ def evaluate(scores: dict[str, np.ndarray], labels: np.ndarray, val_idx: np.ndar
 
 @dataclass
 class SeedResult:
+    """One seed (one model, or one fine-tuning run): its split, and per epoch (exposure) the member and non-member
+    perplexities and the evaluation of every score (:func:`evaluate`, without its replicates). ``boot`` keeps the
+    [n_boot] AUROC replicates of every score (float32) at the epochs a page judges (the highest; and 0, the base
+    model, in the SmolLM2 section), ``scores`` every item's score (float32) at the highest epoch only."""
+
     seed: int
     split: dict[str, np.ndarray]
     perplexity: dict[int, dict[str, float]] = field(default_factory=dict)
-    epochs: dict[int, dict[str, Any]] = field(default_factory=dict)  # epoch → evaluate() output
+    epochs: dict[int, dict[str, Any]] = field(default_factory=dict)  # epoch → evaluate() output, without "boot"
+    boot: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     scores: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     train_loss: list[float] = field(default_factory=list)  # mean training loss per epoch (SmolLM2 section)
     throughput: dict[str, float] = field(default_factory=dict)  # tokens per second measured in this run
 
+    def keep_only(self, boot_epochs: Sequence[int], score_epochs: Sequence[int]) -> None:
+        """Drop the replicates and item scores of the epochs no page reads (they would make the saved results large)."""
+        self.boot = {e: {n: b.astype(np.float32) for n, b in v.items()} for e, v in self.boot.items()
+                     if e in boot_epochs}
+        self.scores = {e: {n: s.astype(np.float32) for n, s in v.items()} for e, v in self.scores.items()
+                       if e in score_epochs}
+
+
+@dataclass
+class MinkppResults(ResultsData):
+    """``lm``: the tiny GPT's seeds (or, in the paper profile, the paper's model on WikiMIA); ``smollm2``: the
+    SmolLM2 section's seeds, exposure 0 being the base model (empty when ``lm_seeds`` is 0)."""
+
+    lm: list[SeedResult]
+    smollm2: list[SeedResult]
 
 
 def record_exposure(result: SeedResult, epoch: int, stats: ChunkStats, texts: Sequence[str],
-                    ref_loss: np.ndarray | None, params: dict[str, Any]) -> None:
+                    ref_loss: np.ndarray | None, scoring: Scoring) -> None:
     """Score one model state (``stats`` of every text) with every attack, evaluate it on the seed's split and store
     it in ``result`` under ``epoch``, with the member and non-member perplexities."""
-    scores = method_scores(stats, texts, ref_loss, params["ks"])
+    scores = method_scores(stats, texts, ref_loss, scoring.ks)
     labels, split = result.split["labels"], result.split
     ll = scores["loss"]  # mean target log-likelihood per text
     result.perplexity[epoch] = {"member": float(np.exp(-ll[labels == 1].mean())),
                                 "non_member": float(np.exp(-ll[labels == 0].mean()))}
-    result.epochs[epoch] = evaluate(scores, labels, split["val"], split["test"], params["ks"], params["fixed_k"],
-                                    params["n_boot"], result.seed)
+    evaluation = evaluate(scores, labels, split["val"], split["test"], scoring.ks, scoring.fixed_k, scoring.n_boot,
+                          result.seed)
+    result.boot[epoch] = evaluation.pop("boot")
+    result.epochs[epoch] = evaluation
     result.scores[epoch] = scores

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +14,7 @@ from replbook.cache import cache_entry
 from replbook.data.text import WordVocab, chunk_tokens, tokenize_words
 from replbook.experiments.minkpp.common import (
     ChunkStats,
+    Scoring,
     SeedResult,
     mean_loglik,
     record_exposure,
@@ -79,6 +79,24 @@ def train_lm(cfg: TinyGPTConfig, ids: torch.Tensor, epochs: int, seed: int, lr: 
 # ---------------------------------------------------------------------------------------------------- miniature
 
 
+@dataclass(frozen=True)
+class TinyLMSetup:
+    """The miniature's corpus, model and training (the parameters of the same names)."""
+
+    seeds: int
+    max_chunks: int
+    chunk_len: int
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    epochs: int
+    ref_epochs: int
+    batch_size: int
+    lr: float
+    threads: int
+    workers: int
+
+
 @dataclass
 class Corpus:
     """Target chunks (ids [N, L], their texts) and reference chunks (ids), over one vocabulary."""
@@ -89,7 +107,7 @@ class Corpus:
     vocab: WordVocab
 
 
-def load_corpus(params: dict[str, Any]) -> Corpus:
+def load_corpus(vocab_size: int, chunk_len: int, max_chunks: int) -> Corpus:
     """Tokenize the two stdlib corpora (checksum-verified assets) into chunks of ``chunk_len`` tokens.
 
     The vocabulary is the most frequent words of the target corpus (members and non-members alike): it carries
@@ -98,36 +116,39 @@ def load_corpus(params: dict[str, Any]) -> Corpus:
     topics = resolve_asset("pydoc-topics")["pydoc_topics.txt"].read_text(encoding="utf-8")
     docstrings = resolve_asset("stdlib-docstrings")["stdlib_docstrings.txt"].read_text(encoding="utf-8")
     tokens, ref_tokens = tokenize_words(topics), tokenize_words(docstrings)
-    vocab = WordVocab.build(tokens, params["vocab_size"])
-    target = chunk_tokens(tokens, vocab, params["chunk_len"], params["max_chunks"])
-    ref = chunk_tokens(ref_tokens, vocab, params["chunk_len"], params["max_chunks"])
+    vocab = WordVocab.build(tokens, vocab_size)
+    target = chunk_tokens(tokens, vocab, chunk_len, max_chunks)
+    ref = chunk_tokens(ref_tokens, vocab, chunk_len, max_chunks)
     return Corpus(target.ids, target.texts, ref.ids, vocab)
 
 
 
-def run_seed(params: dict[str, Any], corpus: Corpus, seed: int, threads: int | None = None) -> SeedResult:
+def run_seed(setup: TinyLMSetup, scoring: Scoring, corpus: Corpus, seed: int, threads: int | None = None
+             ) -> SeedResult:
     """One training seed of the miniature: split, reference LM, target LM with scoring after every epoch."""
-    torch.set_num_threads(threads or params["threads"])
-    split = split_indices(len(corpus.ids), seed, params["val_fraction"])
-    cfg = TinyGPTConfig(vocab_size=len(corpus.vocab), context=params["chunk_len"], d_model=params["d_model"],
-                        n_layers=params["n_layers"], n_heads=4 if params["d_model"] % 4 == 0 else 1)
-    ref_model = train_lm(cfg, corpus.ref_ids, params["ref_epochs"], seed + 10_000, params["lr"],
-                         params["batch_size"], desc=f"seed {seed} reference")
+    torch.set_num_threads(threads or setup.threads)
+    split = split_indices(len(corpus.ids), seed, scoring.val_fraction)
+    cfg = TinyGPTConfig(vocab_size=len(corpus.vocab), context=setup.chunk_len, d_model=setup.d_model,
+                        n_layers=setup.n_layers, n_heads=4 if setup.d_model % 4 == 0 else 1)
+    ref_model = train_lm(cfg, corpus.ref_ids, setup.ref_epochs, seed + 10_000, setup.lr, setup.batch_size,
+                         desc=f"seed {seed} reference")
     ref_loss = mean_loglik(score_tiny_lm(ref_model, corpus.ids))
     result = SeedResult(seed, split)
 
     def on_epoch(epoch: int, model: TinyGPT) -> None:
-        record_exposure(result, epoch, score_tiny_lm(model, corpus.ids), corpus.texts, ref_loss, params)
+        record_exposure(result, epoch, score_tiny_lm(model, corpus.ids), corpus.texts, ref_loss, scoring)
 
-    train_lm(cfg, corpus.ids[split["members"]], params["epochs"], seed, params["lr"], params["batch_size"],
+    train_lm(cfg, corpus.ids[split["members"]], setup.epochs, seed, setup.lr, setup.batch_size,
              desc=f"seed {seed} target", on_epoch=on_epoch)
+    result.keep_only(boot_epochs=[setup.epochs], score_epochs=[setup.epochs])
     return result
 
 
-def run_miniature(params: dict[str, Any]) -> list[SeedResult]:
+def run_miniature(setup: TinyLMSetup, scoring: Scoring) -> list[SeedResult]:
     """All seeds of the miniature: in this process with a progress bar over seeds, or ``workers`` seeds at once in
     one-thread processes (a tiny GPT trains faster as two one-thread processes than as one two-thread process)."""
-    corpus = load_corpus(params)
-    if params["workers"] == 1:
-        return [run_seed(params, corpus, seed) for seed in progress(range(params["seeds"]), desc="seeds")]
-    return in_workers([(params, corpus, seed) for seed in range(params["seeds"])], run_seed, params["workers"], 1)
+    corpus = load_corpus(setup.vocab_size, setup.chunk_len, setup.max_chunks)
+    if setup.workers == 1:
+        return [run_seed(setup, scoring, corpus, seed) for seed in progress(range(setup.seeds), desc="seeds")]
+    jobs = [(setup, scoring, corpus, seed) for seed in range(setup.seeds)]
+    return in_workers(jobs, run_seed, setup.workers, 1)

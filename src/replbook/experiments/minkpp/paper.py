@@ -4,13 +4,13 @@ Face cache, with the miniature's scores and evaluation."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
 from replbook.data.wikimia import load_wikimia
 from replbook.experiments.minkpp.common import (
     ChunkStats,
+    Scoring,
     SeedResult,
     evaluate,
     mean_loglik,
@@ -49,20 +49,23 @@ def score_texts_hf(model, tokenizer, texts: Sequence[str], batch_size: int = 8, 
     return ChunkStats.concat(parts)
 
 
-def run_paper(params: dict[str, Any]) -> list[SeedResult]:
+def run_paper(dataset: str, target_model: str, reference_model: str, batch_size: int,
+              scoring: Scoring) -> list[SeedResult]:
     """WikiMIA scored by the paper's target and reference models, evaluated like the miniature (one "epoch" 0:
     the model as pre-trained)."""
-    texts, labels = load_wikimia(params["dataset"])
+    texts, labels = load_wikimia(dataset)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    ref_model, ref_tok = load_causal_lm(params["reference_model"], dtype)
-    ref_loss = mean_loglik(score_texts_hf(ref_model, ref_tok, texts, params["batch_size"]))
+    ref_model, ref_tok = load_causal_lm(reference_model, dtype)
+    ref_loss = mean_loglik(score_texts_hf(ref_model, ref_tok, texts, batch_size))
     del ref_model
-    model, tok = load_causal_lm(params["target_model"], dtype)
-    stats = score_texts_hf(model, tok, texts, params["batch_size"])
-    scores = method_scores(stats, texts, ref_loss, params["ks"])
-    split = split_indices(len(texts), 0, params["val_fraction"], labels)
+    model, tok = load_causal_lm(target_model, dtype)
+    stats = score_texts_hf(model, tok, texts, batch_size)
+    scores = method_scores(stats, texts, ref_loss, scoring.ks)
+    split = split_indices(len(texts), 0, scoring.val_fraction, labels)
     result = SeedResult(0, split)
-    result.epochs[0] = evaluate(scores, labels, split["val"], split["test"], params["ks"], params["fixed_k"],
-                                params["n_boot"], 0)
-    result.scores[0] = scores
+    evaluation = evaluate(scores, labels, split["val"], split["test"], scoring.ks, scoring.fixed_k, scoring.n_boot,
+                          0)
+    result.boot[0] = {n: b.astype("float32") for n, b in evaluation.pop("boot").items()}
+    result.epochs[0] = evaluation
+    result.scores[0] = {n: s.astype("float32") for n, s in scores.items()}
     return [result]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ import torch
 from replbook.assets import resolve as resolve_asset
 from replbook.experiments.minkpp.common import (
     ChunkStats,
+    Scoring,
     SeedResult,
     method_scores,
     record_exposure,
@@ -32,6 +32,21 @@ from replbook.progress import progress
 #: The corpus windows are drawn with this seed, the same for every training seed: the base model's scores are then
 #: computed once, and the seeds differ only in the split, the adapters' initialisation and the data order.
 WINDOW_SEED = 1234
+
+
+@dataclass(frozen=True)
+class SmolLMSetup:
+    """The SmolLM2 section (the ``lm_*`` parameters, and the torch threads of the base model's scoring)."""
+
+    lm_seeds: int
+    lm_texts: int
+    lm_len: int
+    lm_epochs: list[int]
+    lm_lr: float
+    lm_rank: int
+    lm_batch_size: int
+    lm_workers: int
+    threads: int
 
 
 @dataclass
@@ -69,21 +84,21 @@ def score_ids(model, ids: torch.Tensor, batch_size: int, desc: str = "scoring") 
     return ChunkStats.concat(parts)
 
 
-def run_seed(params: dict[str, Any], windows: Windows, base_stats: ChunkStats, seed: int,
+def run_seed(setup: SmolLMSetup, scoring: Scoring, windows: Windows, base_stats: ChunkStats, seed: int,
              threads: int) -> SeedResult:
     """One seed: split, the base model's control (exposure 0), LoRA fine-tuning on the members with scoring after
     each epoch in ``lm_epochs``."""
     torch.set_num_threads(threads)
-    split = split_indices(len(windows.ids), seed, params["val_fraction"])
+    split = split_indices(len(windows.ids), seed, scoring.val_fraction)
     # the Loss score of the base model, computed exactly as every Loss score is, so Ref is exactly 0 at exposure 0
-    base_loss = method_scores(base_stats, windows.texts, None, [params["fixed_k"]])["loss"]
+    base_loss = method_scores(base_stats, windows.texts, None, [scoring.fixed_k])["loss"]
     result = SeedResult(seed, split)
 
-    record_exposure(result, 0, base_stats, windows.texts, base_loss, params)
+    record_exposure(result, 0, base_stats, windows.texts, base_loss, scoring)
     model, _ = load_smollm2()
     torch.manual_seed(seed)  # the adapters' initialisation (lora_A) is the seed's, in any process
-    model = lora_wrap(model, params["lm_rank"])
-    score_at = set(params["lm_epochs"])
+    model = lora_wrap(model, setup.lm_rank)
+    score_at = set(setup.lm_epochs)
 
     members = windows.ids[split["members"]]
     clock = {"scoring": 0.0, "scored": 0}
@@ -91,36 +106,37 @@ def run_seed(params: dict[str, Any], windows: Windows, base_stats: ChunkStats, s
     def on_epoch(epoch: int, m) -> None:
         if epoch in score_at:
             start = time.perf_counter()
-            stats = score_ids(m, windows.ids, params["lm_batch_size"], desc=f"seed {seed} epoch {epoch}")
+            stats = score_ids(m, windows.ids, setup.lm_batch_size, desc=f"seed {seed} epoch {epoch}")
             clock["scoring"] += time.perf_counter() - start
             clock["scored"] += windows.ids.numel()
-            record_exposure(result, epoch, stats, windows.texts, base_loss, params)
+            record_exposure(result, epoch, stats, windows.texts, base_loss, scoring)
 
     log = fine_tune_lora(
-        model, members, max(score_at), lr=params["lm_lr"], batch_size=params["lm_batch_size"],
+        model, members, max(score_at), lr=setup.lm_lr, batch_size=setup.lm_batch_size,
         seed=seed, base_key=smollm2_key(), desc=f"seed {seed} LoRA", on_epoch=on_epoch)
     result.train_loss = log.losses
     result.throughput = {"threads": threads, "scoring tokens/s": clock["scored"] / clock["scoring"]}
     if log.seconds is not None:  # absent when the adapters came from the cache
         result.throughput["LoRA training tokens/s"] = members.numel() * max(score_at) / log.seconds
+    result.keep_only(boot_epochs=[0, max(score_at)], score_epochs=[0, max(score_at)])
     return result
 
 
-def run_real_lm(params: dict[str, Any]) -> list[SeedResult]:
+def run_real_lm(setup: SmolLMSetup, scoring: Scoring) -> list[SeedResult]:
     """Every seed of the SmolLM2 section (``lm_seeds`` of them; none when it is 0), seeds in ``lm_workers``
     one-thread processes when that is above 1."""
-    if params["lm_seeds"] == 0:
+    if setup.lm_seeds == 0:
         return []
-    torch.set_num_threads(params["threads"])
+    torch.set_num_threads(setup.threads)
     model, tokenizer = load_smollm2()
-    windows = corpus_windows(tokenizer, params["lm_texts"], params["lm_len"])
+    windows = corpus_windows(tokenizer, setup.lm_texts, setup.lm_len)
     start = time.perf_counter()
-    base_stats = score_ids(model, windows.ids, params["lm_batch_size"], desc="base model")
+    base_stats = score_ids(model, windows.ids, setup.lm_batch_size, desc="base model")
     base_rate = windows.ids.numel() / (time.perf_counter() - start)
     del model
-    workers = params["lm_workers"]
-    jobs = [(params, windows, base_stats, seed) for seed in range(params["lm_seeds"])]
-    results = in_workers(jobs, run_seed, workers, 1 if workers > 1 else params["threads"])
+    workers = setup.lm_workers
+    jobs = [(setup, scoring, windows, base_stats, seed) for seed in range(setup.lm_seeds)]
+    results = in_workers(jobs, run_seed, workers, 1 if workers > 1 else setup.threads)
     for r in results:
-        r.throughput[f"base scoring tokens/s ({params['threads']} threads)"] = base_rate
+        r.throughput[f"base scoring tokens/s ({setup.threads} threads)"] = base_rate
     return results

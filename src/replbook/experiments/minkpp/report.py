@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from replbook.experiments.minkpp.common import LABELS, SeedResult
+from replbook.experiments.minkpp.common import LABELS, MinkppResults, SeedResult
+from replbook.intervals import Interval, seed_bootstrap, signed_interval
 from replbook.minkpp import score_name
-from replbook.record import Claim, Verdict, format_ci, judge_effect, judge_noninferior
+from replbook.verdicts import Claim, Verdict, judge_effect, judge_noninferior, not_comparable
 
 #: Table 1 of the paper, WikiMIA_length32, original setting, AUROC %. Transcribed from the official project page,
 #: which reproduces this block; not yet checked against the PDF.
@@ -54,20 +55,13 @@ def last_epoch(results: list[SeedResult]) -> int:
 
 
 def pooled(results: list[SeedResult], epoch: int, stat: Callable[[dict[str, Any]], Any],
-           level: float = 0.95) -> dict[str, Any]:
-    """A statistic of the test AUROCs (``stat`` maps name → AUROC, or name → bootstrap replicates, to a value),
-    as its mean over seeds with a percentile interval from the seed means of the bootstrap replicates (each seed
-    resamples its own test items; the trained models are held fixed), plus each seed's value and interval
-    (``seeds``: (value, lo, hi))."""
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    points, boots = [], []
-    for r in results:
-        ev = r.epochs[epoch]
-        points.append(float(stat({n: v["auroc"] for n, v in ev["test"].items()})))
-        boots.append(np.asarray(stat(ev["boot"]), dtype=np.float64))
-    lo, hi = np.percentile(np.mean(boots, axis=0), q)
-    seeds = [(p, *np.percentile(b, q)) for p, b in zip(points, boots, strict=True)]
-    return {"mean": float(np.mean(points)), "lo": float(lo), "hi": float(hi), "seeds": seeds}
+           source: str = "") -> tuple[Interval, list[Interval]]:
+    """A statistic of the test AUROCs (``stat`` maps name → AUROC, or name → bootstrap replicates, to a value) as
+    its seed mean with the interval of the seed means of its bootstrap replicates, and every seed's own interval
+    (:func:`replbook.intervals.seed_bootstrap`)."""
+    points = [float(stat({n: v["auroc"] for n, v in r.epochs[epoch]["test"].items()})) for r in results]
+    boots = [np.asarray(stat(r.boot[epoch]), dtype=np.float64) for r in results]
+    return seed_bootstrap(points, boots, source=source)
 
 
 def k_range_gap(ks: list[float]) -> Callable[[dict[str, Any]], Any]:
@@ -93,7 +87,7 @@ def _summary_rows(results: list[SeedResult], fixed_k: float, epoch: int) -> list
 
     def add(label: str, names: list[str], k_note: str) -> None:
         per_seed = [r.epochs[epoch]["test"][n] for r, n in zip(results, names, strict=True)]
-        boots = [r.epochs[epoch]["boot"][n] for r, n in zip(results, names, strict=True)]
+        boots = [np.asarray(r.boot[epoch][n], dtype=np.float64) for r, n in zip(results, names, strict=True)]
         mean = {m: float(np.mean([p[m] for p in per_seed]))
                 for m in ("auroc", "tpr05", "tpr05_lo", "tpr05_hi", "tpr01", "fpr95")}
         lo, hi = np.percentile(np.mean(boots, axis=0), [2.5, 97.5])
@@ -121,9 +115,11 @@ def auroc_summary(results: list[SeedResult], fixed_k: float, epoch: int | None =
     validation-selected k and the best k on test."""
     epoch = last_epoch(results) if epoch is None else epoch
     return pd.DataFrame([
-        {"method": r["method"], "k": r["k"], "AUROC, seed mean [95% CI]": format_ci(r["auroc"], r["lo"], r["hi"]),
+        {"method": r["method"], "k": r["k"],
+         "AUROC, seed mean [95% CI]": signed_interval(r["auroc"], r["lo"], r["hi"], signed=False),
          "sd over seeds": round(r["sd"], 3),
-         "TPR@5%FPR, seed mean [avg of seed 95% CIs]": format_ci(r["tpr05"], r["tpr05_lo"], r["tpr05_hi"]),
+         "TPR@5%FPR, seed mean [avg of seed 95% CIs]": signed_interval(r["tpr05"], r["tpr05_lo"], r["tpr05_hi"],
+                                                                       signed=False),
          "TPR@1%FPR": round(r["tpr01"], 3), "FPR@95%TPR": round(r["fpr95"], 3)}
         for r in _summary_rows(results, fixed_k, epoch)])
 
@@ -201,115 +197,143 @@ PAPER_C2 = {"loss": "WikiMIA-32: 78.3 vs 66.5; MIMIR: +0.3 to +3.8",
 SOURCE_BOTH = "Tables 1 (WikiMIA-32) and 2 (MIMIR), via the project page; unverified vs PDF"
 
 
-def _interval_text(d: dict[str, Any], unit: str = "Δ AUROC") -> str:
-    per_seed = ", ".join(f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]" for v, lo, hi in d["seeds"])
-    return f"{unit} {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] (seed mean, 95% CI); per seed {per_seed}"
+def _interval_text(d: Interval, seeds: list[Interval], unit: str = "Δ AUROC") -> str:
+    per_seed = ", ".join(s.text() for s in seeds)
+    return f"{unit} {d.text()} (seed mean, 95% CI); per seed {per_seed}"
 
 
 #: The two LMs of the miniature: the claim ids' suffix and the name written into each claim.
 LMS = {"tiny": ("", "tiny GPT"), "smollm2": ("-smollm2", "SmolLM2-135M, LoRA fine-tuned")}
 
 
-def make_claims(results: list[SeedResult], params: dict[str, Any], lm: str = "tiny") -> list[Claim]:
-    """The chapter's claims, judged by the rules stated in the notebook before the numbers: each on the seed mean
-    of a paired difference at the highest exposure and k = ``fixed_k``, with its interval pooled over seeds and no
-    seed significantly against the claim; the best k on test is shown, never judged.
+def claim_c1(results: list[SeedResult], profile: str, k: float, effect: float) -> Claim:
+    """C1: Min-K%++ − Min-K% at k, seed mean at the highest exposure, against ``effect``."""
+    epoch = last_epoch(results)
+    d, seeds = pooled(results, epoch, difference(score_name("minkpp", k), score_name("mink", k)),
+                      f"epochs.{epoch}.test: minkpp@{k} − mink@{k}")
+    best_k = [r.epochs[epoch]["diff"]["mink_best"]["diff"] for r in results]
+    v = judge_effect(d, effect, seeds=seeds, what="Min-K%++ − Min-K%")
+    return Claim.judged("C1", f"Min-K%++ beats Min-K% (reference-free), k = {k}", PAPER_C1, SOURCE_BOTH,
+                  _interval_text(d, seeds) + f"; at the best k on test (shown, not judged): {np.mean(best_k):+.3f}",
+                  profile, v, f"rule: judge_effect against +{effect:g} at epoch {epoch}")
 
-    ``lm`` is ``"tiny"`` (the tiny GPT, or the paper profile's model) or ``"smollm2"`` (the SmolLM2 section: ids
-    end in ``-smollm2``, Ref's reference is the base model, and there are no paper-profile rows).
-    """
+
+def claim_c2(results: list[SeedResult], profile: str, k: float, base: str, letter: str, effect: float) -> Claim:
+    """C2a/C2b: Min-K%++ − Loss (Zlib), as C1."""
+    epoch = last_epoch(results)
+    d, seeds = pooled(results, epoch, difference(score_name("minkpp", k), base),
+                      f"epochs.{epoch}.test: minkpp@{k} − {base}")
+    v = judge_effect(d, effect, seeds=seeds, what=f"Min-K%++ − {LABELS[base]}")
+    return Claim.judged(f"C2{letter}", f"Min-K%++ beats {LABELS[base]}", PAPER_C2[base], SOURCE_BOTH,
+                  _interval_text(d, seeds), profile, v, f"rule: as C1, against +{effect:g}")
+
+
+def claim_c2c(results: list[SeedResult], profile: str, k: float, lm: str, ref_epochs: Any, effect: float) -> Claim:
+    """C2c: Min-K%++ no worse than Ref (MIMIR's parity); on WikiMIA (paper profile) a win; not judged where the
+    reference is the SmolLM2 base model (an oracle)."""
+    epoch = last_epoch(results)
+    d, seeds = pooled(results, epoch, difference(score_name("minkpp", k), "ref"),
+                      f"epochs.{epoch}.test: minkpp@{k} − ref")
+    if profile == "paper":  # on WikiMIA the paper claims a win over Ref
+        v = judge_effect(d, effect, seeds=seeds, what="Min-K%++ − Ref")
+        rule = f"rule: on WikiMIA the paper claims a win: judge_effect against +{effect:g}"
+    elif lm == "tiny":
+        v = judge_noninferior(d, REF_MARGIN, what="Min-K%++ − Ref")
+        rule = (f"rule: non-inferiority with margin δ = {REF_MARGIN:g} (the paper claims parity on MIMIR, a win "
+                f"only on WikiMIA); our Ref model is a same-size LM trained {ref_epochs} "
+                f"epoch(s) on stdlib docstrings, a weaker reference than the paper's")
+    else:  # the base model as reference is an oracle no pre-training setting has: shown, not judged
+        v = not_comparable("Ref's reference here is the base model itself, the target's own weights before "
+                           "fine-tuning: an oracle that the paper's Ref (a smaller model of the same family) never "
+                           "has, so the difference is shown, not judged")
+        rule = "no rule"
+    return Claim.judged("C2c", "Min-K%++ is on par with Ref (no worse), which needs a reference model", PAPER_C2["ref"],
+                  SOURCE_BOTH, _interval_text(d, seeds), profile, v, rule)
+
+
+def claim_c3(results: list[SeedResult], profile: str, ks: list[float], effect: float) -> Claim:
+    """C3: Min-K%++'s AUROC range over the k sweep is smaller than Min-K%'s."""
+    statement = "Min-K%++ is robust to k"
+    if len(ks) < 2:
+        return Claim.judged("C3", statement, None, "ablation section [abs]", "one k only", profile,
+                      not_comparable("a single k has no range"), "")
+    epoch = last_epoch(results)
+    d, seeds = pooled(results, epoch, k_range_gap(ks), f"epochs.{epoch}.test: range over k of mink − of minkpp")
+    v = judge_effect(d, effect, seeds=seeds, what="range(Min-K%) − range(Min-K%++)")
+    return Claim.judged("C3", statement, None, "ablation section [abs]; values not transcribed",
+                  _interval_text(d, seeds, "AUROC range over k, Min-K% minus Min-K%++:") + f" (k ∈ {{{_ks(ks)}}})",
+                  profile, v, f"rule: judge_effect on the range difference against +{effect:g}")
+
+
+def paper_rows(results: list[SeedResult], profile: str, target_model: str, val_fraction: float) -> list[Claim]:
+    """P1–P5 (paper profile): each method's AUROC at k = 0.2 against the official repository's committed value."""
+    r, claims = results[0].epochs[last_epoch(results)], []
+    pythia = target_model.rstrip("/").lower().endswith("pythia-2.8b")
+    for number, method in enumerate(("loss", "zlib", "ref", "mink", "minkpp"), start=1):
+        name = method if method in ("loss", "zlib", "ref") else score_name(method, 0.2)
+        if name not in r["test"]:
+            continue
+        ours, lo, hi = (100 * r["test"][name][key] for key in ("auroc", "lo", "hi"))
+        committed = PAPER_PYTHIA28_FIXED[method]
+        if not pythia:
+            v = not_comparable("the committed values are Pythia-2.8B's; this run scored another model")
+        else:
+            inside = lo <= committed <= hi
+            v = Verdict("reproduced" if inside else "not reproduced",
+                        "rule: the committed value (all items) lies inside our 95% interval (our test split, "
+                        f"{100 * (1 - val_fraction):.0f}% of the items)", kind="match",
+                        estimate=Interval(ours, lo, hi, "bootstrap over items", 0, source=f"test.{name}"),
+                        effect=committed)
+        claims.append(Claim.judged(
+            f"P{number}", f"{LABELS[method]} AUROC, WikiMIA_length32{', k = 0.2' if '@' in name else ''}",
+            f"{committed} (Pythia-2.8B)", "committed results/ of the official repository",
+            f"{ours:.1f} [{lo:.1f}, {hi:.1f}] ({target_model})", profile, v, ""))
+    return claims
+
+
+def claim_a1(results: list[SeedResult], profile: str, k: float, lm: str) -> Claim:
+    """A1: the absolute AUROC levels, never comparable in the miniature."""
+    epoch = last_epoch(results)
+    level = np.mean([r.epochs[epoch]["test"][score_name("minkpp", k)]["auroc"] for r in results])
+    why = ("a tiny LM on a random member split of Python docs, not a pre-trained LLM" if lm == "tiny" else
+           "fine-tuning membership of a 135M-parameter LM (LoRA, a few epochs), not pre-training membership")
+    return Claim.judged("A1", "Absolute AUROC levels on WikiMIA / MIMIR",
+                        "Min-K%++ 78.3 (WikiMIA-32 avg); 52.4-58.7 (MIMIR)",
+                        f"{SHORT_WIKIMIA32}; Table 2, MIMIR (same status)",
+                        f"Min-K%++ {level:.3f} on the miniature (k = {k}, seed mean)", profile, not_comparable(why))
+
+
+def lm_claims(results: list[SeedResult], lm: str, profile: str, k: float, ks: list[float], ref_epochs: int,
+              target_model: str, val_fraction: float) -> list[Claim]:
+    """One LM's claims (``lm`` is ``"tiny"``, the tiny GPT or the paper profile's model, or ``"smollm2"``: ids end
+    in ``-smollm2``, Ref's reference is the base model, and there are no paper-profile rows), judged by the rules
+    stated in the notebook before the numbers."""
     if lm not in LMS:
         raise ValueError(f"lm must be one of {sorted(LMS)}; got {lm!r}.")
     suffix, lm_name = LMS[lm]
-    profile, k, ks = params["profile"], params["fixed_k"], params["ks"]
     effect = EFFECTS["paper" if profile == "paper" and lm == "tiny" else "miniature"]
-    epoch = last_epoch(results)
-    pp, mk = score_name("minkpp", k), score_name("mink", k)
-    claims: list[Claim] = []
-
-    def seeds(d: dict[str, Any]) -> list[tuple[float, float]]:
-        return [(lo, hi) for _, lo, hi in d["seeds"]]
-
-    d = pooled(results, epoch, difference(pp, mk))
-    best_k = [r.epochs[epoch]["diff"]["mink_best"]["diff"] for r in results]
-    v = judge_effect(d["lo"], d["hi"], effect["mink"], seeds=seeds(d), what="Min-K%++ − Min-K%",
-                     estimate=d["mean"])
-    claims.append(Claim(
-        "C1", f"Min-K%++ beats Min-K% (reference-free), k = {k}", PAPER_C1, SOURCE_BOTH,
-        _interval_text(d) + f"; at the best k on test (shown, not judged): {np.mean(best_k):+.3f}", profile,
-        v.verdict, f"rule: judge_effect against +{effect['mink']:g} at epoch {epoch}; {v.reason}"))
-    for letter, base in (("a", "loss"), ("b", "zlib")):
-        if base not in results[0].epochs[epoch]["test"]:
-            continue
-        d = pooled(results, epoch, difference(pp, base))
-        v = judge_effect(d["lo"], d["hi"], effect[base], seeds=seeds(d), what=f"Min-K%++ − {LABELS[base]}",
-                         estimate=d["mean"])
-        claims.append(Claim(f"C2{letter}", f"Min-K%++ beats {LABELS[base]}", PAPER_C2[base], SOURCE_BOTH,
-                            _interval_text(d), profile, v.verdict,
-                            f"rule: as C1, against +{effect[base]:g}; {v.reason}"))
-    if "ref" in results[0].epochs[epoch]["test"]:
-        d = pooled(results, epoch, difference(pp, "ref"))
-        if profile == "paper":  # on WikiMIA the paper claims a win over Ref
-            v = judge_effect(d["lo"], d["hi"], effect["ref"], seeds=seeds(d), what="Min-K%++ − Ref",
-                             estimate=d["mean"])
-            rule = f"rule: on WikiMIA the paper claims a win: judge_effect against +{effect['ref']:g}"
-        elif lm == "tiny":
-            v = judge_noninferior(d["lo"], d["hi"], REF_MARGIN, what="Min-K%++ − Ref")
-            rule = (f"rule: non-inferiority with margin δ = {REF_MARGIN:g} (the paper claims parity on MIMIR, a win "
-                    f"only on WikiMIA); our Ref model is a same-size LM trained {params.get('ref_epochs', '?')} "
-                    f"epoch(s) on stdlib docstrings, a weaker reference than the paper's")
-        else:  # the base model as reference is an oracle no pre-training setting has: shown, not judged
-            v = Verdict("not comparable", "Ref's reference here is the base model itself, the target's own weights "
-                                          "before fine-tuning: an oracle that the paper's Ref (a smaller model of "
-                                          "the same family) never has, so the difference is shown, not judged")
-            rule = "no rule"
-        claims.append(Claim("C2c", "Min-K%++ is on par with Ref (no worse), which needs a reference model",
-                            PAPER_C2["ref"], SOURCE_BOTH, _interval_text(d), profile, v.verdict,
-                            f"{rule}; {v.reason}"))
-    if len(ks) > 1:
-        d = pooled(results, epoch, k_range_gap(ks))
-        v = judge_effect(d["lo"], d["hi"], effect["range"], seeds=seeds(d), what="range(Min-K%) − range(Min-K%++)",
-                         estimate=d["mean"])
-        claims.append(Claim(
-            "C3", "Min-K%++ is robust to k", None, "ablation section [abs]; values not transcribed",
-            _interval_text(d, "AUROC range over k, Min-K% minus Min-K%++:") + f" (k ∈ {{{_ks(ks)}}})", profile,
-            v.verdict, f"rule: judge_effect on the range difference against +{effect['range']:g}; {v.reason}"))
-    else:
-        claims.append(Claim("C3", "Min-K%++ is robust to k", None, "ablation section [abs]", "one k only", profile,
-                            "not comparable", "a single k has no range"))
+    test = results[0].epochs[last_epoch(results)]["test"]
+    claims = [claim_c1(results, profile, k, effect["mink"])]
+    claims += [claim_c2(results, profile, k, base, letter, effect[base])
+               for letter, base in (("a", "loss"), ("b", "zlib")) if base in test]
+    if "ref" in test:
+        claims.append(claim_c2c(results, profile, k, lm, ref_epochs, effect.get("ref", 0.0)))
+    claims.append(claim_c3(results, profile, ks, effect["range"]))
     if profile == "paper" and lm == "tiny":
-        r = results[0].epochs[epoch]
-        pythia = params["target_model"].rstrip("/").lower().endswith("pythia-2.8b")
-        for number, method in enumerate(("loss", "zlib", "ref", "mink", "minkpp"), start=1):
-            name = method if method in ("loss", "zlib", "ref") else score_name(method, 0.2)
-            if name not in r["test"]:
-                continue
-            ours, lo, hi = (100 * r["test"][name][key] for key in ("auroc", "lo", "hi"))
-            committed = PAPER_PYTHIA28_FIXED[method]
-            if not pythia:
-                verdict = "not comparable"
-                rule = "the committed values are Pythia-2.8B's; this run scored another model"
-            else:
-                verdict = "reproduced" if lo <= committed <= hi else "not reproduced"
-                rule = ("rule: the committed value (all items) lies inside our 95% interval (our test split, "
-                        f"{100 * (1 - params['val_fraction']):.0f}% of the items)")
-            claims.append(Claim(
-                f"P{number}", f"{LABELS[method]} AUROC, WikiMIA_length32{', k = 0.2' if '@' in name else ''}",
-                f"{committed} (Pythia-2.8B)", "committed results/ of the official repository",
-                f"{ours:.1f} [{lo:.1f}, {hi:.1f}] ({params['target_model']})", profile, verdict, rule))
+        claims += paper_rows(results, profile, target_model, val_fraction)
     else:
-        claims.append(Claim(
-            "A1", "Absolute AUROC levels on WikiMIA / MIMIR", "Min-K%++ 78.3 (WikiMIA-32 avg); 52.4-58.7 (MIMIR)",
-            f"{SHORT_WIKIMIA32}; Table 2, MIMIR (same status)",
-            f"Min-K%++ {np.mean([r.epochs[epoch]['test'][pp]['auroc'] for r in results]):.3f} "
-            f"on the miniature (k = {k}, seed mean)",
-            profile, "not comparable",
-            "a tiny LM on a random member split of Python docs, not a pre-trained LLM" if lm == "tiny" else
-            "fine-tuning membership of a 135M-parameter LM (LoRA, a few epochs), not pre-training membership",
-        ))
+        claims.append(claim_a1(results, profile, k, lm))
     if lm != "tiny":  # the same rules, with the LM in every id and statement
         claims = [replace(c, id=c.id + suffix, claim=f"{c.claim} ({lm_name})") for c in claims]
     return claims
+
+
+def claims(results: MinkppResults, params: dict[str, Any]) -> list[Claim]:
+    """Every claim of the chapter: the tiny GPT's (or the paper profile's model's), then the SmolLM2 section's."""
+    values = (params["profile"], params["fixed_k"], params["ks"], params["ref_epochs"], params["target_model"],
+              params["val_fraction"])
+    return lm_claims(results.lm, "tiny", *values) + (lm_claims(results.smollm2, "smollm2", *values)
+                                                     if results.smollm2 else [])
 
 
 def perplexity_table(results: list[SeedResult]) -> pd.DataFrame:
@@ -319,18 +343,6 @@ def perplexity_table(results: list[SeedResult]) -> pd.DataFrame:
         {group: [np.mean([r.perplexity[e][group] for r in results]) for e in epochs]
          for group in ("member", "non_member")}, index=pd.Index(epochs, name="epoch"),
     ).round(1)
-
-
-def metrics_record(results: list[SeedResult]) -> dict[str, Any]:
-    """What the results JSON keeps: per seed and epoch, test AUROC/TPR/FPR of every score, the chosen k and the
-    paired differences; per seed, the perplexities."""
-    return {
-        f"seed{r.seed}": {
-            "perplexity": r.perplexity,
-            "epochs": {e: {"test": ev["test"], "k": ev["k"], "diff": ev["diff"]} for e, ev in r.epochs.items()},
-        }
-        for r in results
-    }
 
 
 def verdicts_side_by_side(tiny: list[Claim], smollm2: list[Claim]) -> pd.DataFrame:
@@ -353,7 +365,7 @@ def base_control(results: list[SeedResult], fixed_k: float) -> pd.DataFrame:
     every text."""
     rows = [r for r in _summary_rows(results, fixed_k, 0) if r["method"] != LABELS["ref"] and "best" not in r["k"]]
     return pd.DataFrame([{"method": r["method"], "k": r["k"],
-                          "AUROC, seed mean [95% CI]": format_ci(r["auroc"], r["lo"], r["hi"]),
+                          "AUROC, seed mean [95% CI]": signed_interval(r["auroc"], r["lo"], r["hi"], signed=False),
                           "per seed": ", ".join(f"{a:.3f}" for a in r["per_seed"]),
                           "interval holds 0.5": r["lo"] <= 0.5 <= r["hi"]} for r in rows])
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from replbook.data.ood_images import CORRUPTIONS, FAR_SOURCES
-from replbook.experiments.oodv2.common import DETECTORS, SeedResult
-from replbook.experiments.oodv2.miniature import check_classes, run_miniature
-from replbook.experiments.oodv2.paper import run_paper
-from replbook.profiles import ChapterParams, Param
+from replbook.experiments.oodv2.common import DETECTORS, Oodv2Results, Scoring, SeedResult
+from replbook.experiments.oodv2.miniature import Splits, Training, check_classes, run_miniature
+from replbook.experiments.oodv2.paper import Benchmark, run_paper
+from replbook.profiles import ChapterParams, Param, config
+
+__all__ = ["PARAMS", "RESULTS", "DETECTORS", "Oodv2Results", "SeedResult", "run"]
 
 CLIP = "openai/clip-vit-base-patch16"
 
@@ -25,7 +27,8 @@ def miniature_assets(p: dict[str, Any]) -> list[str]:
 def validate(p: dict[str, Any]) -> None:
     """The miniature's class split and subspace; the paper profile reads its classes from OpenOOD."""
     if p["profile"] != "paper":
-        check_classes(p)
+        check_classes(p["id_classes"], p["near_classes"], p["vim_dim"], p["hidden"])
+
 
 PARAMS = ChapterParams(
     slug="oodv2",
@@ -81,6 +84,15 @@ PARAMS = ChapterParams(
 )
 
 
-def run(p: dict[str, Any]) -> list[SeedResult]:
-    """The chapter's experiment at ``p["profile"]``: OpenOOD's benchmark and CLIP, else the miniature."""
-    return run_paper(p) if p["profile"] == "paper" else run_miniature(p)
+#: The chapter's results type (``replbook.results`` saves and loads it).
+RESULTS = Oodv2Results
+
+
+def run(params: dict[str, Any]) -> Oodv2Results:
+    """The chapter's experiment at ``params["profile"]``: OpenOOD's benchmark and CLIP, else the miniature."""
+    scoring = config(Scoring, params)
+    if params["profile"] == "paper":
+        return run_paper(config(Benchmark, params), scoring, vlm=params["vlm"], clip_model=params["clip_model"],
+                         clip_temperature=params["clip_temperature"])
+    return run_miniature(config(Splits, params), config(Training, params), scoring, params["seeds"],
+                         vlm=params["vlm"], n_boot=params["n_boot"], threads=params["threads"])

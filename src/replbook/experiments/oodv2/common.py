@@ -1,5 +1,5 @@
-"""What the OOD miniature and paper profile share: the detector list, scoring every detector on a classifier's
-outputs, and the metric rows."""
+"""What the OOD miniature and paper profile share: the detector list and settings, scoring every detector on a
+classifier's outputs, the metric rows, and the chapter's results type."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from replbook import ood
+from replbook.codec import ResultsData
 from replbook.stats import auroc_rank
 
 #: Our detector names → OpenOOD v1.5's postprocessor names (``oodv2_openood_v15.csv``); Entropy has no row there.
@@ -25,15 +25,52 @@ FAMILY = {**{d: "output" for d in ("MSP", "TempScale", "MaxLogit", "Energy", "En
                                      "DICE", "SHE")}}
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """Which detectors to score and their settings (the parameters of the same names)."""
+
+    detectors: list[str]
+    knn_k: int
+    vim_dim: int
+    react_percentile: float
+    ash_percentile: float
+    scale_percentile: float
+    dice_percentile: float
+    odin_temperature: float
+    odin_epsilon: float
+
+
 @dataclass
 class SeedResult:
+    """One seed (one trained classifier, or one OpenOOD checkpoint): a metric row per detector and split, the ID
+    accuracy (clean and per covariate shift), TempScale's temperature, and the bootstrap replicates the claims'
+    intervals are read from."""
+
     seed: int
-    metrics: list[dict] = field(default_factory=list)  # one row per detector and split
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # one row per detector and split
     accuracy: dict[str, float] = field(default_factory=dict)  # clean and per corruption
     temperature: float = 1.0  # TempScale's fitted temperature
     #: group ("near", "far") → detector → [n_boot] replicates of the group's mean AUROC, every detector on the same
-    #: resampled ID and OOD items (paired); kept out of the results JSON
+    #: resampled ID and OOD items (paired); saved in the arrays file
     boot: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass
+class Examples:
+    """The few images per split that the examples figure shows: ``names`` (one per row: the ID test set, then the
+    OOD and covariate-shifted splits) and ``images`` [rows, per split, C, H, W], float32 in [0, 1] (unnormalised)."""
+
+    names: list[str]
+    images: np.ndarray
+
+
+@dataclass
+class Oodv2Results(ResultsData):
+    """The chapter's results: ``seeds`` (the miniature's seeds, or OpenOOD's checkpoints s0..s2 with CLIP's rows
+    added to the first in the paper profile) and the ``examples`` the page shows."""
+
+    seeds: list[SeedResult]
+    examples: Examples
 
 
 @torch.no_grad()
@@ -42,7 +79,7 @@ def model_outputs(model: torch.nn.Module, x: torch.Tensor, batch: int = 2000) ->
     return feats, model.head(feats)
 
 
-def score_all(model: torch.nn.Module, p: dict[str, Any], fit_feats: torch.Tensor, fit_labels: torch.Tensor,
+def score_all(model: torch.nn.Module, scoring: Scoring, fit_feats: torch.Tensor, fit_labels: torch.Tensor,
               temperature: float, x_by_split: dict[str, torch.Tensor],
               outputs: dict[str, tuple[torch.Tensor, torch.Tensor]],
               ) -> dict[str, dict[str, torch.Tensor]]:
@@ -54,23 +91,24 @@ def score_all(model: torch.nn.Module, p: dict[str, Any], fit_feats: torch.Tensor
     fitted = {
         "Mahalanobis": lambda: ood.Mahalanobis().fit(fit_feats, fit_labels),
         "RelativeMahalanobis": lambda: ood.RelativeMahalanobis().fit(fit_feats, fit_labels),
-        "KNN": lambda: ood.KNN(k=p["knn_k"]).fit(fit_feats),
-        "ViM": lambda: ood.ViM(p["vim_dim"], w, b).fit(fit_feats),
-        "ReAct": lambda: ood.ReAct(w, b, p["react_percentile"]).fit(fit_feats),
-        "ASH": lambda: ood.ASH(w, b, p["ash_percentile"]).fit(fit_feats),
-        "SCALE": lambda: ood.SCALE(w, b, p["scale_percentile"]).fit(fit_feats),
-        "DICE": lambda: ood.DICE(w, b, p["dice_percentile"]).fit(fit_feats),
+        "KNN": lambda: ood.KNN(k=scoring.knn_k).fit(fit_feats),
+        "ViM": lambda: ood.ViM(scoring.vim_dim, w, b).fit(fit_feats),
+        "ReAct": lambda: ood.ReAct(w, b, scoring.react_percentile).fit(fit_feats),
+        "ASH": lambda: ood.ASH(w, b, scoring.ash_percentile).fit(fit_feats),
+        "SCALE": lambda: ood.SCALE(w, b, scoring.scale_percentile).fit(fit_feats),
+        "DICE": lambda: ood.DICE(w, b, scoring.dice_percentile).fit(fit_feats),
         "SHE": lambda: ood.SHE(w, b).fit(fit_feats, fit_labels),
     }
     logit_fns = {"MSP": ood.msp, "TempScale": lambda f: ood.msp(f, temperature), "MaxLogit": ood.max_logit,
                  "Energy": ood.energy, "Entropy": ood.entropy, "GEN": ood.gen}
     scores: dict[str, dict[str, torch.Tensor]] = {}
-    for det in p["detectors"]:
+    for det in scoring.detectors:
         if det in logit_fns:
             scores[det] = {s: logit_fns[det](logits) for s, (_, logits) in outputs.items()}
         elif det == "ODIN":
-            scores[det] = {s: torch.cat([ood.odin(model, x[i : i + 1000], p["odin_temperature"], p["odin_epsilon"])
-                                         for i in range(0, len(x), 1000)]) for s, x in x_by_split.items()}
+            t, eps = scoring.odin_temperature, scoring.odin_epsilon
+            scores[det] = {s: torch.cat([ood.odin(model, x[i : i + 1000], t, eps) for i in range(0, len(x), 1000)])
+                           for s, x in x_by_split.items()}
         else:
             detector = fitted[det]()
             scores[det] = {s: detector.score(feats) for s, (feats, _) in outputs.items()}
@@ -87,7 +125,6 @@ def metric_rows(scores: dict[str, dict[str, torch.Tensor]], splits: list[str], s
                          "auroc": m["auroc"], "fpr95_ood": m["fpr95"], "fpr95_id": m_id["fpr95"],
                          "aupr_in": m["aupr_in"], "aupr_out": m["aupr_out"]})
     return rows
-
 
 
 def group_replicates(scores: dict[str, dict[str, torch.Tensor]], splits: list[str], n_boot: int, seed: int,
@@ -118,17 +155,3 @@ def group_replicates(scores: dict[str, dict[str, torch.Tensor]], splits: list[st
                 per_split.append(auroc_rank(np.concatenate([id_scores, ood_scores], axis=1), labels))
             out[group][det] = np.mean(per_split, axis=0)
     return out
-
-
-def metrics_frame(results: list[SeedResult]) -> pd.DataFrame:
-    return pd.DataFrame([row for r in results for row in r.metrics])
-
-
-def summary(results: list[SeedResult], metric: str = "auroc") -> pd.DataFrame:
-    """detector × split: mean over seeds of ``metric``."""
-    return metrics_frame(results).pivot_table(index="detector", columns="split", values=metric, aggfunc="mean")
-
-
-def mean_sd(values: np.ndarray) -> str:
-    sd = np.std(values, ddof=1) if len(values) > 1 else 0.0
-    return f"{100 * np.mean(values):.1f} ± {100 * sd:.1f}"

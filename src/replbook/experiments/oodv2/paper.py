@@ -8,9 +8,10 @@ OpenOOD's layout is read by :mod:`replbook.data.openood`; CLIP comes from the lo
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import torch
 
 from replbook import ood
@@ -18,14 +19,36 @@ from replbook.assets import AssetUnavailable, resolve
 from replbook.data.openood import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
+    NORMALISATION,
     SPLITS,
     load_images,
     openood_root,
     read_imglist,
 )
-from replbook.experiments.oodv2.common import SeedResult, group_replicates, metric_rows, model_outputs, score_all
+from replbook.experiments.oodv2.common import (
+    Examples,
+    Oodv2Results,
+    Scoring,
+    SeedResult,
+    group_replicates,
+    metric_rows,
+    model_outputs,
+    score_all,
+)
 from replbook.models import CifarResNet18
 from replbook.progress import progress
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Which OpenOOD v1.5 benchmark, how many of its checkpoints (``seeds``), the training and validation images
+    the detectors are fitted on, and the bootstrap resamples (the parameters of the same names)."""
+
+    benchmark: str
+    seeds: int
+    n_train: int
+    n_val: int
+    n_boot: int
 
 
 def load_openood_checkpoint(path: Path, num_classes: int, width: int = 64) -> CifarResNet18:
@@ -41,26 +64,26 @@ def load_openood_checkpoint(path: Path, num_classes: int, width: int = 64) -> Ci
     return model.eval()
 
 
-def run_openood(p: dict[str, Any], root: Path | None = None, width: int = 64, limit: int | None = None,
-                ) -> list[SeedResult]:
+def run_openood(setup: Benchmark, scoring: Scoring, root: Path | None = None, width: int = 64,
+                limit: int | None = None) -> list[SeedResult]:
     """Every detector on the benchmark's near and far splits, for each released checkpoint (s0, s1, s2 = our
     seeds). ``limit`` caps the images per list (a quick look; the leaderboard uses all)."""
-    bench = p["benchmark"]
+    bench = setup.benchmark
     root = root or openood_root()
     lists = root / "data" / "benchmark_imglist" / bench
     images = root / "data" / "images_classic"
     classes = 10 if bench == "cifar10" else 100
     x_id, y_id = load_images(images, read_imglist(lists / f"test_{bench}.txt"), bench, limit=limit)
     x_train, y_train = load_images(images, read_imglist(lists / f"train_{bench}.txt"), bench,
-                                   limit=limit or p["n_train"])
+                                   limit=limit or setup.n_train)
     val_list = lists / f"val_{bench}.txt"  # TempScale's held-out ID images (OpenOOD's validation list)
-    x_val, y_val = (load_images(images, read_imglist(val_list), bench, limit=limit or p["n_val"]) if val_list.exists()
+    x_val, y_val = (load_images(images, read_imglist(val_list), bench, limit=limit or setup.n_val) if val_list.exists()
                     else (x_train, y_train))
     splits = {f"{group}: {name}": load_images(images, read_imglist(lists / f"test_{name}.txt"), bench,
                                               limit=limit)[0]
               for group, names in SPLITS[bench].items() for name in names}
     results = []
-    for seed in progress(range(p["seeds"]), desc="checkpoints"):
+    for seed in progress(range(setup.seeds), desc="checkpoints"):
         ckpt = root / "results" / f"{bench}_resnet18_32x32_base_e100_lr0.1_default" / f"s{seed}" / "best.ckpt"
         model = load_openood_checkpoint(ckpt, classes, width)
         with torch.no_grad():
@@ -69,9 +92,9 @@ def run_openood(p: dict[str, Any], root: Path | None = None, width: int = 64, li
         result = SeedResult(seed, temperature=ood.fit_temperature(val_logits, y_val))
         x_by_split = {"ID": x_id, **splits}
         outputs = {name: model_outputs(model, x) for name, x in x_by_split.items()}
-        scores = score_all(model, p, fit_feats, y_train, result.temperature, x_by_split, outputs)
+        scores = score_all(model, scoring, fit_feats, y_train, result.temperature, x_by_split, outputs)
         result.metrics = metric_rows(scores, list(splits), seed)
-        result.boot = group_replicates(scores, list(splits), p["n_boot"], seed)
+        result.boot = group_replicates(scores, list(splits), setup.n_boot, seed)
         result.accuracy = {"clean": float((outputs["ID"][1].argmax(1) == y_id).float().mean())}
         results.append(result)
     return results
@@ -112,14 +135,14 @@ def clip_image_embeddings(model, pixel_values: torch.Tensor) -> tuple[torch.Tens
     return model.visual_projection(out.pooler_output), local
 
 
-def run_clip(p: dict[str, Any], root: Path | None = None, clip: tuple | None = None, limit: int | None = None,
-             ) -> SeedResult:
-    """Zero-shot MCM and GL-MCM on the benchmark's ID test set against its near and far splits."""
+def run_clip(bench: str, clip_model: str, temperature: float, root: Path | None = None, clip: tuple | None = None,
+             limit: int | None = None) -> SeedResult:
+    """Zero-shot MCM and GL-MCM (at ``temperature``) on the benchmark's ID test set against its near and far
+    splits, with CLIP from ``clip_model`` (or the loaded ``clip``: model, tokenizer, processor)."""
     from PIL import Image
 
-    bench = p["benchmark"]
     root = root or openood_root()
-    model, tokenizer, processor = clip or load_clip(p["clip_model"])
+    model, tokenizer, processor = clip or load_clip(clip_model)
     lists = root / "data" / "benchmark_imglist" / bench
     images = root / "data" / "images_classic"
     text = clip_text_embeddings(model, tokenizer, CIFAR10_CLASSES if bench == "cifar10" else CIFAR100_CLASSES)
@@ -143,16 +166,35 @@ def run_clip(p: dict[str, Any], root: Path | None = None, clip: tuple | None = N
     scores: dict[str, dict[str, torch.Tensor]] = {"MCM (CLIP)": {}, "GL-MCM (CLIP)": {}}
     for split, entries in sets.items():
         g, lo = embed(entries)
-        scores["MCM (CLIP)"][split] = ood.mcm(g, text, p["clip_temperature"])
-        scores["GL-MCM (CLIP)"][split] = ood.glmcm(g, lo, text, p["clip_temperature"])
+        scores["MCM (CLIP)"][split] = ood.mcm(g, text, temperature)
+        scores["GL-MCM (CLIP)"][split] = ood.glmcm(g, lo, text, temperature)
     result = SeedResult(0)
     result.metrics = metric_rows(scores, [s for s in sets if s != "ID"], 0)
     return result
 
 
-def run_paper(p: dict[str, Any]) -> list[SeedResult]:
-    """OpenOOD's checkpoints (one result per checkpoint) with CLIP's zero-shot rows added to the first."""
-    results = run_openood(p)
-    if p["vlm"]:
-        results[0].metrics += run_clip(p).metrics
-    return results
+def openood_examples(bench: str, per_split: int = 8, root: Path | None = None) -> Examples:
+    """The first ``per_split`` images of every list of the benchmark (ID test, then the near and far lists), after
+    OpenOOD's preprocessing and undone normalisation: what the detectors see."""
+    root = root or openood_root()
+    lists = root / "data" / "benchmark_imglist" / bench
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMALISATION[bench])
+    names = {"ID (test)": f"test_{bench}"}
+    names.update({f"{g}: {n}": f"test_{n}" for g, ns in SPLITS[bench].items() for n in ns})
+    rows = []
+    for stem in names.values():
+        x, _ = load_images(root / "data" / "images_classic", read_imglist(lists / f"{stem}.txt"), bench,
+                           limit=per_split)
+        rows.append((x * std + mean).float().numpy())
+    shown = min(len(r) for r in rows)  # a list shorter than per_split shortens every row
+    return Examples(list(names), np.stack([r[:shown] for r in rows]).astype(np.float32))
+
+
+def run_paper(setup: Benchmark, scoring: Scoring, *, vlm: bool, clip_model: str, clip_temperature: float,
+              root: Path | None = None) -> Oodv2Results:
+    """OpenOOD's checkpoints (one result per checkpoint) with CLIP's zero-shot rows added to the first, and the
+    example images."""
+    results = run_openood(setup, scoring, root)
+    if vlm:
+        results[0].metrics += run_clip(setup.benchmark, clip_model, clip_temperature, root).metrics
+    return Oodv2Results(results, openood_examples(setup.benchmark, root=root))

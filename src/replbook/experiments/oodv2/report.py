@@ -1,24 +1,27 @@
 """Tables, figures and claims of the generalized-OOD chapter: the survey's taxonomy rendered from its YAML, the
-detector benchmark, the ranking against OpenOOD v1.5, and the verdicts."""
+detector benchmark, the ranking against OpenOOD v1.5, and the verdicts.
+
+Everything here reads the saved results (:class:`~replbook.experiments.oodv2.common.Oodv2Results`) and two files of
+transcribed reference data that the page renders and compares against, never computes from:
+``data/oodv2_taxonomy.yaml`` (the survey's taxonomy) and ``data/openood_v15.csv`` (OpenOOD v1.5's leaderboard)."""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 from scipy.stats import rankdata, spearmanr
 
-from replbook.data import openood
-from replbook.data.images import load_fashion_mnist
-from replbook.experiments.oodv2.common import FAMILY, OPENOOD_NAMES, SeedResult, mean_sd, metrics_frame
-from replbook.experiments.oodv2.miniature import build_sets
+from replbook.experiments.oodv2.common import FAMILY, OPENOOD_NAMES, Examples, Oodv2Results, SeedResult
+from replbook.intervals import Interval, seed_bootstrap
+from replbook.page import mean_sd
 from replbook.paths import project_root
-from replbook.record import Claim, Verdict, judge_all, judge_effect
+from replbook.verdicts import Claim, Verdict, judge_all, judge_effect, not_comparable
 
 OPENOOD = ("OpenOOD v1.5 leaderboard (zjysteven/OpenOOD model_info @ 28d3a40b; data/openood_v15.csv; not "
            "cross-checked with the paper)")
@@ -100,13 +103,18 @@ def plot_taxonomy(taxonomy: dict[str, Any]):
 # --- the benchmark -------------------------------------------------------------------------------------------------
 
 
+def metrics_frame(results: list[SeedResult]) -> pd.DataFrame:
+    """Every seed's metric rows (detector, split, group, AUROC, FPR@95 both ways, AUPR) as one table."""
+    return pd.DataFrame([row for r in results for row in r.metrics])
+
+
 def detector_table(results: list[SeedResult], group: str, metric: str = "auroc") -> pd.DataFrame:
     """detector × split of ``group`` (near / far / covariate): mean ± sd over seeds, in %."""
     df = metrics_frame(results)
     df = df[df["group"] == group]
     if df.empty:
         return pd.DataFrame({"note": [f"no {group} splits in this run"]})
-    table = df.groupby(["detector", "split"])[metric].apply(lambda v: mean_sd(v.to_numpy())).unstack()
+    table = df.groupby(["detector", "split"])[metric].apply(lambda v: mean_sd(v.to_numpy(), 1, 100)).unstack()
     table.columns = [c.split(": ", 1)[1] for c in table.columns]
     order = df.groupby("detector")[metric].mean().sort_values(ascending=metric != "auroc").index
     return table.loc[order]
@@ -218,9 +226,9 @@ def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide((ra * rb).sum(-1), den, out=np.full(den.shape, np.nan), where=den > 0)
 
 
-def mean_rho_interval(results: list[SeedResult], n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+def mean_rho_interval(results: list[SeedResult], n_boot: int = 2000, seed: int = 0) -> Interval:
     """The mean of the four Spearman ρ (near and far, CIFAR-10 and CIFAR-100) with a percentile interval from
-    resampling the collapsed detectors (the units ranked) with replacement."""
+    resampling the collapsed detectors (the units ranked) with replacement; ``n``: the detectors ranked."""
     pairs = list(rank_pairs(results).values())
     n = len(pairs[0][0])
     idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
@@ -229,23 +237,19 @@ def mean_rho_interval(results: list[SeedResult], n_boot: int = 2000, seed: int =
         boots = np.nanmean([_spearman_rows(o[idx], t[idx]) for o, t in pairs], axis=0)
     point = float(np.mean([_spearman_rows(o[None], t[None])[0] for o, t in pairs]))
     lo, hi = np.nanpercentile(boots, [2.5, 97.5])
-    return {"mean": point, "lo": float(lo), "hi": float(hi), "n": n}
+    return Interval(point, float(lo), float(hi), "percentile bootstrap over detectors", n,
+                    source="seeds.metrics: AUROC by group, detectors collapsed, vs data/openood_v15.csv")
 
 
-def plot_examples(p: dict[str, Any], seed: int = 0, per_split: int = 8):
-    """A few images of every split: what the detectors see (the paper profile: OpenOOD's lists)."""
-    if p["profile"] == "paper":
-        rows = _openood_examples(p, per_split)
-    else:
-        (x, y), (xt, yt) = load_fashion_mnist("train"), load_fashion_mnist("test")
-        small = {**p, "n_train": 100, "n_val": 50, "n_test": per_split, "n_ood": per_split}
-        sets = build_sets(small, {"x": x, "y": y, "xt": xt, "yt": yt}, seed)
-        rows = {"ID (test)": sets["x_test"], **sets["ood"], **sets["covariate"]}
-    fig, axes = plt.subplots(len(rows), per_split, figsize=(per_split * 0.8, len(rows) * 0.85))
-    for i, (name, images) in enumerate(rows.items()):
+def plot_examples(examples: Examples):
+    """A few images of every split, from the results: what the detectors see (the paper profile: OpenOOD's
+    lists)."""
+    rows, per_split = examples.images.shape[:2]
+    fig, axes = plt.subplots(rows, per_split, figsize=(per_split * 0.8, rows * 0.85))
+    for i, name in enumerate(examples.names):
         for j in range(per_split):
-            image = images[j].permute(1, 2, 0).squeeze(-1).clamp(0, 1)
-            axes[i, j].imshow(image, cmap="gray", vmin=0, vmax=1)
+            image = np.clip(examples.images[i, j].transpose(1, 2, 0), 0, 1)
+            axes[i, j].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
         axes[i, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
@@ -253,23 +257,9 @@ def plot_examples(p: dict[str, Any], seed: int = 0, per_split: int = 8):
     return fig
 
 
-def _openood_examples(p: dict[str, Any], per_split: int) -> dict[str, Any]:
-    root = openood.openood_root()
-    lists = root / "data" / "benchmark_imglist" / p["benchmark"]
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in openood.NORMALISATION[p["benchmark"]])
-    names = {"ID (test)": f"test_{p['benchmark']}"}
-    names.update({f"{g}: {n}": f"test_{n}" for g, ns in openood.SPLITS[p["benchmark"]].items() for n in ns})
-    rows = {}
-    for label, stem in names.items():
-        x, _ = openood.load_images(root / "data" / "images_classic", openood.read_imglist(lists / f"{stem}.txt"),
-                                 p["benchmark"], limit=per_split)
-        rows[label] = x * std + mean
-    return rows
-
-
 def accuracy_table(results: list[SeedResult]) -> pd.DataFrame:
     names = list(results[0].accuracy)
-    return pd.DataFrame({"accuracy (%)": [mean_sd(np.array([r.accuracy[n] for r in results])) for n in names]},
+    return pd.DataFrame({"accuracy (%)": [mean_sd([r.accuracy[n] for r in results], 1, 100) for n in names]},
                         index=names)
 
 
@@ -292,26 +282,31 @@ def reference_transfer() -> dict[str, float]:
     return {g: float(spearmanr(c10.loc[common, g], c100.loc[common, g])[0]) for g in ("near", "far")}
 
 
-def pooled(results: list[SeedResult], stat) -> dict[str, Any]:
+def paired_interval(results: list[SeedResult], stat, source: str) -> tuple[Interval, list[Interval]]:
     """``stat(near, far)`` (dicts detector → AUROC, or → bootstrap replicates) as its mean over seeds, with a 95%
-    interval from the seed means of the replicates (test items resampled, models fixed) and each seed's interval."""
+    interval from the seed means of the replicates (test items resampled, models fixed) and each seed's interval
+    (:func:`replbook.intervals.seed_bootstrap`)."""
     per_seed = _per_seed_group(results)
     points, boots = [], []
     for r in results:
         gm = per_seed.xs(r.seed, level="seed")
         points.append(float(stat(gm["near"].to_dict(), gm["far"].to_dict())))
         boots.append(np.asarray(stat(r.boot["near"], r.boot["far"]), dtype=np.float64))
-    lo, hi = np.percentile(np.mean(boots, axis=0), [2.5, 97.5])
-    seeds = [(float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))) for b in boots]
-    return {"mean": float(np.mean(points)), "lo": float(lo), "hi": float(hi), "seeds": seeds}
+    return seed_bootstrap(points, boots, source=source)
+
+
+def centred(est: Interval) -> Interval:
+    """The interval as this chapter's rules read it: its estimate is the interval's centre (the rules were written
+    so, before the numbers; the seed mean is what the "ours" column shows)."""
+    return replace(est, mean=(est.lo + est.hi) / 2)
 
 
 def _pts(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
-def _ours(d: dict[str, Any], what: str) -> str:
-    return f"{what} {_pts(d['mean'])} [{_pts(d['lo'])}, {_pts(d['hi'])}] AUROC points (seed mean, 95% CI)"
+def _ours(d: Interval, what: str) -> str:
+    return f"{what} {d.scaled(100).text(1)} AUROC points (seed mean, 95% CI)"
 
 
 def on_reference(stat, detectors: list[str]) -> dict[str, float]:
@@ -335,115 +330,130 @@ def reference_effect(values: dict[str, float]) -> tuple[float, str]:
     return NOMINAL_EFFECT, f"OpenOOD itself does not show it ({text})"
 
 
-def make_claims(results: list[SeedResult], params: dict[str, Any]) -> list[Claim]:
-    """C1-C3 on AUROC differences paired over test items (seed means, pooled intervals), each judged against what
-    OpenOOD's CIFAR-10 and CIFAR-100 rows show by the same statistic; C4 on the mean rank correlation with both
-    benchmarks, near-duplicates collapsed; C5 not comparable (a toy tower)."""
-    profile = params["profile"]
-    per_seed = _per_seed_group(results)
-    dets = set(per_seed.index.get_level_values("detector"))
-    claims = []
+def judge_part(results: list[SeedResult], stat, detectors: list[str], what: str) -> tuple[Verdict, Interval, str]:
+    """One part of a claim: ``stat`` on our seeds (paired interval) judged by the directional rule against the
+    effect OpenOOD's rows give it (:func:`reference_effect`); returns the verdict, our interval and the reference's
+    text."""
+    effect, ref_text = reference_effect(on_reference(stat, detectors))
+    d, seeds = paired_interval(results, stat, f"seeds.boot (near, far): {what}")
+    return judge_effect(centred(d), effect, seeds=seeds, what=what), d, ref_text
 
-    # C1: output-space scores beat MSP on far-OOD.
-    if {"MSP", "MaxLogit", "Energy"} <= dets:
-        parts, ours, paper = [], [], []
-        for det in ("MaxLogit", "Energy"):
-            def stat(near, far, det=det):
-                return np.asarray(far[det]) - np.asarray(far["MSP"])
 
-            effect, ref_text = reference_effect(on_reference(stat, [det, "MSP"]))
-            d = pooled(results, stat)
-            parts.append(judge_effect(d["lo"], d["hi"], effect, seeds=d["seeds"], what=f"far AUROC, {det} − MSP"))
-            ours.append(_ours(d, f"{det} − MSP:"))
-            paper.append(f"{det} − MSP, far: {ref_text}")
-        v = judge_all(parts, ["MaxLogit", "Energy"])
-        claims.append(Claim("C1", "output-space scores (MaxLogit, Energy) beat MSP on far-OOD", "; ".join(paper),
-                            OPENOOD, "; ".join(ours), profile, v.verdict,
-                            f"rule: judge_effect on each paired far-OOD difference against OpenOOD's smallest gain; "
-                            f"{v.reason}"))
+def _far_gain(det: str):
+    def stat(near, far):
+        return np.asarray(far[det]) - np.asarray(far["MSP"])
+    return stat
 
-    # C2: feature-distance detectors excel on far-OOD but lag on near-OOD (relative to MSP).
-    feature_distance = [d for d in ("Mahalanobis", "ViM") if d in dets]
-    if feature_distance and "MSP" in dets:
-        parts, names, ours, paper = [], [], [], []
-        for det in feature_distance:
-            def far_adv(near, far, det=det):
-                return np.asarray(far[det]) - np.asarray(far["MSP"])
 
-            def contrast(near, far, det=det):
-                return ((np.asarray(far[det]) - np.asarray(near[det]))
-                        - (np.asarray(far["MSP"]) - np.asarray(near["MSP"])))
+def _extra_drop(det: str):
+    def stat(near, far):
+        return (np.asarray(far[det]) - np.asarray(near[det])) - (np.asarray(far["MSP"]) - np.asarray(near["MSP"]))
+    return stat
 
-            for label, stat in (("excels on far", far_adv), ("drops more from far to near than MSP", contrast)):
-                effect, ref_text = reference_effect(on_reference(stat, [det, "MSP"]))
-                d = pooled(results, stat)
-                parts.append(judge_effect(d["lo"], d["hi"], effect, seeds=d["seeds"], what=f"{det} {label}"))
-                names.append(f"{det} {label}")
-                ours.append(_ours(d, f"{det} {label}:"))
-                paper.append(f"{det} {label}: {ref_text}")
-        v = judge_all(parts, names)
-        claims.append(Claim(
-            "C2", "feature-distance detectors (Mahalanobis, ViM) excel on far-OOD but lag on near-OOD",
-            "; ".join(paper), OPENOOD, "; ".join(ours), profile, v.verdict,
-            "rule: for each detector, far AUROC − MSP's (excels) and its far − near drop beyond MSP's (lags), judged "
-            f"against OpenOOD's smallest value where it shows the claim, else +{NOMINAL_EFFECT:g}; {v.reason}"))
 
-    # C3: near-OOD is harder than far-OOD: the median over the detectors both we and OpenOOD have.
-    common = sorted(d for d in dets if d in OPENOOD_NAMES)
+def claim_c1(results: list[SeedResult], profile: str) -> Claim:
+    """C1: output-space scores (MaxLogit, Energy) beat MSP on far-OOD, each paired far-OOD difference judged
+    against OpenOOD's smallest gain."""
+    parts, ours, paper = {}, [], []
+    for det in ("MaxLogit", "Energy"):
+        parts[det], d, ref_text = judge_part(results, _far_gain(det), [det, "MSP"], f"far AUROC, {det} − MSP")
+        ours.append(_ours(d, f"{det} − MSP:"))
+        paper.append(f"{det} − MSP, far: {ref_text}")
+    return Claim.judged("C1", "output-space scores (MaxLogit, Energy) beat MSP on far-OOD", "; ".join(paper),
+                        OPENOOD, "; ".join(ours), profile, judge_all(parts),
+                        "rule: judge_effect on each paired far-OOD difference against OpenOOD's smallest gain")
 
+
+def claim_c2(results: list[SeedResult], profile: str, feature_distance: list[str]) -> Claim:
+    """C2: feature-distance detectors excel on far-OOD (far AUROC − MSP's) but lag on near-OOD (their far − near
+    drop beyond MSP's), each part judged against OpenOOD's smallest value where it shows it."""
+    parts, ours, paper = {}, [], []
+    for det in feature_distance:
+        for label, stat in (("excels on far", _far_gain(det)),
+                            ("drops more from far to near than MSP", _extra_drop(det))):
+            name = f"{det} {label}"
+            parts[name], d, ref_text = judge_part(results, stat, [det, "MSP"], name)
+            ours.append(_ours(d, f"{name}:"))
+            paper.append(f"{name}: {ref_text}")
+    return Claim.judged(
+        "C2", "feature-distance detectors (Mahalanobis, ViM) excel on far-OOD but lag on near-OOD",
+        "; ".join(paper), OPENOOD, "; ".join(ours), profile, judge_all(parts),
+        "rule: for each detector, far AUROC − MSP's (excels) and its far − near drop beyond MSP's (lags), judged "
+        f"against OpenOOD's smallest value where it shows the claim, else +{NOMINAL_EFFECT:g}")
+
+
+def claim_c3(results: list[SeedResult], profile: str, common: list[str]) -> Claim:
+    """C3: near-OOD is harder than far-OOD: the median over the detectors both we and OpenOOD have of far − near."""
     def gap(near, far):
         return np.median([np.asarray(far[d]) - np.asarray(near[d]) for d in common], axis=0)
 
-    effect, ref_text = reference_effect(on_reference(gap, common))
-    d = pooled(results, gap)
-    v = judge_effect(d["lo"], d["hi"], effect, seeds=d["seeds"], what="median far − near AUROC")
-    claims.append(Claim("C3", "near-OOD is harder than far-OOD",
+    v, d, ref_text = judge_part(results, gap, common, "median far − near AUROC")
+    return Claim.judged("C3", "near-OOD is harder than far-OOD",
                         f"median far − near AUROC over the {len(common)} detectors: {ref_text}", OPENOOD,
-                        _ours(d, f"median far − near over the same {len(common)} detectors:"), profile, v.verdict,
-                        f"rule: judge_effect on the median over detectors (a few feature detectors with large gaps "
-                        f"would carry a mean) against OpenOOD's smaller value where it shows it, else "
-                        f"+{NOMINAL_EFFECT:g}; {v.reason}"))
+                        _ours(d, f"median far − near over the same {len(common)} detectors:"), profile, v,
+                        "rule: judge_effect on the median over detectors (a few feature detectors with large gaps "
+                        "would carry a mean) against OpenOOD's smaller value where it shows it, else "
+                        f"+{NOMINAL_EFFECT:g}")
 
-    # C4: our ranking agrees with OpenOOD's on both CIFAR benchmarks.
-    ranks = ranking_comparison(results)
+
+def claim_c4(results: list[SeedResult], profile: str, ranks: pd.DataFrame) -> Claim:
+    """C4: our ranking agrees with OpenOOD's on both CIFAR benchmarks: the mean Spearman ρ against ρ = 0.5."""
+    rho = mean_rho_interval(results)
+    v = judge_effect(centred(rho), RHO_EFFECT, what="mean Spearman ρ")
+    if rho.n < MIN_RANKED:
+        v = Verdict("inconclusive", f"only {rho.n} detectors to rank (fewer than {MIN_RANKED})", estimate=rho,
+                    effect=RHO_EFFECT)
+    per = "; ".join(f"{r['OpenOOD benchmark']} {r['split']} {r['Spearman ρ']:+.2f}" for _, r in ranks.iterrows())
+    between = reference_transfer()
+    return Claim.judged(
+        "C4", "the detector ranking transfers from OpenOOD's CIFAR benchmarks to ours",
+        f"the leaderboard's order (CIFAR-10 and CIFAR-100); OpenOOD's own CIFAR-10 vs CIFAR-100 ρ: near "
+        f"{between['near']:+.2f}, far {between['far']:+.2f}"
+        + (f" (below {RHO_EFFECT}: the leaderboard itself does not show a transferable ranking)"
+           if max(between.values()) < RHO_EFFECT else ""), OPENOOD,
+        f"mean ρ {rho.mean:+.2f} [{rho.lo:+.2f}, {rho.hi:+.2f}] over {rho.n} collapsed detectors; {per}", profile, v,
+        f"rule: the mean ρ over near/far × CIFAR-10/100, its interval by resampling detectors, against ρ = "
+        f"{RHO_EFFECT}")
+
+
+def claim_c5(results: list[SeedResult], profile: str, mcm_name: str, gl_name: str) -> Claim:
+    """C5: zero-shot MCM with class-name prompts detects OOD; GL-MCM adds local evidence. Shown, never judged."""
+    per_seed = _per_seed_group(results)
+    ood_groups = ["near", "far"]
+    mcm = per_seed.xs(mcm_name, level="detector")[ood_groups].mean(1)
+    gl = per_seed.xs(gl_name, level="detector")[ood_groups].mean(1)
+    toy = "toy" in mcm_name
+    has_msp = "MSP" in per_seed.index.get_level_values("detector")
+    msp = per_seed.xs("MSP", level="detector")[ood_groups].mean(1) if has_msp else None
+    return Claim.judged(
+        "C5", f"GL-MCM improves on MCM ({'toy VLM stand-in for CLIP' if toy else 'CLIP, zero-shot'})", None,
+        "GL-MCM paper (Miyai et al. 2023), ImageNet-1K tables: not transcribed",
+        f"MCM {100 * mcm.mean():.1f}, GL-MCM {100 * gl.mean():.1f} mean AUROC"
+        + (f" (classifier MSP {100 * msp.mean():.1f})" if msp is not None else "")
+        + f"; GL-MCM higher in {int((gl > mcm).sum())} of {len(mcm)} runs", profile,
+        not_comparable("a toy tower on 28×28 garments is not CLIP: the direction is shown, no verdict is drawn"
+                       if toy else "the paper's numbers are not transcribed, so there is nothing to compare against"))
+
+
+def claims(results: Oodv2Results, params: dict[str, Any]) -> list[Claim]:
+    """C1-C3 on AUROC differences paired over test items (seed means, pooled intervals), each judged against what
+    OpenOOD's CIFAR-10 and CIFAR-100 rows show by the same statistic; C4 on the mean rank correlation with both
+    benchmarks, near-duplicates collapsed; C5 not comparable (a toy tower). A claim whose detectors were not run
+    is left out."""
+    seeds, profile = results.seeds, params["profile"]
+    dets = set(_per_seed_group(seeds).index.get_level_values("detector"))
+    out = []
+    if {"MSP", "MaxLogit", "Energy"} <= dets:
+        out.append(claim_c1(seeds, profile))
+    feature_distance = [d for d in ("Mahalanobis", "ViM") if d in dets]
+    if feature_distance and "MSP" in dets:
+        out.append(claim_c2(seeds, profile, feature_distance))
+    out.append(claim_c3(seeds, profile, sorted(d for d in dets if d in OPENOOD_NAMES)))
+    ranks = ranking_comparison(seeds)
     if len(ranks):
-        rho = mean_rho_interval(results)
-        v = judge_effect(rho["lo"], rho["hi"], RHO_EFFECT, what="mean Spearman ρ")
-        if rho["n"] < MIN_RANKED:
-            v = Verdict("inconclusive", f"only {rho['n']} detectors to rank (fewer than {MIN_RANKED})")
-        per = "; ".join(f"{r['OpenOOD benchmark']} {r['split']} {r['Spearman ρ']:+.2f}" for _, r in ranks.iterrows())
-        between = reference_transfer()
-        claims.append(Claim(
-            "C4", "the detector ranking transfers from OpenOOD's CIFAR benchmarks to ours",
-            f"the leaderboard's order (CIFAR-10 and CIFAR-100); OpenOOD's own CIFAR-10 vs CIFAR-100 ρ: near "
-            f"{between['near']:+.2f}, far {between['far']:+.2f}"
-            + (f" (below {RHO_EFFECT}: the leaderboard itself does not show a transferable ranking)"
-               if max(between.values()) < RHO_EFFECT else ""), OPENOOD,
-            f"mean ρ {rho['mean']:+.2f} [{rho['lo']:+.2f}, {rho['hi']:+.2f}] over {rho['n']} collapsed detectors; "
-            f"{per}", profile, v.verdict,
-            f"rule: the mean ρ over near/far × CIFAR-10/100, its interval by resampling detectors, against ρ = "
-            f"{RHO_EFFECT}; {v.reason}"))
-
-    # C5: zero-shot MCM with class-name prompts detects OOD; GL-MCM adds local evidence.
+        out.append(claim_c4(seeds, profile, ranks))
     mcm_name = next((d for d in sorted(dets) if d.startswith("MCM (")), None)
     gl_name = next((d for d in sorted(dets) if d.startswith("GL-MCM (")), None)
     if mcm_name and gl_name:
-        ood_groups = ["near", "far"]
-        mcm = per_seed.xs(mcm_name, level="detector")[ood_groups].mean(1)
-        gl = per_seed.xs(gl_name, level="detector")[ood_groups].mean(1)
-        toy = "toy" in mcm_name
-        msp = per_seed.xs("MSP", level="detector")[ood_groups].mean(1) if "MSP" in dets else None
-        claims.append(Claim(
-            "C5", f"GL-MCM improves on MCM ({'toy VLM stand-in for CLIP' if toy else 'CLIP, zero-shot'})", None,
-            "GL-MCM paper (Miyai et al. 2023), ImageNet-1K tables: not transcribed",
-            f"MCM {100 * mcm.mean():.1f}, GL-MCM {100 * gl.mean():.1f} mean AUROC"
-            + (f" (classifier MSP {100 * msp.mean():.1f})" if msp is not None else "")
-            + f"; GL-MCM higher in {int((gl > mcm).sum())} of {len(mcm)} runs", profile, "not comparable",
-            "a toy tower on 28×28 garments is not CLIP: the direction is shown, no verdict is drawn" if toy else
-            "the paper's numbers are not transcribed, so there is nothing to compare against"))
-    return claims
-
-
-def metrics_record(results: list[SeedResult]) -> dict[str, Any]:
-    return {f"seed{r.seed}": {"metrics": r.metrics, "accuracy": r.accuracy, "temperature": r.temperature}
-            for r in results}
+        out.append(claim_c5(seeds, profile, mcm_name, gl_name))
+    return out

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from replbook.experiments.osrvit.common import ARMS
-from replbook.experiments.osrvit.miniature import run_miniature
-from replbook.experiments.osrvit.paper import DINOV2_MANIFESTS, run_paper
-from replbook.profiles import ChapterParams, Param, ParameterError
+from replbook.experiments.osrvit.common import ARMS, DetectorSetup, OsrvitResults, Protocol, Schedule
+from replbook.experiments.osrvit.miniature import SceneSetup, VitSetup, run_miniature
+from replbook.experiments.osrvit.paper import DINOV2_MANIFESTS, PaperData, run_paper
+from replbook.profiles import ChapterParams, Param, ParameterError, config
 
 
 def validate(p: dict[str, Any]) -> None:
@@ -130,6 +130,14 @@ PARAMS = ChapterParams(
 )
 
 
-def run(p: dict[str, Any]) -> dict[str, Any]:
-    """The chapter's experiment at ``p["profile"]``: VOC→COCO with DINOv2, else the miniature."""
-    return run_paper(p) if p["profile"] == "paper" else run_miniature(p)
+#: The chapter's results type (``replbook.results`` saves and loads it).
+RESULTS = OsrvitResults
+
+
+def run(params: dict[str, Any]) -> OsrvitResults:
+    """The chapter's experiment at ``params["profile"]``: VOC→COCO with DINOv2, else the miniature."""
+    schedule, detector = config(Schedule, params), config(DetectorSetup, params)
+    protocol = config(Protocol, params)
+    if params["profile"] == "paper":
+        return run_paper(schedule, config(PaperData, params), detector, protocol)
+    return run_miniature(schedule, config(SceneSetup, params), config(VitSetup, params), detector, protocol)

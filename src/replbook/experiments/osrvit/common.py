@@ -15,8 +15,8 @@ Arms (each at every data fraction and seed):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,12 +26,145 @@ from torch.nn import functional as F
 
 from replbook import osr
 from replbook.cache import train_or_load
+from replbook.codec import ResultsData
 from replbook.models.dense_detector import DenseDetector
 from replbook.models.vit_encoder import ImageEncoder
 
 ARMS = ("baseline", "osrvit", "osrvit-random")
 #: The dense detectors every run trains: THPN for the OSR-ViT arms, and the baseline.
 DETECTORS = ("thpn", "baseline")
+
+
+# ----------------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Which (data fraction, seed) runs, and how: ``workers`` one-thread processes, or ``threads`` torch threads."""
+
+    fractions: list[float]
+    seeds: int
+    workers: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class DetectorSetup:
+    """The dense detectors' width and training (THPN and the baseline alike)."""
+
+    det_width: int
+    det_steps: int
+    det_batch: int
+    det_lr: float
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What every (fraction, seed) runs after the detectors: the arms, THPN's proposals and its λ sweep, the
+    classifier's crops and head, the open-set decision and the evaluation (the parameters of the same names)."""
+
+    arms: list[str]
+    lam: float
+    lambdas: list[float]
+    pre_nms: int
+    nms_iou: float
+    n_proposals: int
+    final_nms: float
+    max_dets: int
+    temperature: float
+    crop_size: int
+    context: float
+    head_epochs: int
+    head_lr: float
+    bg_iou: float
+    bg_per_image: int
+    bg_tpr: float
+    tpr: float
+    k: int
+    n_thresholds: int
+    n_boot: int
+    n_examples: int
+
+
+# ----------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class ArmResult:
+    """One arm's metrics on the test images at one (fraction, seed) (:func:`evaluate_arm`): the thresholds set on
+    validation, the metrics at the operating threshold, AOSP, the threshold sweep's ``curve`` ("ood_recall",
+    "id_map50", the first point calling nothing unknown) and ``boot``: "id_map50", "ood_recall" and "aosp" on every
+    bootstrap resample of the test images [n_boot] (float32; the resamples every arm shares)."""
+
+    tau_ood: float
+    tau_bg: float
+    unknown_covered: float
+    unknown_as_bg: float
+    id_map50: float
+    id_map: float
+    ood_recall: float
+    ca_ar: float
+    auroc_id_ood: float
+    auroc_id_bg: float
+    auroc_ood_bg: float
+    aosp: float
+    curve: dict[str, np.ndarray]
+    boot: dict[str, np.ndarray]
+
+
+@dataclass
+class LambdaPoint:
+    """THPN's proposals at one λ: recall of known and unknown objects (hits averaged over the proposal budgets,
+    summed over the test images, divided by their objects), the summed hits, and the summed hits of every bootstrap
+    resample of the test images [n_boot] (the arms' resamples)."""
+
+    known_recall: float
+    unknown_recall: float
+    known_hits: float
+    unknown_hits: float
+    known_hits_boot: np.ndarray
+    unknown_hits_boot: np.ndarray
+
+
+@dataclass
+class LambdaSweep:
+    """THPN's λ sweep on the test images (:func:`lambda_sweep`): the proposal budgets ``ks``, the known and unknown
+    objects (in all, and on every resample [n_boot]) and each λ's :class:`LambdaPoint`."""
+
+    ks: list[int]
+    known_total: int
+    unknown_total: int
+    known_total_boot: np.ndarray
+    unknown_total_boot: np.ndarray
+    by_lambda: dict[float, LambdaPoint]
+
+
+@dataclass
+class SeedRun:
+    """One (data fraction, seed): the training images it saw, every arm's :class:`ArmResult`, THPN's λ sweep, and
+    (at 100% data, seed 0: the run the figure draws) every arm's final detections on the first test images
+    (background calls left out; labels ≥ K are unknown calls)."""
+
+    fraction: float
+    seed: int
+    n_train_images: int
+    arms: dict[str, ArmResult]
+    lambda_sweep: LambdaSweep | None = None
+    examples: dict[str, list[osr.ImageDetections]] = field(default_factory=dict)
+
+
+@dataclass
+class OsrvitResults(ResultsData):
+    """The chapter's results: every (fraction, seed) run, the known classes' names, and the first test images
+    (``test_images``: [n, H, W] grey or [n, h, w, 3] RGB thumbnails, float32 in [0, 1]; boxes are divided by
+    ``example_scale`` to draw on them) with their ground truth."""
+
+    runs: list[SeedRun]
+    n_known: int
+    class_names: list[str]
+    test_images: np.ndarray
+    test_truths: list[osr.ImageTruth]
+    example_scale: int = 1
 
 
 @dataclass
@@ -200,22 +333,23 @@ DETECTOR_CODE = (train_detector, detector_loss, assign_locations, iou_loss, flip
                  osr.encode_ltrb, osr.decode_ltrb, osr.box_area, DenseDetector)
 
 
-def train_dense(p: dict[str, Any], name: str, sub: DetectionSplit, seed: int, n_known: int, *, prefix: str,
+def train_dense(setup: DetectorSetup, name: str, sub: DetectionSplit, seed: int, n_known: int, *, prefix: str,
                 in_channels: int = 1, device: torch.device | str = "cpu",
-                hyper_keys: Sequence[str] = ("det_width", "det_steps", "det_batch", "det_lr"),
-                ) -> tuple[nn.Module, dict]:
+                extra_hyper: Mapping[str, Any] | None = None) -> tuple[nn.Module, dict]:
     """THPN (``name`` "thpn": one foreground logit) or the baseline ("baseline": K + 1 logits) trained on ``sub``,
-    from the cache when this code, these settings (``hyper_keys`` of ``p``) and these images trained it before.
-    Returns the model and its loss curve."""
+    from the cache when this code, these settings (``setup``, and ``extra_hyper`` such as the image size) and these
+    images trained it before. Returns the model and its loss curve."""
     torch.manual_seed(seed)
-    model = DenseDetector(1 if name == "thpn" else n_known + 1, width=p["det_width"], in_channels=in_channels)
+    model = DenseDetector(1 if name == "thpn" else n_known + 1, width=setup.det_width, in_channels=in_channels)
     model = model.to(device)
+    hyper = {"det_width": setup.det_width, "det_steps": setup.det_steps, "det_batch": setup.det_batch,
+             "det_lr": setup.det_lr, **(extra_hyper or {}), "seed": seed}
     curve = train_or_load(
         f"{prefix}-{name}", model,
-        lambda: train_detector(model, sub, steps=p["det_steps"], batch_size=p["det_batch"], lr=p["det_lr"],
+        lambda: train_detector(model, sub, steps=setup.det_steps, batch_size=setup.det_batch, lr=setup.det_lr,
                                seed=seed),
         data=(sub.content_key(), [(t.boxes, t.labels) for t in sub.truths]),
-        hyper={**{k: p[k] for k in hyper_keys}, "seed": seed}, code=DETECTOR_CODE)
+        hyper=hyper, code=DETECTOR_CODE)
     return model, curve
 
 
@@ -258,16 +392,17 @@ def detect_dense(model: DenseDetector, data: DetectionSplit, *, lam: float, pre_
 
 
 def lambda_sweep(model: DenseDetector, data: DetectionSplit, n_known: int, lams: Sequence[float], *, k: int,
-                 pre_nms: int, nms_iou: float) -> dict[str, Any]:
+                 pre_nms: int, nms_iou: float, boot_weights: np.ndarray) -> LambdaSweep:
     """THPN's proposals rescored at each λ: per image, how many known and how many unknown ground truths its best
     proposals recall (one to one, IoU ≥ 0.5), averaged over the proposal budgets 1, 2, 5 and ``k`` (the mean of
     recall@k over log-spaced k: the area under recall against log k that the first author's OLN fork reports, on
     the budgets that matter for scenes of a few objects; at ``k`` alone every λ recalls nearly everything). The
-    per-image counts let the report resample images."""
+    per-image hits and objects are summed over the images, and over each bootstrap resample of them
+    (``boot_weights`` [n_boot, n_images], the arms' resamples), so that the report can pair differences."""
     ks = sorted({1, 2, 5, k})
-    known_total = [int((t.labels < n_known).sum()) for t in data.truths]
-    unknown_total = [int((t.labels >= n_known).sum()) for t in data.truths]
-    out: dict[str, Any] = {"ks": ks, "known_total": known_total, "unknown_total": unknown_total, "by_lambda": {}}
+    known_total = np.array([int((t.labels < n_known).sum()) for t in data.truths], float)
+    unknown_total = np.array([int((t.labels >= n_known).sum()) for t in data.truths], float)
+    by_lambda = {}
     for lam in lams:
         props = detect_dense(model, data, lam=lam, pre_nms=pre_nms, nms_iou=nms_iou, max_out=max(ks))
         hits: dict[str, list[float]] = {"known": [], "unknown": []}
@@ -276,11 +411,16 @@ def lambda_sweep(model: DenseDetector, data: DetectionSplit, n_known: int, lams:
             for name, mask in (("known", t.labels < n_known), ("unknown", t.labels >= n_known)):
                 hits[name].append(float(np.mean([(osr.match_greedy(b[:j], sc[:j], t.boxes[mask], 0.5) >= 0).sum()
                                                   for j in ks])))
-        out["by_lambda"][f"{lam:g}"] = {
-            "known_hits": hits["known"], "unknown_hits": hits["unknown"],
-            "known_recall": sum(hits["known"]) / max(1, sum(known_total)),
-            "unknown_recall": sum(hits["unknown"]) / max(1, sum(unknown_total))}
-    return out
+        known, unknown = np.array(hits["known"]), np.array(hits["unknown"])
+        by_lambda[float(lam)] = LambdaPoint(
+            known_recall=sum(hits["known"]) / max(1, int(known_total.sum())),
+            unknown_recall=sum(hits["unknown"]) / max(1, int(unknown_total.sum())),
+            known_hits=float(known.sum()), unknown_hits=float(unknown.sum()),
+            known_hits_boot=(boot_weights @ known).astype(np.float32),
+            unknown_hits_boot=(boot_weights @ unknown).astype(np.float32))
+    return LambdaSweep(ks, int(known_total.sum()), int(unknown_total.sum()),
+                       (boot_weights @ known_total).astype(np.float32),
+                       (boot_weights @ unknown_total).astype(np.float32), by_lambda)
 
 
 # ----------------------------------------------------------------------------------------------- ViT classifier
@@ -418,7 +558,7 @@ def unknown_fate(dets: Sequence[osr.ScoredDetections], truths: Sequence[osr.Imag
 
 def evaluate_arm(dets: Sequence[osr.ScoredDetections], truths: Sequence[osr.ImageTruth], n_known: int, *,
                  tau_ood: float, tau_bg: float, k: int, n_thresholds: int,
-                 boot_weights: np.ndarray) -> dict[str, Any]:
+                 boot_weights: np.ndarray) -> ArmResult:
     """Every metric of one arm on the test images: at the operating threshold τ_ood, known AP@0.5 and AP@[.5:.95],
     unknown recall@k, class-agnostic AR@k of the non-background detections, the three AUROCs; the AOSP sweep
     (:func:`replbook.osr.aosp_recon`); and the same AP@0.5, unknown recall and AOSP on each bootstrap resample of
@@ -442,12 +582,11 @@ def evaluate_arm(dets: Sequence[osr.ScoredDetections], truths: Sequence[osr.Imag
         boot["id_map50"].append(at["id_map50"])
         boot["ood_recall"].append(at["ood_recall"])
         boot["aosp"].append(osr.aosp_recon(r[1:], a[1:]))
-    return {"tau_ood": tau_ood, "tau_bg": tau_bg, **unknown_fate(dets, truths, n_known, tau_bg),
-            "id_map50": point["id_map50"], "id_map": id_map, "ood_recall": point["ood_recall"],
-            "ca_ar": osr.average_recall(fg, truths, k),
-            **osr.separation_aurocs(s_id, fg_score, kinds),
-            "aosp": osr.aosp_recon(recall, ap), "curve": {"ood_recall": recall.tolist(), "id_map50": ap.tolist()},
-            "boot": boot}
+    return ArmResult(tau_ood=tau_ood, tau_bg=tau_bg, **unknown_fate(dets, truths, n_known, tau_bg),
+                     id_map50=point["id_map50"], id_map=id_map, ood_recall=point["ood_recall"],
+                     ca_ar=osr.average_recall(fg, truths, k), **osr.separation_aurocs(s_id, fg_score, kinds),
+                     aosp=osr.aosp_recon(recall, ap), curve={"ood_recall": recall, "id_map50": ap},
+                     boot={name: np.asarray(v, np.float32) for name, v in boot.items()})
 
 
 def bootstrap_weights(n_images: int, n_boot: int, seed: int = 20240416) -> np.ndarray:
@@ -479,13 +618,14 @@ def fraction_indices(n: int, fraction: float, seed: int) -> np.ndarray:
     return np.sort(order[:max(1, math.ceil(fraction * n))])
 
 
-def arm_detections(arm: str, p: dict[str, Any], splits: Splits, sub: DetectionSplit, detectors: dict[str, nn.Module],
-                   encoders: dict[str, ImageEncoder], seed: int,
+def arm_detections(arm: str, protocol: Protocol, splits: Splits, sub: DetectionSplit,
+                   detectors: dict[str, nn.Module], encoders: dict[str, ImageEncoder], seed: int,
                    proposals: dict[str, list[DenseOutput]]) -> dict[str, list[osr.ScoredDetections]]:
     """One arm's scored detections on the validation and test images. ``proposals``: THPN's on the training subset
     ("train"), "val" and "test", shared by the arms that classify them."""
-    n_known, nms_kw = splits.n_known, dict(pre_nms=p["pre_nms"], nms_iou=p["nms_iou"], max_out=p["n_proposals"])
-    final = dict(final_nms=p["final_nms"], max_dets=p["max_dets"], temperature=p["temperature"])
+    pr, n_known = protocol, splits.n_known
+    nms_kw = dict(pre_nms=pr.pre_nms, nms_iou=pr.nms_iou, max_out=pr.n_proposals)
+    final = dict(final_nms=pr.final_nms, max_dets=pr.max_dets, temperature=pr.temperature)
     out = {}
     if arm == "baseline":
         for name in ("val", "test"):
@@ -493,54 +633,54 @@ def arm_detections(arm: str, p: dict[str, Any], splits: Splits, sub: DetectionSp
             out[name] = [scored(d.boxes, d.score, d.logits, **final) for d in dense]
         return out
     encoder = encoders[arm]
-    boxes, labels = train_crops(sub, proposals["train"], n_known, bg_iou=p["bg_iou"], bg_per_image=p["bg_per_image"])
-    feats = encode_crops(encoder, sub, boxes, crop_size=p["crop_size"], context=p["context"])
-    head = fit_head(feats, labels, n_known + 1, epochs=p["head_epochs"], lr=p["head_lr"], seed=seed)
+    boxes, labels = train_crops(sub, proposals["train"], n_known, bg_iou=pr.bg_iou, bg_per_image=pr.bg_per_image)
+    feats = encode_crops(encoder, sub, boxes, crop_size=pr.crop_size, context=pr.context)
+    head = fit_head(feats, labels, n_known + 1, epochs=pr.head_epochs, lr=pr.head_lr, seed=seed)
     for name in ("val", "test"):
         props = proposals[name]
-        feats = encode_crops(encoder, getattr(splits, name), [d.boxes for d in props], crop_size=p["crop_size"],
-                             context=p["context"])
+        feats = encode_crops(encoder, getattr(splits, name), [d.boxes for d in props], crop_size=pr.crop_size,
+                             context=pr.context)
         with torch.no_grad():
             logits = head(feats).split([len(d.boxes) for d in props])
         out[name] = [scored(d.boxes, d.score, lg, **final) for d, lg in zip(props, logits, strict=True)]
     return out
 
 
-def run_seed(p: dict[str, Any], splits: Splits, encoders: dict[str, ImageEncoder], fraction: float, seed: int,
-             train_detectors: Any) -> dict[str, Any]:
+def run_seed(protocol: Protocol, splits: Splits, encoders: dict[str, ImageEncoder], fraction: float, seed: int,
+             train_detectors: Any) -> SeedRun:
     """One (data fraction, seed): the detectors trained on the fraction (``train_detectors(sub, seed)`` returns
-    {"thpn", "baseline"} models and their loss curves), every arm of ``p["arms"]`` scored and evaluated, THPN's λ
-    sweep, and the first test images' detections for the figures."""
+    the {"thpn", "baseline"} models), every arm of ``protocol.arms`` scored and evaluated, THPN's
+    λ sweep, and, at 100% data and seed 0 (the run the figure draws), the first test images' detections."""
     torch.manual_seed(seed)
+    pr = protocol
     sub = splits.train.subset(fraction_indices(len(splits.train), fraction, seed))
-    detectors, curves = train_detectors(sub, seed)
-    boot = bootstrap_weights(len(splits.test), p["n_boot"])
-    result: dict[str, Any] = {"fraction": fraction, "seed": seed, "n_train_images": len(sub), "curves": curves,
-                              "arms": {}, "examples": {}}
+    detectors = train_detectors(sub, seed)
+    boot = bootstrap_weights(len(splits.test), pr.n_boot)
+    result = SeedRun(fraction, seed, len(sub), {})
     proposals = {}
     if "thpn" in detectors:
-        nms_kw = dict(lam=p["lam"], pre_nms=p["pre_nms"], nms_iou=p["nms_iou"], max_out=p["n_proposals"])
+        nms_kw = dict(lam=pr.lam, pre_nms=pr.pre_nms, nms_iou=pr.nms_iou, max_out=pr.n_proposals)
         proposals = {name: detect_dense(detectors["thpn"], split, **nms_kw)
                      for name, split in (("train", sub), ("val", splits.val), ("test", splits.test))}
-    for arm in p["arms"]:
-        dets = arm_detections(arm, p, splits, sub, detectors, encoders, seed, proposals)
+    for arm in pr.arms:
+        dets = arm_detections(arm, pr, splits, sub, detectors, encoders, seed, proposals)
         tau_bg, tau = thresholds_from_validation(dets["val"], splits.val.truths, splits.n_known,
-                                                 bg_tpr=p["bg_tpr"], tpr=p["tpr"])
-        result["arms"][arm] = evaluate_arm(dets["test"], splits.test.truths, splits.n_known, tau_ood=tau,
-                                           tau_bg=tau_bg, k=p["k"], n_thresholds=p["n_thresholds"],
-                                           boot_weights=boot)
-        result["examples"][arm] = [example_record(d, tau, tau_bg, splits.n_known)
-                                   for d in dets["test"][:p["n_examples"]]]
+                                                 bg_tpr=pr.bg_tpr, tpr=pr.tpr)
+        result.arms[arm] = evaluate_arm(dets["test"], splits.test.truths, splits.n_known, tau_ood=tau,
+                                        tau_bg=tau_bg, k=pr.k, n_thresholds=pr.n_thresholds, boot_weights=boot)
+        if fraction == 1.0 and seed == 0:
+            result.examples[arm] = [example_record(d, tau, tau_bg, splits.n_known)
+                                    for d in dets["test"][:pr.n_examples]]
     if "thpn" in detectors:
-        result["lambda_sweep"] = lambda_sweep(detectors["thpn"], splits.test, splits.n_known, p["lambdas"], k=p["k"],
-                                              pre_nms=p["pre_nms"], nms_iou=p["nms_iou"])
+        result.lambda_sweep = lambda_sweep(detectors["thpn"], splits.test, splits.n_known, pr.lambdas, k=pr.k,
+                                           pre_nms=pr.pre_nms, nms_iou=pr.nms_iou, boot_weights=boot)
     return result
 
 
-def example_record(d: osr.ScoredDetections, tau_ood: float, tau_bg: float, n_known: int) -> dict[str, list]:
-    """One test image's final detections for the figures: boxes, open-set label (−1 background, K unknown) and
-    score, the background calls left out."""
+def example_record(d: osr.ScoredDetections, tau_ood: float, tau_bg: float, n_known: int) -> osr.ImageDetections:
+    """One test image's final detections for the figure: boxes, open-set label (K unknown) and score (float32),
+    the background calls left out."""
     known, unknown = osr.open_set_split(d, tau_bg=tau_bg, tau_ood=tau_ood, n_known=n_known)
-    return {"boxes": np.concatenate([known.boxes, unknown.boxes]).tolist(),
-            "labels": np.concatenate([known.labels, unknown.labels]).tolist(),
-            "scores": np.concatenate([known.scores, unknown.scores]).tolist()}
+    return osr.ImageDetections(np.concatenate([known.boxes, unknown.boxes]).astype(np.float32),
+                               np.concatenate([known.scores, unknown.scores]).astype(np.float32),
+                               np.concatenate([known.labels, unknown.labels]).astype(np.int64))

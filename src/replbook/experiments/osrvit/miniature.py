@@ -5,6 +5,7 @@ shapes, none of them a known or unknown test shape: the stand-in for DINOv2, whi
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,11 @@ from replbook.data.shape_scenes import AUXILIARY, KNOWN, UNKNOWN, Scene, make_sc
 from replbook.experiments.osrvit.common import (
     DETECTORS,
     DetectionSplit,
+    DetectorSetup,
+    OsrvitResults,
+    Protocol,
+    Schedule,
+    SeedRun,
     Splits,
     fraction_indices,
     run_seed,
@@ -32,6 +38,37 @@ from replbook.progress import progress
 DATA_SEED = 2404
 
 
+@dataclass(frozen=True)
+class SceneSetup:
+    """The miniature's scenes: how many of each split, and how often an unknown object appears."""
+
+    n_train: int
+    n_val: int
+    n_test: int
+    unlabelled_rate: float
+    unknown_rate: float
+
+
+@dataclass(frozen=True)
+class VitSetup:
+    """The miniature's ViT and its pre-training on the auxiliary scenes (the parameters of the same names)."""
+
+    n_aux: int
+    crop_size: int
+    context: float
+    vit_hidden: int
+    vit_layers: int
+    vit_patch: int
+    pretrain_steps: int
+    pretrain_batch: int
+    pretrain_lr: float
+
+
+#: The settings that decide the pre-trained ViT's weights (its cache key).
+VIT_HYPER = ("n_aux", "crop_size", "context", "vit_hidden", "vit_layers", "pretrain_steps", "pretrain_batch",
+             "pretrain_lr")
+
+
 def to_split(scenes: list[Scene]) -> DetectionSplit:
     """Scenes → images [N, 1, 64, 64] and their labelled boxes (unknown test shapes keep labels ≥ K)."""
     images = torch.from_numpy(np.stack([s.image for s in scenes]))[:, None]
@@ -39,28 +76,25 @@ def to_split(scenes: list[Scene]) -> DetectionSplit:
 
 
 @functools.lru_cache(maxsize=2)
-def _splits(n_train: int, n_val: int, n_test: int, unlabelled_rate: float, unknown_rate: float) -> Splits:
-    train_val = make_scenes(n_train + n_val, DATA_SEED, "train", unlabelled_rate=unlabelled_rate)
-    test = make_scenes(n_test, DATA_SEED, "test", unknown_rate=unknown_rate)
-    return Splits(to_split(train_val[:n_train]), to_split(train_val[n_train:]), to_split(test), len(KNOWN))
-
-
-def make_splits(p: dict[str, Any]) -> Splits:
+def make_splits(scenes: SceneSetup) -> Splits:
     """Training and validation scenes (known objects labelled; an unlabelled unknown object in a share
     ``unlabelled_rate`` of them) and test scenes (each object unknown with probability ``unknown_rate``)."""
-    return _splits(p["n_train"], p["n_val"], p["n_test"], p["unlabelled_rate"], p["unknown_rate"])
+    train_val = make_scenes(scenes.n_train + scenes.n_val, DATA_SEED, "train", unlabelled_rate=scenes.unlabelled_rate)
+    test = make_scenes(scenes.n_test, DATA_SEED, "test", unknown_rate=scenes.unknown_rate)
+    return Splits(to_split(train_val[:scenes.n_train]), to_split(train_val[scenes.n_train:]), to_split(test),
+                  len(KNOWN))
 
 
-def vit(p: dict[str, Any]) -> ImageEncoder:
+def vit(setup: VitSetup) -> ImageEncoder:
     """The miniature's ViT at its (seeded) random initialisation."""
     torch.manual_seed(DATA_SEED)
-    return tiny_vit(p["vit_hidden"], p["vit_layers"], image_size=p["crop_size"], patch=p["vit_patch"])
+    return tiny_vit(setup.vit_hidden, setup.vit_layers, image_size=setup.crop_size, patch=setup.vit_patch)
 
 
-def pretrain_vit(encoder: ImageEncoder, p: dict[str, Any]) -> dict[str, Any]:
+def pretrain_vit(encoder: ImageEncoder, setup: VitSetup) -> dict[str, Any]:
     """Supervised pre-training on crops of the auxiliary scenes (:data:`AUXILIARY` shapes + a background class of
     random boxes away from every object), AdamW with cosine decay; the linear head is discarded."""
-    scenes = make_scenes(p["n_aux"], DATA_SEED, "auxiliary")
+    scenes = make_scenes(setup.n_aux, DATA_SEED, "auxiliary")
     data = to_split(scenes)
     rng = np.random.default_rng(DATA_SEED)
     boxes, labels = [], []
@@ -72,18 +106,18 @@ def pretrain_vit(encoder: ImageEncoder, p: dict[str, Any]) -> dict[str, Any]:
         bg = rand[osr.box_iou(rand, obj).max(1).values < 0.2][:2] if len(obj) else rand[:2]
         boxes.append(torch.cat([obj, bg]))
         labels += [torch.as_tensor(t.labels) - len(KNOWN + UNKNOWN), torch.full((len(bg),), len(AUXILIARY))]
-    crops = osr.crop_and_resize(data.images, boxes, p["crop_size"], p["context"])
+    crops = osr.crop_and_resize(data.images, boxes, setup.crop_size, setup.context)
     labels = torch.cat(labels)
     head = nn.Linear(encoder.feature_dim, len(AUXILIARY) + 1)
     params = list(encoder.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=p["pretrain_lr"], weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p["pretrain_lr"], total_steps=p["pretrain_steps"],
+    opt = torch.optim.AdamW(params, lr=setup.pretrain_lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=setup.pretrain_lr, total_steps=setup.pretrain_steps,
                                                 pct_start=0.1)
     gen = torch.Generator().manual_seed(DATA_SEED)
     encoder.train()
     losses, correct = [], []
-    for _ in progress(range(p["pretrain_steps"]), desc="pre-training the ViT", leave=False):
-        idx = torch.randint(len(labels), (p["pretrain_batch"],), generator=gen)
+    for _ in progress(range(setup.pretrain_steps), desc="pre-training the ViT", leave=False):
+        idx = torch.randint(len(labels), (setup.pretrain_batch,), generator=gen)
         x = crops[idx]
         x = torch.where(torch.rand(len(idx), 1, 1, 1, generator=gen) < 0.5, x.flip(-1), x)
         logits = head(encoder(x))
@@ -99,58 +133,59 @@ def pretrain_vit(encoder: ImageEncoder, p: dict[str, Any]) -> dict[str, Any]:
     return {"loss": losses[::every], "accuracy": correct[::every], "n_crops": len(labels)}
 
 
-def pretrained_vit(p: dict[str, Any]) -> tuple[ImageEncoder, dict[str, Any]]:
+def pretrained_vit(setup: VitSetup) -> ImageEncoder:
     """The pre-trained ViT, from the cache when this code and these settings trained it before."""
-    encoder = vit(p)
-    keys = ("n_aux", "crop_size", "context", "vit_hidden", "vit_layers", "pretrain_steps", "pretrain_batch",
-            "pretrain_lr")
-    log = train_or_load("osrvit-vit", encoder, lambda: pretrain_vit(encoder, p), data=("auxiliary", DATA_SEED),
-                        hyper={k: p[k] for k in keys},
-                        code=(pretrain_vit, vit, tiny_vit, ImageEncoder, shape_scenes, osr.crop_and_resize))
-    return encoder, log
+    encoder = vit(setup)
+    train_or_load("osrvit-vit", encoder, lambda: pretrain_vit(encoder, setup), data=("auxiliary", DATA_SEED),
+                  hyper={k: getattr(setup, k) for k in VIT_HYPER},
+                  code=(pretrain_vit, vit, tiny_vit, ImageEncoder, shape_scenes, osr.crop_and_resize))
+    return encoder
 
 
-def train_detectors(p: dict[str, Any], sub: DetectionSplit, seed: int) -> tuple[dict[str, nn.Module], dict]:
+def train_detectors(setup: DetectorSetup, sub: DetectionSplit, seed: int) -> dict[str, nn.Module]:
     """THPN and the baseline trained on ``sub`` (or loaded); the arms always need both (``validate``)."""
-    trained = {name: train_dense(p, name, sub, seed, len(KNOWN), prefix="osrvit") for name in DETECTORS}
-    return {k: v[0] for k, v in trained.items()}, {k: v[1] for k, v in trained.items()}
+    return {name: train_dense(setup, name, sub, seed, len(KNOWN), prefix="osrvit")[0] for name in DETECTORS}
 
 
-def _train_job(kind: str, fraction: float, seed: int, p: dict[str, Any], threads: int) -> None:
+def _train_job(kind: str, fraction: float, seed: int, scenes: SceneSetup, vit_setup: VitSetup,
+               detector: DetectorSetup, threads: int) -> None:
     """One training job of the pool: the ViT's pre-training, or one detector at one fraction and seed (cached)."""
     torch.set_num_threads(threads)
     if kind == "vit":
-        pretrained_vit(p)
+        pretrained_vit(vit_setup)
     else:
-        splits = make_splits(p)
+        splits = make_splits(scenes)
         sub = splits.train.subset(fraction_indices(len(splits.train), fraction, seed))
-        train_dense(p, kind, sub, seed, len(KNOWN), prefix="osrvit")
+        train_dense(detector, kind, sub, seed, len(KNOWN), prefix="osrvit")
 
 
-def _job(fraction: float, seed: int, p: dict[str, Any], threads: int) -> dict[str, Any]:
+def _job(fraction: float, seed: int, scenes: SceneSetup, vit_setup: VitSetup, detector: DetectorSetup,
+         protocol: Protocol, threads: int) -> SeedRun:
     torch.set_num_threads(threads)
-    splits = make_splits(p)
+    splits = make_splits(scenes)
     encoders = {}
-    if "osrvit" in p["arms"]:
-        encoders["osrvit"] = pretrained_vit(p)[0]
-    if "osrvit-random" in p["arms"]:
-        encoders["osrvit-random"] = vit(p)
-    return run_seed(p, splits, encoders, fraction, seed, lambda sub, s: train_detectors(p, sub, s))
+    if "osrvit" in protocol.arms:
+        encoders["osrvit"] = pretrained_vit(vit_setup)
+    if "osrvit-random" in protocol.arms:
+        encoders["osrvit-random"] = vit(vit_setup)
+    return run_seed(protocol, splits, encoders, fraction, seed, lambda sub, s: train_detectors(detector, sub, s))
 
 
-def run_miniature(p: dict[str, Any]) -> dict[str, Any]:
+def run_miniature(schedule: Schedule, scenes: SceneSetup, vit_setup: VitSetup, detector: DetectorSetup,
+                  protocol: Protocol) -> OsrvitResults:
     """Every training first, as balanced jobs in ``workers`` one-thread processes (the ViT's pre-training, then
     each detector at each fraction and seed, all cached), then the evaluation of every (fraction, seed)."""
-    threads = 1 if p["workers"] > 1 else p["threads"]
-    trainings = [("vit", 1.0, 0, p)] if "osrvit" in p["arms"] else []
-    trainings += [(name, f, s, p) for f in p["fractions"] for s in range(p["seeds"]) for name in DETECTORS]
-    in_workers(trainings, _train_job, p["workers"], threads, desc="training (ViT, detectors)")
-    jobs = [(f, s, p) for f in p["fractions"] for s in range(p["seeds"])]
-    runs = in_workers(jobs, _job, p["workers"], threads, desc="evaluating (fraction, seed)")
-    torch.set_num_threads(p["threads"])
-    log = pretrained_vit(p)[1] if "osrvit" in p["arms"] else None
-    splits = make_splits(p)
-    return {"runs": runs, "pretrain": log, "n_known": splits.n_known,
-            "test_images": [splits.test.images[i, 0].numpy().tolist() for i in range(p["n_examples"])],
-            "test_truths": [{"boxes": t.boxes.tolist(), "labels": t.labels.tolist()}
-                            for t in splits.test.truths[:p["n_examples"]]]}
+    threads = 1 if schedule.workers > 1 else schedule.threads
+    settings = (scenes, vit_setup, detector)
+    trainings = [("vit", 1.0, 0, *settings)] if "osrvit" in protocol.arms else []
+    trainings += [(name, f, s, *settings) for f in schedule.fractions for s in range(schedule.seeds)
+                  for name in DETECTORS]
+    in_workers(trainings, _train_job, schedule.workers, threads, desc="training (ViT, detectors)")
+    jobs = [(f, s, *settings, protocol) for f in schedule.fractions for s in range(schedule.seeds)]
+    runs = in_workers(jobs, _job, schedule.workers, threads, desc="evaluating (fraction, seed)")
+    torch.set_num_threads(schedule.threads)
+    splits = make_splits(scenes)
+    shown = range(protocol.n_examples)
+    return OsrvitResults(runs, splits.n_known, list(KNOWN),
+                         test_images=splits.test.images[list(shown), 0].numpy().astype(np.float32),
+                         test_truths=[splits.test.truths[i] for i in shown])

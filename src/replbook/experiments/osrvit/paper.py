@@ -29,8 +29,8 @@ import io
 import json
 import os
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +38,17 @@ import torch
 from replbook import osr
 from replbook.assets import AssetError, resolve
 from replbook.data.cgr_npz import read_index, read_verified
-from replbook.experiments.osrvit.common import DETECTORS, DetectionSplit, Splits, run_seed, train_dense
+from replbook.experiments.osrvit.common import (
+    DETECTORS,
+    DetectionSplit,
+    DetectorSetup,
+    OsrvitResults,
+    Protocol,
+    Schedule,
+    Splits,
+    run_seed,
+    train_dense,
+)
 from replbook.models.vit_encoder import ImageEncoder
 from replbook.profiles import ParameterError, resolve_device
 from replbook.progress import progress
@@ -172,38 +182,48 @@ def load_dinov2(name: str, random_init: bool = False) -> ImageEncoder:
     return ImageEncoder(model.eval(), IMAGENET_MEAN, IMAGENET_STD)
 
 
-def run_paper(p: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PaperData:
+    """The paper profile's data and backbone: the image side, how many VOC training (a cap) and validation images
+    and COCO test images, DINOv2 (a manifest or a folder) and the device."""
+
+    image_size: int
+    n_train: int
+    n_val: int
+    n_test: int
+    dinov2: str
+    device: str
+
+
+def run_paper(schedule: Schedule, data: PaperData, detector: DetectorSetup, protocol: Protocol) -> OsrvitResults:
     """VOC→COCO: VOC trainval (the last ``n_val`` of a fixed shuffle held out for τ_ood), COCO val as the test, the
     dense detectors trained on each fraction, DINOv2 as the classifier's backbone."""
-    torch.set_num_threads(p["threads"])
-    device = resolve_device(p["device"])
-    voc = load_voc(p["image_size"])
+    torch.set_num_threads(schedule.threads)
+    device = resolve_device(data.device)
+    voc = load_voc(data.image_size)
     order = np.random.default_rng(0).permutation(len(voc))
-    n_val = min(p["n_val"], len(voc) - 1)
-    train = voc.subset(np.sort(order[n_val:][:p["n_train"]]))
-    splits = Splits(train, voc.subset(np.sort(order[:n_val])), load_coco_val(p["image_size"], p["n_test"]),
+    n_val = min(data.n_val, len(voc) - 1)
+    train = voc.subset(np.sort(order[n_val:][:data.n_train]))
+    splits = Splits(train, voc.subset(np.sort(order[:n_val])), load_coco_val(data.image_size, data.n_test),
                     len(VOC_CLASSES))
-    encoders = {"osrvit": load_dinov2(p["dinov2"]).to(device)}
+    encoders = {"osrvit": load_dinov2(data.dinov2).to(device)}
     patch = encoders["osrvit"].backbone.config.patch_size
-    if p["crop_size"] % patch:
-        raise ParameterError(f"parameter 'crop_size' ({p['crop_size']}) must be a multiple of DINOv2's patch "
+    if protocol.crop_size % patch:
+        raise ParameterError(f"parameter 'crop_size' ({protocol.crop_size}) must be a multiple of DINOv2's patch "
                              f"({patch}), e.g. 224.")
-    if "osrvit-random" in p["arms"]:
-        encoders["osrvit-random"] = load_dinov2(p["dinov2"], random_init=True).to(device)
+    if "osrvit-random" in protocol.arms:
+        encoders["osrvit-random"] = load_dinov2(data.dinov2, random_init=True).to(device)
 
-    def train_detectors(sub: DetectionSplit, seed: int) -> tuple[dict[str, torch.nn.Module], dict]:
-        trained = {name: train_dense(p, name, sub, seed, len(VOC_CLASSES), prefix="osrvit-paper", in_channels=3,
-                                     device=device, hyper_keys=("det_width", "det_steps", "det_batch", "det_lr",
-                                                                "image_size"))
-                   for name in DETECTORS}
-        return {k: v[0] for k, v in trained.items()}, {k: v[1] for k, v in trained.items()}
+    def train_detectors(sub: DetectionSplit, seed: int) -> dict[str, torch.nn.Module]:
+        return {name: train_dense(detector, name, sub, seed, len(VOC_CLASSES), prefix="osrvit-paper", in_channels=3,
+                                  device=device, extra_hyper={"image_size": data.image_size})[0]
+                for name in DETECTORS}
 
-    runs = [run_seed(p, splits, encoders, f, s, train_detectors)
-            for f in progress(p["fractions"], desc="fractions") for s in range(p["seeds"])]
-    # the figure's thumbnails: at most 128 px a side (the record keeps them), boxes divided by example_scale
-    scale = max(1, p["image_size"] // 128)
-    first = torch.nn.functional.avg_pool2d(splits.test.batch(range(p["n_examples"])), scale)
-    return {"runs": runs, "pretrain": None, "n_known": splits.n_known, "example_scale": scale,
-            "test_images": first.permute(0, 2, 3, 1).numpy().round(3).tolist(),
-            "test_truths": [{"boxes": t.boxes.tolist(), "labels": t.labels.tolist()}
-                            for t in splits.test.truths[:p["n_examples"]]]}
+    runs = [run_seed(protocol, splits, encoders, f, s, train_detectors)
+            for f in progress(schedule.fractions, desc="fractions") for s in range(schedule.seeds)]
+    # the figure's thumbnails: at most 128 px a side, boxes divided by example_scale
+    scale = max(1, data.image_size // 128)
+    first = torch.nn.functional.avg_pool2d(splits.test.batch(range(protocol.n_examples)), scale)
+    return OsrvitResults(runs, splits.n_known, list(VOC_CLASSES),
+                         test_images=first.permute(0, 2, 3, 1).numpy().round(3).astype(np.float32),
+                         test_truths=splits.test.truths[:protocol.n_examples], example_scale=scale)

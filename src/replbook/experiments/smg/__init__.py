@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from replbook.data.phantoms import SITES
+from replbook.experiments.smg.common import ARMS, ArmSetup, Schedule, SMDSetup, SmgResults, summarise, validate
 from replbook.experiments.smg.miniature import run_miniature
 from replbook.experiments.smg.paper import DATASETS, PAPER_SITES, run_paper, validate_sites
-from replbook.experiments.smg.protocol import ARMS, validate
-from replbook.profiles import ChapterParams, Param
+from replbook.profiles import ChapterParams, Param, config
 
 SITE_NAMES = (*SITES, *PAPER_SITES)
 
@@ -103,6 +103,16 @@ PARAMS = ChapterParams(
 )
 
 
-def run(p: dict[str, Any]) -> dict[str, Any]:
-    """The chapter's experiment at ``p["profile"]``: the paper's data sets, else the miniature."""
-    return run_paper(p) if p["dataset"] != "phantoms" else run_miniature(p)
+#: The chapter's results type (``replbook.results`` saves and loads it).
+RESULTS = SmgResults
+
+
+def run(params: dict[str, Any]) -> SmgResults:
+    """The chapter's experiment at ``params["profile"]``: the paper's data sets, else the miniature."""
+    gen, arms, schedule = config(SMDSetup, params), config(ArmSetup, params), config(Schedule, params)
+    if params["dataset"] != "phantoms":
+        out = run_paper(gen, arms, schedule, params["dataset"], params["seen"], params["unseen"])
+    else:
+        out = run_miniature(gen, arms, schedule, params["seen"], params["unseen"], params["n_train"],
+                            params["n_test"])
+    return summarise(out, gen, arms)

@@ -1,13 +1,14 @@
 """The SMG-Learning paper profile: the paper's multi-site sets from local, licence-gated folders
 (:mod:`replbook.data.smg_sites`, ``data_manifests/smg-<dataset>.yaml``) through the chapter's protocol
-(:func:`replbook.experiments.smg.protocol.run_all`) on ``p["device"]`` (CUDA when present); nothing is downloaded."""
+(:func:`replbook.experiments.smg.common.run_all`) on the run's ``device`` (CUDA when present); nothing is
+downloaded."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from replbook.data import smg_sites
-from replbook.experiments.smg.protocol import Site, Study, run_all
+from replbook.experiments.smg.common import ArmSetup, Schedule, Site, SMDSetup, SmgRun, Study, run_all
 from replbook.profiles import ParameterError
 
 DATASETS = tuple(smg_sites.SITES)
@@ -25,17 +26,18 @@ def validate_sites(p: dict[str, Any]) -> None:
                              f"sites are {list(allowed)}.")
 
 
-def load_study(p: dict[str, Any]) -> Study:
-    """The seen and unseen sites of ``p["dataset"]`` at ``p["size"]``."""
-    dataset = p["dataset"]
+def load_study(dataset: str, seen: list[str], unseen: list[str], size: int) -> Study:
+    """The ``seen`` and ``unseen`` sites of ``dataset`` at side ``size``."""
 
     def site(name: str) -> Site:
-        data = smg_sites.load_site(dataset, name, p["size"])
+        data = smg_sites.load_site(dataset, name, size)
         return Site(name, f"{dataset} site {name}", data.train_images, data.train_labels, data.test_images,
                     data.test_labels)
 
-    return Study(smg_sites.STRUCTURES[dataset], [site(s) for s in p["seen"]], [site(s) for s in p["unseen"]])
+    return Study(smg_sites.STRUCTURES[dataset], [site(s) for s in seen], [site(s) for s in unseen])
 
 
-def run_paper(p: dict[str, Any]) -> dict[str, Any]:
-    return run_all(p, load_study(p))
+def run_paper(gen: SMDSetup, arms: ArmSetup, schedule: Schedule, dataset: str, seen: list[str],
+              unseen: list[str]) -> SmgRun:
+    """The protocol on the paper's sites of ``dataset``."""
+    return run_all(gen, arms, schedule, load_study(dataset, seen, unseen, gen.size))

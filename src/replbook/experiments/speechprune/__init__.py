@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from replbook.experiments.speechprune.common import Results
-from replbook.experiments.speechprune.miniature import run_miniature
+from replbook.experiments.speechprune.common import Pruning, SpeechpruneResults
+from replbook.experiments.speechprune.miniature import ReaderSetup, SpeechData, prefill_cost, run_miniature
 from replbook.experiments.speechprune.paper import run_paper
-from replbook.profiles import ChapterParams, Param
+from replbook.profiles import ChapterParams, Param, config
 
 QWEN = "Qwen/Qwen2-Audio-7B-Instruct"
 
@@ -58,6 +58,18 @@ PARAMS = ChapterParams(
 )
 
 
-def run(p: dict[str, Any]) -> Results:
-    """The chapter's experiment at ``p["profile"]``: Qwen2-Audio on SPIRAL, else the miniature."""
-    return run_paper(p) if p["profile"] == "paper" else run_miniature(p)
+#: The chapter's results type (``replbook.results`` saves and loads it).
+RESULTS = SpeechpruneResults
+
+
+def run(params: dict[str, Any]) -> SpeechpruneResults:
+    """The chapter's experiment at ``params["profile"]``: Qwen2-Audio on SPIRAL, else the miniature; then the
+    reader's prefill cost at the kept token counts (the miniature's reader shape, in every profile)."""
+    pruning = config(Pruning, params)
+    if params["profile"] == "paper":
+        results = run_paper(params["model"], params["n_test"], pruning)
+    else:
+        results = run_miniature(config(SpeechData, params), config(ReaderSetup, params), pruning, params["threads"])
+    results.cost = prefill_cost(params["d_model"], params["layers"], params["heads"], params["b_max"],
+                                params["prune_rates"])
+    return results

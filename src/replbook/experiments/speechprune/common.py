@@ -1,18 +1,36 @@
-"""What the SpeechPrune miniature and paper profile share: the pruning conditions and the result rows."""
+"""What the SpeechPrune miniature and paper profile share: the pruning conditions, the per-item answers they give,
+and the chapter's results type."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 
 from replbook import speechprune as sp
+from replbook.codec import ResultsData
 
 PHASES = (("Phase 1 only", True, False), ("Phase 2 only", False, True), ("SpeechPrune", True, True))
 #: The control: the question and choices with no speech at all. A reader that scores well here answers from priors
 #: (or prefers short inputs), and a pruned condition must beat it before its accuracy says anything about pruning.
 QUESTION_ONLY = "Question only (no speech)"
+#: The upper reference of the miniature: exactly the key sentence's tokens.
+ORACLE = "Oracle (key sentence)"
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """How every passage is pruned: the window (Phase 1's budget N1), the prune rates, the seeds of RAP and RAC, the
+    Phase-1 frame and Phase 2's heads (the parameters of the same names)."""
+
+    b_max: int
+    prune_rates: list[float]
+    random_seeds: int
+    frame_size: int
+    heads: int
 
 
 def pruning_conditions(n: int, n1: int, prune_rates: list[float], random_seeds: int, item_index: int,
@@ -34,9 +52,59 @@ def pruning_conditions(n: int, n1: int, prune_rates: list[float], random_seeds: 
 
 
 @dataclass
-class Results:
-    rows: list[dict] = field(default_factory=list)  # item, condition, pr, seed, correct, retention, kept
+class ConditionResult:
+    """One condition at one prune rate (0 for Original, the oracle and the control) over the test passages:
+    ``correct`` [seeds, items] (bool), ``kept`` tokens [seeds, items] and the share of the key sentence's tokens
+    kept, ``retention`` [seeds, items] (float32; NaN in the paper profile). RAP and RAC have one row per seed, every
+    other condition one."""
+
+    condition: str
+    pr: float
+    correct: np.ndarray
+    kept: np.ndarray
+    retention: np.ndarray
+
+
+def tabulate(rows: Sequence[dict[str, Any]]) -> list[ConditionResult]:
+    """The per-(item, condition, pr, seed) answer rows as one :class:`ConditionResult` per (condition, pr), in the
+    order the rows first name them (items and seeds numbered from 0)."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["condition"], float(row["pr"])), []).append(row)
+    out = []
+    for (condition, pr), group in groups.items():
+        seeds, items = 1 + max(r["seed"] for r in group), 1 + max(r["item"] for r in group)
+        correct = np.zeros((seeds, items), dtype=bool)
+        kept = np.zeros((seeds, items), dtype=np.int32)
+        retention = np.full((seeds, items), np.nan, dtype=np.float32)
+        for r in group:
+            correct[r["seed"], r["item"]] = r["correct"]
+            kept[r["seed"], r["item"]] = r["kept"]
+            retention[r["seed"], r["item"]] = r["retention"]
+        out.append(ConditionResult(condition, pr, correct, kept, retention))
+    return out
+
+
+@dataclass
+class CostRow:
+    """The reader's prefill at one kept token count: ``pr`` (None: Original, the full window), analytic MFLOPs and
+    the measured wall time (batch 1, best of a few repeats)."""
+
+    pr: float | None
+    kept: int
+    mflops: float
+    ms: float
+
+
+@dataclass
+class SpeechpruneResults(ResultsData):
+    """Everything the page shows: every condition's per-item answers, the reader's loss per epoch, the speech
+    tokens per passage and per key sentence, the share of key sentences inside the first window (NaN in the paper
+    profile), and the reader's prefill cost at the kept token counts."""
+
+    conditions: list[ConditionResult] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     passage_tokens: list[int] = field(default_factory=list)
     key_tokens: list[int] = field(default_factory=list)
     key_in_window: float = 0.0
+    cost: list[CostRow] = field(default_factory=list)

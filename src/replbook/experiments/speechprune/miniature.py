@@ -11,6 +11,7 @@ alignment. ``pseudo`` (smoke): each word becomes 2-4 tokens of a fixed random "a
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,14 @@ import torch.nn.functional as F
 from replbook import speechprune as sp
 from replbook.cache import cache_key, train_or_load
 from replbook.data.spiral_mini import Item, make_items, vocabulary
-from replbook.experiments.speechprune.common import Results, pruning_conditions
+from replbook.experiments.speechprune.common import (
+    ORACLE,
+    CostRow,
+    Pruning,
+    SpeechpruneResults,
+    pruning_conditions,
+    tabulate,
+)
 from replbook.models.speech_reader import SpeechReader
 from replbook.paths import cache_dir
 from replbook.progress import progress
@@ -29,6 +37,36 @@ from replbook.progress import progress
 VOICES = ("en-us+m1", "en-us+f2", "en-us+m3", "en-gb+f4", "en-us+m7")
 ENCODER_DIM = 384  # Whisper tiny.en
 SPECIALS = ("[PAD]", "[SIL]")
+
+
+@dataclass(frozen=True)
+class SpeechData:
+    """SPIRAL-mini and its speech: items, fillers, training clips, the speech backend and its pooling, and the seed
+    (the parameters of the same names)."""
+
+    backend: str
+    n_train: int
+    n_test: int
+    n_fillers: int
+    clips_per_item: int
+    pool: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class ReaderSetup:
+    """The small speech LLM and its training (the parameters of the same names)."""
+
+    d_model: int
+    layers: int
+    heads: int
+    b_max: int
+    epochs: int
+    lr: float
+    batch_size: int
+    align_weight: float
+    token_dropout: float
+    seed: int
 
 
 # --- speech tokens per sentence -------------------------------------------------------------------------------------
@@ -129,41 +167,41 @@ def build_passages(items: list[Item], features, word_ids: dict[str, int], backen
     return out
 
 
-def make_data(p: dict[str, Any]) -> dict[str, Any]:
+def make_data(setup: SpeechData) -> dict[str, Any]:
     """Items, vocabulary, speech tokens (cached on disk for espeak), test passages and training clips."""
-    train_items = make_items(p["n_train"], p["seed"], p["n_fillers"])
-    test_items = make_items(p["n_test"], p["seed"] + 10_000, p["n_fillers"])
+    train_items = make_items(setup.n_train, setup.seed, setup.n_fillers)
+    test_items = make_items(setup.n_test, setup.seed + 10_000, setup.n_fillers)
     words = list(SPECIALS) + vocabulary(train_items + test_items)
     word_ids = {w: i for i, w in enumerate(words)}
     all_items = train_items + test_items
-    if p["backend"] == "pseudo":
-        features = _pseudo_tokens(sorted({s for it in all_items for s in it.sentences}), word_ids, p["seed"])
+    if setup.backend == "pseudo":
+        features = _pseudo_tokens(sorted({s for it in all_items for s in it.sentences}), word_ids, setup.seed)
     else:
         keys = sorted({(s, spk) for it in all_items for s, spk in zip(it.sentences, it.speakers, strict=True)})
-        key = cache_key(kind="speechprune-espeak", keys=keys, pool=p["pool"], voices=VOICES, v=1)
+        key = cache_key(kind="speechprune-espeak", keys=keys, pool=setup.pool, voices=VOICES, v=1)
         path = cache_dir() / "speechprune" / f"tokens-{key}.npz"
         if path.exists():
             stored = np.load(path, allow_pickle=False)
             features = {k: (stored[f"s{i}"], stored[f"l{i}"]) for i, k in enumerate(keys)}
         else:
-            features = _espeak_tokens(keys, word_ids, p["pool"])
+            features = _espeak_tokens(keys, word_ids, setup.pool)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".partial.npz")
             np.savez(tmp, **{f"s{i}": features[k][0] for i, k in enumerate(keys)},
                      **{f"l{i}": features[k][1] for i, k in enumerate(keys)})
             tmp.replace(path)
-    rng = random.Random(p["seed"])
+    rng = random.Random(setup.seed)
     clip_orders = []
     clip_items = []
     for item in train_items:
         others = [j for j in range(len(item.sentences)) if j != item.key_index]
-        for _ in range(p["clips_per_item"]):
+        for _ in range(setup.clips_per_item):
             order = [item.key_index, *rng.sample(others, rng.randint(0, 3))]
             rng.shuffle(order)
             clip_items.append(item)
             clip_orders.append(order)
-    clips = build_passages(clip_items, features, word_ids, p["backend"], clip_orders)
-    return {"words": words, "test": build_passages(test_items, features, word_ids, p["backend"]), "clips": clips,
+    clips = build_passages(clip_items, features, word_ids, setup.backend, clip_orders)
+    return {"words": words, "test": build_passages(test_items, features, word_ids, setup.backend), "clips": clips,
             "test_items": test_items}
 
 
@@ -187,31 +225,31 @@ def _batch(passages: list[Passage], indices: list[torch.Tensor] | None, model: S
     return model.project(speech), mask, questions, choices
 
 
-def _fit_reader(model: SpeechReader, clips: list[Passage], p: dict[str, Any]) -> list[float]:
+def _fit_reader(model: SpeechReader, clips: list[Passage], setup: ReaderSetup) -> list[float]:
     """Train the projector and reader on the clips with token dropout and the word-alignment loss; returns the
     per-epoch mean loss."""
-    opt = torch.optim.AdamW(model.parameters(), lr=p["lr"])
-    gen = torch.Generator().manual_seed(p["seed"])
+    opt = torch.optim.AdamW(model.parameters(), lr=setup.lr)
+    gen = torch.Generator().manual_seed(setup.seed)
     losses = []
-    for _ in progress(range(p["epochs"]), desc="reader", leave=False):
+    for _ in progress(range(setup.epochs), desc="reader", leave=False):
         model.train()
         order = torch.randperm(len(clips), generator=gen).tolist()
         total = 0.0
-        for i in range(0, len(order), p["batch_size"]):
-            batch = [clips[j] for j in order[i : i + p["batch_size"]]]
+        for i in range(0, len(order), setup.batch_size):
+            batch = [clips[j] for j in order[i : i + setup.batch_size]]
             # pruned inputs have gaps; a 7B LLM copes with them, a reader this small must see some in training
             keep = []
             for c in batch:
                 n = min(len(c.tokens), model.b_max)
-                drop = int(float(torch.rand(1, generator=gen)) * p["token_dropout"] * n)
+                drop = int(float(torch.rand(1, generator=gen)) * setup.token_dropout * n)
                 keep.append(torch.randperm(n, generator=gen)[: n - drop].sort().values)
             speech, mask, questions, choices = _batch(batch, keep, model)
             loss = F.cross_entropy(model(speech, mask, questions, choices), torch.tensor([c.answer for c in batch]))
-            if p["align_weight"] > 0:
+            if setup.align_weight > 0:
                 labels = torch.zeros(mask.shape, dtype=torch.long)
                 for k, (c, idx) in enumerate(zip(batch, keep, strict=True)):
                     labels[k, : len(idx)] = c.labels[idx]
-                loss = loss + p["align_weight"] * F.cross_entropy(model.word_logits(speech[mask]), labels[mask])
+                loss = loss + setup.align_weight * F.cross_entropy(model.word_logits(speech[mask]), labels[mask])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -220,13 +258,13 @@ def _fit_reader(model: SpeechReader, clips: list[Passage], p: dict[str, Any]) ->
     return losses
 
 
-def train_reader(p: dict[str, Any], data: dict[str, Any]) -> tuple[SpeechReader, list[float]]:
+def train_reader(setup: ReaderSetup, data: dict[str, Any]) -> tuple[SpeechReader, list[float]]:
     """Train (or load from the cache, keyed by every clip's tokens, labels, question and answer) the projector and
     reader; returns the model and its per-epoch mean loss."""
-    torch.manual_seed(p["seed"])
-    model = SpeechReader(len(data["words"]), ENCODER_DIM, p["d_model"], p["layers"], p["heads"], p["b_max"])
-    hyper = {k: p[k] for k in ("epochs", "lr", "batch_size", "align_weight", "token_dropout", "seed")}
-    losses = train_or_load("speechprune-reader", model, lambda: _fit_reader(model, data["clips"], p),
+    torch.manual_seed(setup.seed)
+    model = SpeechReader(len(data["words"]), ENCODER_DIM, setup.d_model, setup.layers, setup.heads, setup.b_max)
+    hyper = {k: getattr(setup, k) for k in ("epochs", "lr", "batch_size", "align_weight", "token_dropout", "seed")}
+    losses = train_or_load("speechprune-reader", model, lambda: _fit_reader(model, data["clips"], setup),
                            data=(data["clips"], data["words"]), hyper=hyper, code=(_fit_reader, _batch))
     return model.eval(), losses
 
@@ -234,35 +272,38 @@ def train_reader(p: dict[str, Any], data: dict[str, Any]) -> tuple[SpeechReader,
 # --- conditions -----------------------------------------------------------------------------------------------------
 
 
-def condition_indices(p: dict[str, Any], model: SpeechReader, passage: Passage, item_index: int,
+def condition_indices(pruning: Pruning, model: SpeechReader, passage: Passage, item_index: int,
                       ) -> dict[tuple[str, float, int], torch.Tensor]:
     """Every condition's kept indices for one passage, plus the key-sentence oracle. PR is relative to b_max."""
     n = len(passage.tokens)
-    n1 = min(p["b_max"], n)
+    n1 = min(pruning.b_max, n)
     with torch.no_grad():
         speech = model.project(passage.tokens)[None]
         text = model.embed(passage.question)[None]
     w_q, w_k = model.first_layer_qk()
 
     def select(pr: float, phase1: bool, phase2: bool) -> torch.Tensor:
-        return sp.speechprune_select(speech, text, w_q, w_k, n1, pr, p["frame_size"], p["heads"],
+        return sp.speechprune_select(speech, text, w_q, w_k, n1, pr, pruning.frame_size, pruning.heads,
                                      use_phase1=phase1, use_phase2=phase2)[0]
 
-    out = pruning_conditions(n, n1, p["prune_rates"], p["random_seeds"], item_index, select)
-    out[("Oracle (key sentence)", 0.0, 0)] = torch.arange(*passage.key_span)[: p["b_max"]]
+    out = pruning_conditions(n, n1, pruning.prune_rates, pruning.random_seeds, item_index, select)
+    out[(ORACLE, 0.0, 0)] = torch.arange(*passage.key_span)[: pruning.b_max]
     return out
 
 
-def run_miniature(p: dict[str, Any]) -> Results:
-    torch.set_num_threads(p["threads"])
-    data = make_data(p)
-    model, losses = train_reader(p, data)
+def run_miniature(data_setup: SpeechData, reader: ReaderSetup, pruning: Pruning, threads: int
+                  ) -> SpeechpruneResults:
+    """Train (or load) the reader, prune every test passage under every condition and record each answer."""
+    torch.set_num_threads(threads)
+    data = make_data(data_setup)
+    model, losses = train_reader(reader, data)
     test = data["test"]
-    res = Results(losses=losses, passage_tokens=[len(t.tokens) for t in test],
-                  key_tokens=[t.key_span[1] - t.key_span[0] for t in test])
-    res.key_in_window = float(np.mean([t.key_span[1] <= p["b_max"] for t in test]))
-    selections = [condition_indices(p, model, t, i) for i, t in enumerate(progress(test, desc="selection",
-                                                                                  leave=False))]
+    res = SpeechpruneResults(losses=losses, passage_tokens=[len(t.tokens) for t in test],
+                             key_tokens=[t.key_span[1] - t.key_span[0] for t in test])
+    res.key_in_window = float(np.mean([t.key_span[1] <= pruning.b_max for t in test]))
+    selections = [condition_indices(pruning, model, t, i) for i, t in enumerate(progress(test, desc="selection",
+                                                                                        leave=False))]
+    rows = []
     for cond in selections[0]:
         for start in range(0, len(test), 64):
             batch = test[start : start + 64]
@@ -270,8 +311,40 @@ def run_miniature(p: dict[str, Any]) -> Results:
             with torch.no_grad():
                 pred = model(*_batch(batch, idx, model)).argmax(-1)
             for i, passage in enumerate(batch):
-                res.rows.append({"item": start + i, "condition": cond[0], "pr": cond[1], "seed": cond[2],
-                                 "correct": bool(pred[i] == passage.answer), "kept": len(idx[i]),
-                                 "retention": sp.key_sentence_retention(idx[i], passage.key_span)})
+                rows.append({"item": start + i, "condition": cond[0], "pr": cond[1], "seed": cond[2],
+                             "correct": bool(pred[i] == passage.answer), "kept": len(idx[i]),
+                             "retention": sp.key_sentence_retention(idx[i], passage.key_span)})
+    res.conditions = tabulate(rows)
     return res
 
+
+# --- cost -----------------------------------------------------------------------------------------------------------
+
+
+def prefill_cost(d_model: int, layers: int, heads: int, b_max: int, prune_rates: list[float],
+                 question_tokens: int = 12, repeats: int = 5) -> list[CostRow]:
+    """Reader prefill at the kept token counts (Original: the full window, then each prune rate): analytic FLOPs
+    (linear layers and attention scores) and measured wall time (batch 1, best of ``repeats``), on a reader of this
+    profile's shape with random weights."""
+    model = SpeechReader(100, ENCODER_DIM, d_model, layers, heads, b_max).eval()
+    rows = []
+    for pr in [None, *prune_rates]:
+        kept = b_max if pr is None else round((1 - pr) * b_max)
+        n = kept + question_tokens
+        flops = layers * (2 * n * 12 * d_model * d_model + 4 * n * n * d_model)
+        with torch.no_grad():
+            speech = model.project(torch.randn(1, kept, ENCODER_DIM))
+        args = (speech, torch.ones(1, kept, dtype=torch.bool), torch.randint(2, 100, (1, question_tokens)),
+                torch.randint(2, 100, (1, 4, 2)))
+        with torch.no_grad():
+            model(*args)
+            best = min(_timed(model, args) for _ in range(repeats))
+        rows.append(CostRow(pr, kept, flops / 1e6, 1e3 * best))
+    return rows
+
+
+def _timed(model: SpeechReader, args: tuple) -> float:
+    start = time.perf_counter()
+    with torch.no_grad():
+        model(*args)
+    return time.perf_counter() - start

@@ -20,7 +20,7 @@ from replbook import speechprune as sp
 from replbook.assets import AssetUnavailable, resolve
 from replbook.data.speech import read_wav
 from replbook.data.spiral import load_spiral
-from replbook.experiments.speechprune.common import Results, pruning_conditions
+from replbook.experiments.speechprune.common import Pruning, SpeechpruneResults, pruning_conditions, tabulate
 from replbook.progress import progress
 
 SAMPLE_RATE = 16_000
@@ -98,30 +98,33 @@ def select(model, tokenizer, tokens: torch.Tensor, question: str, choices: list[
 
 
 
-def run_paper(p: dict, bundle: tuple | None = None, folder=None):
-    """Qwen2-Audio on SPIRAL under every condition of the miniature (no key-sentence retention: SPIRAL's audio
-    gives sentence indices, not times)."""
-    model, tokenizer, extractor = bundle or load_qwen2_audio(p["model"])
+def run_paper(model_name: str, n_test: int, pruning: Pruning, bundle: tuple | None = None, folder=None
+              ) -> SpeechpruneResults:
+    """Qwen2-Audio (``model_name``: hub id or folder) on the first ``n_test`` SPIRAL items under every condition of
+    the miniature (no key-sentence retention: SPIRAL's audio gives sentence indices, not times)."""
+    model, tokenizer, extractor = bundle or load_qwen2_audio(model_name)
     if folder is None:
         rel, path = next(iter(resolve("spiral").items()))
         folder = os.fspath(path)[: -len(rel)]
-    res = Results(key_in_window=float("nan"))
-    for i, item in enumerate(progress(load_spiral(folder, p["n_test"]), desc="SPIRAL")):
+    res = SpeechpruneResults(key_in_window=float("nan"))
+    rows = []
+    for i, item in enumerate(progress(load_spiral(folder, n_test), desc="SPIRAL")):
         samples, sr = read_wav(item["audio"])
         if sr != SAMPLE_RATE:
             g = np.gcd(sr, SAMPLE_RATE)
             samples = resample_poly(samples, SAMPLE_RATE // g, sr // g).astype(np.float32)
         tokens = audio_tokens(model, extractor, samples)
         n = len(tokens)
-        n1 = min(p["b_max"], n)
+        n1 = min(pruning.b_max, n)
         res.passage_tokens.append(n)
         conditions = pruning_conditions(
-            n, n1, p["prune_rates"], p["random_seeds"], i,
+            n, n1, pruning.prune_rates, pruning.random_seeds, i,
             lambda pr, phase1, phase2, tokens=tokens, item=item, n1=n1: select(
-                model, tokenizer, tokens, item["question"], item["choices"], n1, pr, p["frame_size"],
+                model, tokenizer, tokens, item["question"], item["choices"], n1, pr, pruning.frame_size,
                 use_phase1=phase1, use_phase2=phase2))
         for (name, pr, seed), idx in conditions.items():
             correct = answer(model, tokenizer, tokens[idx], item["question"], item["choices"]) == item["answer"]
-            res.rows.append({"item": i, "condition": name, "pr": pr, "seed": seed, "correct": bool(correct),
-                             "kept": len(idx), "retention": float("nan")})
+            rows.append({"item": i, "condition": name, "pr": pr, "seed": seed, "correct": bool(correct),
+                         "kept": len(idx), "retention": float("nan")})
+    res.conditions = tabulate(rows)
     return res

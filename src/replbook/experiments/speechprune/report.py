@@ -1,20 +1,18 @@
-"""Tables, figures and claims of the SpeechPrune chapter."""
+"""Tables, figures and claims of the SpeechPrune chapter, read from its saved results."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 
-from replbook.experiments.speechprune.common import QUESTION_ONLY, Results
-from replbook.experiments.speechprune.miniature import ENCODER_DIM
-from replbook.models.speech_reader import SpeechReader
-from replbook.record import Claim, Verdict, judge_all, judge_effect, judge_noninferior
-from replbook.stats import bootstrap_mean_difference, wilson_interval
+from replbook.experiments.speechprune.common import ORACLE, QUESTION_ONLY, SpeechpruneResults
+from replbook.intervals import Interval, paired_bootstrap, wilson
+from replbook.page import mean_sd
+from replbook.verdicts import Claim, judge_all, judge_effect, judge_noninferior, not_comparable
 
 SOURCE = "Table I / Fig. 3 of arXiv:2412.12009v2 (unverified against the PDF)"
 # Table I, Qwen2-Audio on SPIRAL (1,012 items): accuracy % (unverified), cost columns
@@ -28,9 +26,9 @@ PAPER_COST = pd.DataFrame({"PR": ["–", 0.2, 0.4, 0.6, 0.8], "TFLOPS": [12.20, 
 CONDITION_ORDER = ["SpeechPrune", "Phase 1 only", "Phase 2 only", "RAC", "RAP"]
 
 
-def summary_table(res: Results, p: dict[str, Any]) -> pd.DataFrame:
+def summary_table(res: SpeechpruneResults, b_max: int) -> pd.DataFrame:
     """Passages, the window and the training: what bounds each condition."""
-    rows = {"speech tokens per passage": f"{np.mean(res.passage_tokens):.0f}", "window (tokens)": p["b_max"]}
+    rows = {"speech tokens per passage": f"{np.mean(res.passage_tokens):.0f}", "window (tokens)": b_max}
     if res.key_tokens:
         rows["tokens per key sentence"] = f"{np.mean(res.key_tokens):.0f}"
         rows["key sentence inside the first window"] = f"{100 * res.key_in_window:.0f}%"
@@ -39,18 +37,26 @@ def summary_table(res: Results, p: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({"value": rows})
 
 
-def frame(res: Results) -> pd.DataFrame:
-    return pd.DataFrame(res.rows)
+def frame(res: SpeechpruneResults) -> pd.DataFrame:
+    """One row per (item, condition, prune rate, seed): correct, retention (key-sentence share kept), kept."""
+    parts = []
+    for c in res.conditions:
+        seeds, items = c.correct.shape
+        parts.append(pd.DataFrame({"item": np.tile(np.arange(items), seeds), "condition": c.condition, "pr": c.pr,
+                                   "seed": np.repeat(np.arange(seeds), items), "correct": c.correct.ravel(),
+                                   "retention": c.retention.astype(np.float64).ravel(), "kept": c.kept.ravel()}))
+    return pd.concat(parts, ignore_index=True)
 
 
-def per_item(res: Results, condition: str, pr: float) -> np.ndarray:
+def per_item(res: SpeechpruneResults, condition: str, pr: float) -> np.ndarray:
     """Correctness per test item [n_items] (mean over the seeds of the random baselines)."""
-    df = frame(res)
-    sel = df[(df["condition"] == condition) & np.isclose(df["pr"], pr)]
-    return sel.groupby("item")["correct"].mean().sort_index().to_numpy()
+    found = [c for c in res.conditions if c.condition == condition and np.isclose(c.pr, pr)]
+    if not found:
+        return np.zeros(0)
+    return found[0].correct.mean(axis=0)
 
 
-def accuracy_table(res: Results, p: dict[str, Any]) -> pd.DataFrame:
+def accuracy_table(res: SpeechpruneResults) -> pd.DataFrame:
     """Accuracy % per condition and prune rate, with a 95% interval: Wilson over items for the deterministic
     conditions, mean ± sd over seeds for RAP and RAC; the paper's value beside ours where transcribed."""
     df = frame(res)
@@ -59,20 +65,18 @@ def accuracy_table(res: Results, p: dict[str, Any]) -> pd.DataFrame:
         n_items = g["item"].nunique()
         if g["seed"].nunique() > 1:
             by_seed = g.groupby("seed")["correct"].mean() * 100
-            ours = f"{by_seed.mean():.1f} ± {by_seed.std(ddof=1):.1f} (sd over {len(by_seed)} seeds)"
+            ours = f"{mean_sd(by_seed, digits=1)} (sd over {len(by_seed)} seeds)"
         else:
-            lo, hi = wilson_interval(g["correct"].sum(), n_items)
-            ours = f"{100 * g['correct'].mean():.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+            ours = wilson(g["correct"].sum(), n_items).scaled(100).text(1, signed=False)
         paper = PAPER_ACC.get((cond, round(pr, 2)))
-        rows.append({"condition": cond, "PR": pr if cond not in ("Original", "Oracle (key sentence)", QUESTION_ONLY)
-                     else "–",
+        rows.append({"condition": cond, "PR": pr if cond not in ("Original", ORACLE, QUESTION_ONLY) else "–",
                      "kept tokens": f"{g['kept'].mean():.0f}", "ours: accuracy %": ours,
                      "key sentence kept %": f"{100 * g['retention'].mean():.1f}",
                      "paper: SPIRAL % (Table I, unverified)": "–" if paper is None else f"{paper:.2f}"})
     return pd.DataFrame(rows).set_index(["condition", "PR"])
 
 
-def plot_accuracy(res: Results, p: dict[str, Any]):
+def plot_accuracy(res: SpeechpruneResults):
     """Accuracy against prune rate per condition (the paper's Table I and Fig. 3 in one figure)."""
     df = frame(res)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -80,7 +84,7 @@ def plot_accuracy(res: Results, p: dict[str, Any]):
         for cond in CONDITION_ORDER:
             g = df[df["condition"] == cond].groupby("pr")[metric].mean()
             ax.plot(g.index, 100 * g.to_numpy(), marker="o", label=cond)
-        for cond, style in (("Original", "--"), ("Oracle (key sentence)", ":"), (QUESTION_ONLY, "-.")):
+        for cond, style in (("Original", "--"), (ORACLE, ":"), (QUESTION_ONLY, "-.")):
             if metric == "retention" and cond == QUESTION_ONLY:
                 continue
             ax.axhline(100 * df[df["condition"] == cond][metric].mean(), color="grey", ls=style, label=cond)
@@ -92,18 +96,28 @@ def plot_accuracy(res: Results, p: dict[str, Any]):
     return fig
 
 
-def paired(res: Results, a: tuple[str, float], b: tuple[str, float], n_boot: int = 2000, seed: int = 0,
-           items: np.ndarray | None = None) -> dict[str, float]:
+def paired(res: SpeechpruneResults, a: tuple[str, float], b: tuple[str, float], n_boot: int = 2000, seed: int = 0,
+           items: np.ndarray | None = None) -> Interval:
     """Mean difference of per-item accuracy a − b (points) with a 95% bootstrap interval over items (only the
     items where the boolean mask ``items`` is true, when given)."""
     x, y = per_item(res, *a), per_item(res, *b)
     if items is not None:
         x, y = x[items], y[items]
-    d = bootstrap_mean_difference(x, y, n_boot, seed)
-    return {k: 100 * d[k] for k in ("mean", "lo", "hi")}
+    return paired_bootstrap(x, y, n_boot, seed, source=f"conditions: {a[0]}@{a[1]} − {b[0]}@{b[1]}").scaled(100)
 
 
-def hard_items(res: Results) -> np.ndarray:
+def points(d: Interval) -> str:
+    """A paired difference in accuracy points, ``+8.3 [-8.3, +25.0] points``."""
+    return f"{d.text(1)} points"
+
+
+def centred(d: Interval) -> Interval:
+    """The interval with its centre as the estimate: the rules of this chapter were fixed reading the centre of
+    the bootstrap interval, not the mean difference."""
+    return replace(d, mean=(d.lo + d.hi) / 2)
+
+
+def hard_items(res: SpeechpruneResults) -> np.ndarray:
     """Our analogue of SPIRAL-H: the test passages the truncated Original answers wrongly (the paper's SPIRAL-H is
     the items the unpruned 30-s model gets wrong)."""
     return per_item(res, "Original", 0.0) < 0.5
@@ -115,10 +129,6 @@ def paper_gap(a: tuple[str, float], b: tuple[str, float]) -> float | None:
     return None if pa is None or pb is None else pa - pb
 
 
-def _fmt(d: dict[str, float]) -> str:
-    return f"{d['mean']:+.1f} points [{d['lo']:+.1f}, {d['hi']:+.1f}]"
-
-
 #: The paper's Fig. 3 (SPIRAL-H, PR 0.2): the full method against each single phase, accuracy points.
 EFFECT_C4 = {"Phase 1 only": 81.64 - 48.13, "Phase 2 only": 81.64 - 72.45}
 FIG3_RATE = 0.2
@@ -128,117 +138,100 @@ SOURCE_C4 = ("Fig. 3, SPIRAL-H (exact values from the text; Phase 1 only = 48.13
              "possibly a transcription slip, unverified)")
 
 
-def make_claims(res: Results, p: dict[str, Any]) -> list[Claim]:
+def claim_beats(cid: str, res: SpeechpruneResults, profile: str, rate: float, other: tuple[str, float]) -> Claim:
+    """C1 (``other`` = Original) and C2 (RAP at ``rate``): SpeechPrune at the run's lowest ``rate`` beats
+    ``other``, directional against the paper's Table I gap, paired over the test passages."""
+    statement = f"SpeechPrune at PR {rate} beats {other[0]}"
+    d = paired(res, ("SpeechPrune", rate), other)
+    ours = f"SpeechPrune − {other[0]}: {points(d)} over {len(per_item(res, 'Original', 0.0))} passages"
+    effect = paper_gap(("SpeechPrune", rate), other)
+    if effect is None:
+        v = not_comparable(f"Table I reports no accuracy at PR {rate}")
+        return Claim.judged(cid, statement, None, SOURCE, ours, profile, v)
+    v = judge_effect(centred(d), effect, what=f"SpeechPrune − {other[0]}")
+    paper = (f"{effect:+.2f} pp ({PAPER_ACC[('SpeechPrune', round(rate, 2))]:.2f} vs "
+             f"{PAPER_ACC[(other[0], round(other[1], 2))]:.2f})")
+    return Claim(cid, statement, paper, SOURCE, ours, profile, v.verdict,
+                 f"rule: judge_effect against the paper's {effect:+.2f} points; {v.reason}; one reader seed "
+                 f"(intervals cover passages, not training)", v)
+
+
+def claim_c3(res: SpeechpruneResults, profile: str, rate: float) -> Claim:
+    """C3: SpeechPrune at the run's highest ``rate`` no worse than Original by more than ``MARGIN_C3`` points, and
+    above the question-only control (else a reader answering without the speech would pass)."""
+    d = paired(res, ("SpeechPrune", rate), ("Original", 0.0))
+    control = paired(res, ("SpeechPrune", rate), (QUESTION_ONLY, 0.0))
+    v = judge_noninferior(d, MARGIN_C3, what="SpeechPrune − Original")
+    if v.verdict == "reproduced" and control.lo > 0:
+        v = replace(v, reason=f"{v.reason}; SpeechPrune also beats the question alone ({points(control)})")
+    elif v.verdict == "reproduced":
+        v = replace(v, verdict="inconclusive",
+                    reason=f"{v.reason}; but SpeechPrune at PR {rate} does not beat the question alone "
+                           f"({points(control)}), so a reader answering without the speech is not ruled out: a "
+                           f"reader that needs the speech would decide it")
+    gap = paper_gap(("SpeechPrune", rate), ("Original", 0.0))
+    paper = (f"{PAPER_ACC[('SpeechPrune', round(rate, 2))]:.2f} vs 60.38 ({gap:+.2f})" if gap is not None
+             else f"no Table I value at PR {rate} (62.45 vs 60.38 at PR 0.8)")
+    return Claim.judged("C3", f"SpeechPrune at PR {rate} still matches Original", paper, SOURCE,
+                        f"SpeechPrune − Original: {points(d)}; SpeechPrune − question only: {points(control)}",
+                        profile, v, f"rule: no worse than Original by more than δ = {MARGIN_C3:g} points, and above "
+                                    f"the question-only control")
+
+
+def claim_c4(res: SpeechpruneResults, profile: str, rate: float) -> Claim:
+    """C4: the full method against each single phase at PR 0.2 on our SPIRAL-H analogue (the passages Original
+    gets wrong), each directional against its Fig. 3 gap, combined with judge_all."""
+    statement = f"both phases contribute (PR {rate})"
+    paper = "81.64 vs 48.13 (Phase 1 only) / 72.45 (Phase 2 only) on SPIRAL-H"
+    if not np.isclose(rate, FIG3_RATE):
+        return Claim.judged("C4", statement, paper, SOURCE_C4, "-", profile,
+                            not_comparable(f"Fig. 3's exact values are at PR {FIG3_RATE} only"))
+    hard = hard_items(res)
+    parts = {name: paired(res, ("SpeechPrune", rate), (name, rate), items=hard) for name in EFFECT_C4}
+    v = judge_all({n: judge_effect(centred(d), EFFECT_C4[n], what=f"full − {n}") for n, d in parts.items()})
+    ours = f"on the {int(hard.sum())} passages Original gets wrong (our SPIRAL-H): " \
+           + "; ".join(f"full − {n}: {points(d)}" for n, d in parts.items())
+    return Claim.judged("C4", statement, paper, SOURCE_C4, ours, profile, v,
+                        "rule: each single phase judged against its Fig. 3 gap (33.51 rests on the suspect 48.13), "
+                        "combined")
+
+
+def claims(results: SpeechpruneResults, params: dict[str, Any]) -> list[Claim]:
     """C1, C2 directional against the paper's Table I gaps at the run's lowest rate; C3 as non-inferiority with
     margin ``MARGIN_C3`` that also needs the pruned input to beat the question alone (the control); C4 on our
     SPIRAL-H analogue (the passages Original gets wrong) against Fig. 3's gaps. Every difference is paired over
     the test passages; a rate the paper does not report gives *not comparable*."""
-    profile = p["profile"]
-    claims = []
-    lowest, highest = min(p["prune_rates"]), max(p["prune_rates"])
-    n_items = len(per_item(res, "Original", 0.0))
-    for cid, other in (("C1", ("Original", 0.0)), ("C2", ("RAP", lowest))):
-        d = paired(res, ("SpeechPrune", lowest), other)
-        ours = f"SpeechPrune − {other[0]}: {_fmt(d)} over {n_items} passages"
-        effect = paper_gap(("SpeechPrune", lowest), other)
-        if effect is None:
-            claims.append(Claim(cid, f"SpeechPrune at PR {lowest} beats {other[0]}", None, SOURCE, ours, profile,
-                                "not comparable", f"Table I reports no accuracy at PR {lowest}"))
-            continue
-        v = judge_effect(d["lo"], d["hi"], effect, what=f"SpeechPrune − {other[0]}")
-        paper = (f"{effect:+.2f} pp ({PAPER_ACC[('SpeechPrune', round(lowest, 2))]:.2f} vs "
-                 f"{PAPER_ACC[(other[0], round(other[1], 2))]:.2f})")
-        claims.append(Claim(cid, f"SpeechPrune at PR {lowest} beats {other[0]}", paper, SOURCE, ours, profile,
-                            v.verdict, f"rule: judge_effect against the paper's {effect:+.2f} points; {v.reason}; "
-                                       f"one reader seed (intervals cover passages, not training)"))
-    d = paired(res, ("SpeechPrune", highest), ("Original", 0.0))
-    control = paired(res, ("SpeechPrune", highest), (QUESTION_ONLY, 0.0))
-    v = judge_noninferior(d["lo"], d["hi"], MARGIN_C3, what="SpeechPrune − Original")
-    reason = (f"rule: no worse than Original by more than δ = {MARGIN_C3:g} points, and above the question-only "
-              f"control; {v.reason}")
-    if v.verdict == "reproduced" and control["lo"] > 0:
-        reason += f"; SpeechPrune also beats the question alone ({_fmt(control)})"
-    if v.verdict == "reproduced" and control["lo"] <= 0:
-        v = Verdict("inconclusive", "")
-        reason += (f"; but SpeechPrune at PR {highest} does not beat the question alone ({_fmt(control)}), so a "
-                   f"reader answering without the speech is not ruled out: a reader that needs the speech would "
-                   f"decide it")
-    gap = paper_gap(("SpeechPrune", highest), ("Original", 0.0))
-    paper = (f"{PAPER_ACC[('SpeechPrune', round(highest, 2))]:.2f} vs 60.38 ({gap:+.2f})" if gap is not None
-             else f"no Table I value at PR {highest} (62.45 vs 60.38 at PR 0.8)")
-    claims.append(Claim("C3", f"SpeechPrune at PR {highest} still matches Original", paper, SOURCE,
-                        f"SpeechPrune − Original: {_fmt(d)}; SpeechPrune − question only: {_fmt(control)}",
-                        profile, v.verdict, reason))
-    hard = hard_items(res)
-    paper = "81.64 vs 48.13 (Phase 1 only) / 72.45 (Phase 2 only) on SPIRAL-H"
-    if not np.isclose(lowest, FIG3_RATE):
-        claims.append(Claim("C4", f"both phases contribute (PR {lowest})", paper, SOURCE_C4, "-", profile,
-                            "not comparable", f"Fig. 3's exact values are at PR {FIG3_RATE} only"))
-        return claims
-    parts = {name: paired(res, ("SpeechPrune", lowest), (name, lowest), items=hard) for name in EFFECT_C4}
-    verdicts = [judge_effect(d["lo"], d["hi"], EFFECT_C4[n], what=f"full − {n}") for n, d in parts.items()]
-    v = judge_all(verdicts, list(parts))
-    claims.append(Claim("C4", f"both phases contribute (PR {lowest})", paper, SOURCE_C4,
-                        f"on the {int(hard.sum())} passages Original gets wrong (our SPIRAL-H): "
-                        + "; ".join(f"full − {n}: {_fmt(d)}" for n, d in parts.items()), profile, v.verdict,
-                        f"rule: each single phase judged against its Fig. 3 gap (33.51 rests on the suspect 48.13), "
-                        f"combined; {v.reason}"))
-    return claims
+    profile, lowest, highest = params["profile"], min(params["prune_rates"]), max(params["prune_rates"])
+    return [claim_beats("C1", results, profile, lowest, ("Original", 0.0)),
+            claim_beats("C2", results, profile, lowest, ("RAP", lowest)),
+            claim_c3(results, profile, highest), claim_c4(results, profile, lowest)]
 
 
-def control_table(res: Results, p: dict[str, Any]) -> pd.DataFrame:
+def control_table(res: SpeechpruneResults, prune_rates: list[float]) -> pd.DataFrame:
     """Accuracy of the question-only control beside Original, the oracle and SpeechPrune at each rate, with the
     key-sentence share kept: does accuracy follow the key sentence, or the input's length?"""
     rows, df = [], frame(res)
-    for cond, pr in [(QUESTION_ONLY, 0.0), ("Original", 0.0), ("Oracle (key sentence)", 0.0),
-                     *(("SpeechPrune", r) for r in p["prune_rates"]), *(("Phase 2 only", r) for r in p["prune_rates"])]:
+    for cond, pr in [(QUESTION_ONLY, 0.0), ("Original", 0.0), (ORACLE, 0.0),
+                     *(("SpeechPrune", r) for r in prune_rates), *(("Phase 2 only", r) for r in prune_rates)]:
         kept = df[(df["condition"] == cond) & np.isclose(df["pr"], pr)]
         if kept.empty:  # a condition this run did not have
             continue
         items = per_item(res, cond, pr)
         d = paired(res, (cond, pr), (QUESTION_ONLY, 0.0))
         rows.append({"condition": cond, "PR": pr if pr else "–", "accuracy %": round(100 * items.mean(), 1),
-                     "minus question only (points, 95% CI)": _fmt(d) if cond != QUESTION_ONLY else "–",
+                     "minus question only (points, 95% CI)": points(d) if cond != QUESTION_ONLY else "–",
                      "key sentence kept %": round(100 * kept["retention"].mean(), 1),
                      "kept tokens": round(kept["kept"].mean())})
     return pd.DataFrame(rows).set_index(["condition", "PR"])
 
 
-def cost_table(p: dict[str, Any], question_tokens: int = 12, repeats: int = 5) -> pd.DataFrame:
-    """Reader prefill at the kept token counts: analytic FLOPs (linear layers and attention scores) and measured
-    wall time (batch 1, best of ``repeats``), relative to Original (the full window)."""
-    model = SpeechReader(100, ENCODER_DIM, p["d_model"], p["layers"], p["heads"], p["b_max"]).eval()
-    d = p["d_model"]
-    rows = []
-    for pr in [None, *p["prune_rates"]]:
-        kept = p["b_max"] if pr is None else round((1 - pr) * p["b_max"])
-        n = kept + question_tokens
-        flops = p["layers"] * (2 * n * 12 * d * d + 4 * n * n * d)
-        speech = model.project(torch.randn(1, kept, ENCODER_DIM))
-        args = (speech, torch.ones(1, kept, dtype=torch.bool), torch.randint(2, 100, (1, question_tokens)),
-                torch.randint(2, 100, (1, 4, 2)))
-        with torch.no_grad():
-            model(*args)
-            best = min(_timed(model, args) for _ in range(repeats))
-        rows.append({"PR": "–" if pr is None else pr, "kept tokens": kept, "MFLOPs": flops / 1e6, "ms": 1e3 * best})
-    table = pd.DataFrame(rows)
+def cost_table(res: SpeechpruneResults) -> pd.DataFrame:
+    """The reader's prefill at the kept token counts (computed with the results): analytic FLOPs and measured wall
+    time (batch 1, best of a few repeats), relative to Original (the full window), beside the paper's ratios."""
+    table = pd.DataFrame([{"PR": "–" if c.pr is None else c.pr, "kept tokens": c.kept, "MFLOPs": c.mflops,
+                           "ms": c.ms} for c in res.cost])
     table["FLOPs ratio"] = table["MFLOPs"] / table["MFLOPs"].iloc[0]
     table["time ratio"] = table["ms"] / table["ms"].iloc[0]
     paper = PAPER_COST.assign(**{"paper TFLOPS ratio": PAPER_COST["TFLOPS"] / 12.20,
                                  "paper prefill ratio": PAPER_COST["prefill ms"] / 779})
     return table.join(paper[["paper TFLOPS ratio", "paper prefill ratio"]]).round(3)
-
-
-def _timed(model, args) -> float:
-    start = time.perf_counter()
-    with torch.no_grad():
-        model(*args)
-    return time.perf_counter() - start
-
-
-def metrics_record(res: Results) -> dict[str, Any]:
-    df = frame(res)
-    summary = df.groupby(["condition", "pr"])[["correct", "retention", "kept"]].mean().reset_index()
-    return {"summary": summary.to_dict(orient="records"), "losses": res.losses,
-            "passage_tokens_mean": float(np.mean(res.passage_tokens)), "key_tokens_mean": float(np.mean(
-                res.key_tokens)), "key_in_window": res.key_in_window, "rows": res.rows}

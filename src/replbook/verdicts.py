@@ -1,0 +1,253 @@
+"""Verdicts: the rules that turn an interval of ours and the paper's effect into one word of :data:`VERDICTS`.
+
+A verdict comes from a rule the notebook writes down before its numbers. Every chapter uses the same vocabulary the
+same way:
+
+- *reproduced*: our interval excludes no effect, in the paper's direction, and its estimate reaches the paper's effect;
+- *partly*: it excludes no effect in the paper's direction but the estimate stays below the paper's size (or the
+  claim holds for some of the things it names but not all); never with a seed significantly against the claim;
+- *not reproduced*: the interval excludes the paper's effect (and does not show the claim);
+- *inconclusive*: the interval holds both no effect and the paper's effect (the reason says what scale would decide);
+- *not comparable*: no like-for-like number exists (a toy model, an untranscribed value, an arm not run);
+- *illustrated*: the claim follows from our own model or construction; shown, never counted as reproduced.
+
+Each rule returns a :class:`Verdict` that records the rule as data (its kind, the estimate it read, the null and
+the effect, the margin, the seeds and the parts), so a verdict can be re-derived from the claims file alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from replbook.intervals import Interval
+
+VERDICTS = ("reproduced", "partly", "not reproduced", "inconclusive", "not comparable", "illustrated")
+KINDS = ("effect", "noninferior", "all", "illustrated", "not comparable", "match")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rule's outcome (one of :data:`VERDICTS`), the sentence that says why, and the rule as data: ``kind``
+    (:data:`KINDS`), the ``estimate`` it read, ``null`` and ``effect`` (and whose effect it is), ``margin`` and
+    ``higher_is_better`` for "no worse than", the per-seed intervals it read (``seeds``) and, for a claim that
+    names several things, its ``parts`` (name → verdict)."""
+
+    verdict: str
+    reason: str
+    kind: str = "effect"
+    estimate: Interval | None = None
+    null: float | None = None
+    effect: float | None = None
+    effect_of: str | None = None
+    margin: float | None = None
+    higher_is_better: bool | None = None
+    seeds: tuple[Interval, ...] = ()
+    parts: tuple[tuple[str, Verdict], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}; got {self.verdict!r}.")
+        if self.kind not in KINDS:
+            raise ValueError(f"rule kind must be one of {KINDS}; got {self.kind!r}.")
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["parts"] = [{"name": name, **v.as_dict()} for name, v in self.parts]
+        return out
+
+
+def not_comparable(reason: str) -> Verdict:
+    """No like-for-like number: a different model or data, an arm not run, an untranscribed value."""
+    return Verdict("not comparable", reason, kind="not comparable")
+
+
+def illustrated(reason: str) -> Verdict:
+    """A claim our own model or construction implies: shown, never counted as reproduced."""
+    return Verdict("illustrated", reason, kind="illustrated")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:+.3g}"
+
+
+def scale_to_decide(lo: float, hi: float, *thresholds: float) -> float:
+    """How many times the sample (items or seeds) would have to grow, at the same centre and spread, for the
+    interval [lo, hi] to exclude one of ``thresholds`` (no effect, the paper's effect, a margin): its half-width
+    must fall below the distance from its centre to the farther threshold, and it shrinks as 1/√n."""
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    needed = max(abs(centre - t) for t in thresholds)
+    return math.inf if needed == 0 else max(1.0, (half / needed) ** 2)
+
+
+def judge_effect(est: Interval, effect: float, null: float = 0.0, *, seeds: Sequence[Interval] = (),
+                 what: str = "the difference", effect_name: str = "the paper's") -> Verdict:
+    """The directional rule: a claim that the quantity moves from ``null`` towards ``effect`` (the paper's effect,
+    or the smallest effect its words imply), judged on our interval ``est`` for it.
+
+    reproduced: the interval excludes ``null`` on the paper's side and the estimate (``est.mean``) reaches
+    ``effect``; partly: it excludes ``null`` but the estimate stays short of ``effect``; not reproduced: the interval
+    excludes ``effect`` without excluding ``null`` on the paper's side; inconclusive: it holds both. ``seeds`` are
+    per-seed intervals (a pooled interval holds the trained models fixed, so seeds can disagree with it): a seed
+    significantly against the claim turns reproduced and partly into inconclusive, and a seed significantly for it
+    turns not reproduced into inconclusive. ``effect_name`` says whose effect it is in the reason (e.g. "our" where
+    the paper's number is not transcribed and the claim's words set the size).
+    """
+    lo, hi, estimate = est.lo, est.hi, est.mean
+    rule = dict(kind="effect", estimate=est, null=null, effect=effect, effect_of=effect_name, seeds=tuple(seeds))
+    if not all(map(math.isfinite, (lo, hi, effect, null))):
+        return Verdict("inconclusive", f"no finite interval for {what}", **rule)
+    if lo > hi:
+        raise ValueError(f"interval bounds out of order: [{lo}, {hi}].")
+    if effect == null:
+        raise ValueError("the paper's effect must differ from no effect; use judge_noninferior for 'no worse'.")
+    sign = 1.0 if effect > null else -1.0
+    # in the claim's orientation: larger is more of the paper's effect
+    low, high, centre = (lo, hi, estimate) if sign > 0 else (-hi, -lo, -estimate)
+    eff, nul = sign * effect, sign * null
+
+    # a seed without a finite interval cannot show it is not against the claim: it counts as against
+    against = [s for s in seeds if not s.finite or (s.hi < null if sign > 0 else s.lo > null)]
+    favour = [s for s in seeds if s.finite and (s.lo > null if sign > 0 else s.hi < null)]
+    interval = f"{what} [{_fmt(lo)}, {_fmt(hi)}]"
+    if low > nul:
+        if against:
+            return Verdict("inconclusive", f"{interval} excludes {_fmt(null)}, but {len(against)} of {len(seeds)} "
+                                           f"seeds are significantly against the claim (or have no interval): more "
+                                           f"seeds, or the reason they disagree, would decide it", **rule)
+        if centre >= eff:
+            return Verdict("reproduced", f"{interval} excludes {_fmt(null)} and its estimate {_fmt(estimate)} "
+                                         f"reaches {effect_name} {_fmt(effect)}", **rule)
+        return Verdict("partly", f"{interval} excludes {_fmt(null)} but its estimate {_fmt(estimate)} stays short "
+                                 f"of {effect_name} {_fmt(effect)}", **rule)
+    if high < eff:
+        if favour:
+            return Verdict("inconclusive", f"{interval} excludes {effect_name} {_fmt(effect)}, but {len(favour)} of "
+                                           f"{len(seeds)} seeds are significantly for the claim: the seeds disagree, "
+                                           f"and more seeds would decide it", **rule)
+        return Verdict("not reproduced", f"{interval} excludes {effect_name} {_fmt(effect)}", **rule)
+    k = scale_to_decide(lo, hi, effect, null)
+    return Verdict("inconclusive", f"{interval} holds both {_fmt(null)} and {effect_name} {_fmt(effect)}; about "
+                                   f"{k:.1f}× the sample would decide it", **rule)
+
+
+def judge_noninferior(est: Interval, margin: float, *, higher_is_better: bool = True,
+                      what: str = "the difference") -> Verdict:
+    """A "no worse than" claim with margin δ = ``margin`` > 0 on the interval ``est`` of (ours − reference):
+    reproduced if the whole interval lies above −δ (below +δ when lower is better), not reproduced if it lies
+    entirely beyond −δ, inconclusive if it crosses −δ (so a wide interval cannot pass for "no worse")."""
+    if not margin > 0:
+        raise ValueError(f"the non-inferiority margin must be > 0; got {margin}.")
+    lo, hi = est.lo, est.hi
+    rule = dict(kind="noninferior", estimate=est, null=0.0, margin=margin, higher_is_better=higher_is_better)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return Verdict("inconclusive", f"no finite interval for {what}", **rule)
+    low, high = (lo, hi) if higher_is_better else (-hi, -lo)
+    interval = f"{what} [{_fmt(lo)}, {_fmt(hi)}]"
+    bound = f"{'−' if higher_is_better else '+'}{margin:g}"
+    if low > -margin:
+        return Verdict("reproduced", f"{interval} lies within the margin δ = {margin:g} (no worse than {bound})",
+                       **rule)
+    if high < -margin:
+        return Verdict("not reproduced", f"{interval} lies beyond the margin {bound}: worse than allowed", **rule)
+    k = scale_to_decide(lo, hi, -margin if higher_is_better else margin)
+    return Verdict("inconclusive", f"{interval} crosses the margin {bound}; about {k:.1f}× the sample would "
+                                   f"decide it", **rule)
+
+
+def judge_all(parts: Mapping[str, Verdict]) -> Verdict:
+    """A claim that names several things (two detectors, two benchmarks), from the verdict on each (name →
+    verdict, in order): the common verdict when they agree; inconclusive when some part is undecided and none
+    fails; partly when some hold (reproduced or partly) and others fail; not reproduced when none holds and one
+    fails. The reason lists every part."""
+    if not parts:
+        raise ValueError("judge_all needs at least one part.")
+    names = [v.verdict for v in parts.values()]
+    text = "; ".join(f"{w}: {v.verdict} ({v.reason})" for w, v in parts.items())
+    rule = dict(kind="all", parts=tuple(parts.items()))
+    if len(set(names)) == 1:
+        return Verdict(names[0], text, **rule)
+    if "inconclusive" in names and "not reproduced" not in names:
+        return Verdict("inconclusive", text, **rule)
+    if any(n in ("reproduced", "partly") for n in names):
+        return Verdict("partly", text, **rule)
+    return Verdict("not reproduced" if "not reproduced" in names else "inconclusive", text, **rule)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One row of the "paper vs ours" table.
+
+    ``id`` names the claim within its chapter (``C1``, ``C2a``: unique, it anchors the row), ``paper`` is the paper's
+    value as text (``None`` prints "not transcribed"), ``source`` where it comes from (table/figure and its
+    transcription status), ``ours`` our measured value as text (with its interval or spread), ``rule`` the verdict
+    with its rule as data.
+    """
+
+    id: str
+    claim: str
+    paper: str | None
+    source: str
+    ours: str
+    profile: str
+    verdict: str
+    reason: str
+    rule: Verdict | None = None
+    missing: tuple[str, ...] = field(default=())
+    premises: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}; got {self.verdict!r}.")
+        if not self.id or not self.id.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"claim id must be a short word such as 'C1'; got {self.id!r}.")
+
+    @classmethod
+    def judged(cls, cid: str, statement: str, paper: str | None, source: str, ours: str, profile: str,
+               verdict: Verdict, rule: str = "", missing: tuple[str, ...] = ()) -> Claim:
+        """A claim with its verdict; ``rule`` (the rule in words) opens the reason."""
+        reason = f"{rule}; {verdict.reason}" if rule else verdict.reason
+        return cls(cid, statement, paper, source, ours, profile, verdict.verdict, reason, verdict, missing)
+
+    @property
+    def anchor(self) -> str:
+        """The HTML id of the claim's row on its chapter page."""
+        return f"claim-{self.id.lower()}"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "rule"}
+        out["rule"] = self.rule.as_dict() if self.rule is not None else None
+        out["missing"] = list(self.missing)
+        out["premises"] = list(self.premises)
+        return out
+
+
+class ClaimSheet:
+    """A chapter's claims as they are judged. ``table`` maps each claim id to (statement, the paper's wording, its
+    source); :meth:`add` appends a judged claim, :meth:`missing` a "not comparable" one when the arms the claim
+    compares were not run."""
+
+    def __init__(self, table: Mapping[str, tuple[str, str | None, str]], profile: str, arms: Sequence[str] = ()):
+        self.table, self.profile, self.arms = table, profile, list(arms)
+        self.claims: list[Claim] = []
+
+    def add(self, cid: str, ours: str, verdict: Verdict, rule: str = "") -> Claim:
+        """Record claim ``cid`` with our value ``ours`` and its ``verdict``; ``rule`` (the rule in words) opens the
+        reason."""
+        statement, paper, source = self.table[cid]
+        claim = Claim.judged(cid, statement, paper, source, ours, self.profile, verdict, rule)
+        self.claims.append(claim)
+        return claim
+
+    def missing(self, cid: str, *needed: str) -> bool:
+        """True (and the claim recorded as not comparable) when an arm in ``needed`` was not run."""
+        absent = tuple(a for a in needed if a not in self.arms)
+        if not absent:
+            return False
+        statement, paper, source = self.table[cid]
+        v = not_comparable("the arms this claim compares were not run; add them to 'arms'")
+        self.claims.append(Claim.judged(cid, statement, paper, source, f"arms {', '.join(needed)} not all run",
+                                        self.profile, v, missing=absent))
+        return True
