@@ -84,7 +84,7 @@ smoke:
 # Every chapter's smoke results, computed once (each chapter in its own process); the unit tests, the smoke book
 # and nbval render from them (never committed).
 smoke-results: setup apt-test
-	scripts/loopback $(BIN)/replbook compute all --profile smoke
+	scripts/loopback $(BIN)/replbook compute all --profile smoke --book
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

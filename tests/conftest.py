@@ -80,7 +80,7 @@ def ensure_smoke_results(*slugs: str):
             if old is not None:
                 os.environ["REPLBOOK_ROOT"] = old
         if not current:
-            subprocess.run([sys.executable, "-m", "replbook", "compute", slug, "--profile", "smoke"], cwd=ROOT,
-                           env={**env, "REPLBOOK_WRITE_BOOK": "1"}, check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "replbook", "compute", slug, "--profile", "smoke", "--book"],
+                           cwd=ROOT, env=env, check=True, capture_output=True)
         _SMOKE_DONE.add(slug)
     return ROOT / "results"

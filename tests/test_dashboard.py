@@ -7,6 +7,7 @@ import pytest
 
 from replbook import dashboard
 from replbook.chapters import CHAPTERS, landed_chapters
+from replbook.results import files_sha256
 
 
 def fake_results(root, profile="cpu", skip=()):
@@ -19,8 +20,10 @@ def fake_results(root, profile="cpu", skip=()):
                    "ours": "+1 [0, 2]", "profile": profile, "verdict": "inconclusive", "reason": "holds both"},
                   {"id": "C2a", "claim": "costs less", "paper": None, "source": "-", "ours": "x", "profile": profile,
                    "verdict": "illustrated", "reason": "our model"}]
+        (folder / f"{profile}.json").write_text("{}")
         (folder / f"{profile}.claims.json").write_text(json.dumps(
             {"slug": ch.slug, "profile": profile, "compute_key": "fedcba9876543210", "computed_at": "0123456789abcdef",
+             "results_sha256": files_sha256(folder / f"{profile}.json"),
              "compute_started": "2026-11-29T00:00:00Z", "compute_wall_s": 61.0, "rendered_at": "89abcdef01234567",
              "claims": claims}))
 
@@ -41,6 +44,14 @@ def test_dashboard_lists_every_claim_with_its_link_and_counts(tmp_path, monkeypa
     assert (tmp_path / dashboard.FIGURE).stat().st_size > 1000
     counts = dashboard.verdict_counts(dashboard.load_results("cpu"))
     assert all(c["inconclusive"] == 1 and c["illustrated"] == 1 and c["reproduced"] == 0 for c in counts.values())
+
+
+def test_claims_rendered_from_other_results_stop_the_dashboard(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPLBOOK_ROOT", str(tmp_path))
+    fake_results(tmp_path)
+    (tmp_path / "results" / "clat" / "cpu.json").write_text('{"recomputed": true}')
+    with pytest.raises(dashboard.MissingResults, match="clat/cpu.claims.json was rendered from other results"):
+        dashboard.write_dashboard("cpu")
 
 
 def test_a_landed_chapter_without_results_stops_the_dashboard(tmp_path, monkeypatch):

@@ -95,13 +95,36 @@ def test_render_only_never_computes(fake, monkeypatch):
     assert results.compute("fake", fake.params()).table == {1: 1.0} and len(fake.calls) == 1
 
 
-def test_altered_arrays_are_refused(fake):
+def test_altered_arrays_are_refused_when_rendering_and_recomputed_otherwise(fake, monkeypatch):
     params = fake.params()
     results.compute("fake", params)
     npz = results.locate("fake", params).with_suffix(".npz")
     np.savez_compressed(npz, values=np.zeros(3))
+    monkeypatch.setenv(results.RENDER_ONLY_ENV, "1")
     with pytest.raises(results.ResultsMissing, match="does not match the sha256"):
         results.compute("fake", params)
+    monkeypatch.delenv(results.RENDER_ONLY_ENV)
+    assert np.array_equal(results.compute("fake", params).values, [0, 1, 2]) and len(fake.calls) == 2
+
+
+def test_force_recomputes_and_the_build_promotes_a_matching_run_to_the_book(fake, monkeypatch):
+    params = fake.params()
+    results.compute("fake", params)  # outside the build: into runs/
+    monkeypatch.setenv(results.WRITE_BOOK_ENV, "1")
+    results.compute("fake", params)  # the build finds it and makes it the book's, without computing again
+    assert len(fake.calls) == 1 and results.locate("fake", params) == fake.root / "results" / "fake" / "smoke.json"
+    results.compute("fake", params, force=True)
+    assert len(fake.calls) == 2
+
+
+def test_an_auto_device_is_keyed_by_what_it_picks(fake, monkeypatch):
+    import torch
+
+    params = {**fake.params(), "device": "auto"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpu = results.compute_key("fake", params)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert results.compute_key("fake", params).value != cpu.value and cpu.params["device"] == "auto:cpu"
 
 
 def test_train_or_load_refuses_to_train_while_rendering(tmp_cache, monkeypatch):

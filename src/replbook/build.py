@@ -92,9 +92,22 @@ def notebook_imports(slug: str) -> set[str]:
     return found
 
 
+def page_files(slug: str) -> dict[str, str]:
+    """sha256 of the repository files the chapter's report lists in ``PAGE_FILES`` (tables of the paper's numbers
+    and the like): read from the source, so the build need not import the report."""
+    tree = ast.parse(codekey.module_file(f"replbook.experiments.{slug}.report").read_text(encoding="utf-8"))
+    listed: tuple[str, ...] = ()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "PAGE_FILES" for t in node.targets):
+            listed = ast.literal_eval(node.value)
+    return {rel: saved.sha256_file(project_root() / rel) for rel in listed}
+
+
 def page_code(slug: str) -> str:
-    """The ``ast`` digest of the code a page runs."""
-    return codekey.digest(codekey.page_modules(slug, notebook_imports(slug)))
+    """The ``ast`` digest of the code a page runs, and of the repository files its report reads."""
+    files = json.dumps(page_files(slug), sort_keys=True)
+    return hashlib.sha256((codekey.digest(codekey.page_modules(slug, notebook_imports(slug))) + files).encode()
+                          ).hexdigest()
 
 
 def page_stamp(slug: str, params: Mapping[str, Any], results_path: Path) -> str:
@@ -166,11 +179,13 @@ def _environ(**values: str | None):
                 os.environ[k] = v
 
 
-def compute_chapter(slug: str, profile: str, overrides: Mapping[str, Any] | None = None, book: bool = True) -> float:
+def compute_chapter(slug: str, profile: str, overrides: Mapping[str, Any] | None = None, book: bool = True,
+                    force: bool = False) -> float:
     """Compute (or load) the chapter's results in a ``replbook compute`` subprocess, so each chapter starts from a
     clean interpreter (threads, Flower, worker pools); ``book`` lets it write ``results/`` at the profile's
-    defaults. Returns wall seconds."""
+    defaults, ``force`` recomputes saved results. Returns wall seconds."""
     cmd = [sys.executable, "-m", "replbook", "compute", slug, "--profile", profile]  # one chapter, one process
+    cmd += (["--book"] if book else []) + (["--force"] if force else [])
     if overrides:
         cmd += ["--params-json", json.dumps(dict(overrides))]
     env = {**os.environ, saved.WRITE_BOOK_ENV: "1" if book else "0"}
@@ -401,7 +416,7 @@ def build_book(profile: str = "cpu", only: list[str] | None = None, force: bool 
         if force or st.results != "current":
             log(f"{slug:<12} computing ({profile}; results {st.results}) ...")
             resolve(chapter_params(slug), profile)  # the assets, before any work
-            compute_s = compute_chapter(slug, profile, book=True)
+            compute_s = compute_chapter(slug, profile, book=True, force=force)
         if force or compute_s is not None or st.page != "current":
             render_s = render_page(slug, params, executed_notebook(slug))
         parts = [f"computed in {compute_s:.0f} s" if compute_s is not None else "results current",

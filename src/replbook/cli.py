@@ -79,22 +79,23 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         raise KeyError("parameters (-p) apply to one chapter at a time; name one chapter.")
     for slug in slugs:
         chapter(slug)
-    os.environ[results.WRITE_BOOK_ENV] = "1"  # like `replbook run`: at a profile's defaults, the book's results
+    if args.book:  # at a profile's defaults, into the book's results (the build and `make smoke-results` ask)
+        os.environ[results.WRITE_BOOK_ENV] = "1"
     if len(slugs) > 1:  # each chapter in a fresh interpreter (threads, Flower, worker pools)
         from replbook.build import compute_chapter
 
         for slug in slugs:
-            compute_chapter(slug, args.profile)
+            compute_chapter(slug, args.profile, book=results.writes_book_asked(), force=args.force)
         return 0
     for slug in slugs:
         params = resolve(chapter_params(slug), args.profile, _overrides(args), check_assets=False)
         key = results.compute_key(slug, params).value
-        found = results.locate(slug, params, key)
+        found = None if args.force else results.find(slug, params, key)
         if found is not None:
             print(f"{slug:<12} results current ({args.profile}) -> {found}")
             continue
         started = time.time()
-        results.compute(slug, params)
+        results.compute(slug, params, force=args.force)
         print(f"{slug:<12} computed ({args.profile}) in {time.time() - started:.0f} s -> "
               f"{results.locate(slug, params, key)}")
     return 0
@@ -162,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     stale.set_defaults(func=_cmd_stale)
     compute = sub.add_parser("compute", help="compute chapters' results (or find them saved); no page")
     _add_params(compute, several=True)
+    compute.add_argument("--book", action="store_true", help="at a profile's defaults, save into results/ (the "
+                         "book's results) instead of runs/")
+    compute.add_argument("--force", action="store_true", help="recompute even when saved results are current")
     compute.set_defaults(func=_cmd_compute)
     run = sub.add_parser("run", help="compute one chapter and render its page: at a profile's defaults into the "
                                      "book, otherwise into runs/<slug>/<key>/")

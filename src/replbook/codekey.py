@@ -107,10 +107,24 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+def _dump(node: object) -> str:
+    """An ``ast`` as text without positions, leaving out empty lists and ``None`` fields: unlike ``ast.dump``, the
+    same for Python 3.11 and 3.12 (which adds an empty ``type_params`` to every function and class)."""
+    if isinstance(node, ast.AST):
+        fields = []
+        for name, value in ast.iter_fields(node):
+            if value is None or value == []:
+                continue
+            fields.append(f"{name}={_dump(value)}")
+        return f"{type(node).__name__}({', '.join(fields)})"
+    if isinstance(node, list):
+        return f"[{', '.join(_dump(v) for v in node)}]"
+    return repr(node)
+
+
 @lru_cache(maxsize=512)
 def _normalised(path: Path, mtime_ns: int, size: int) -> str:
-    tree = _strip_docstrings(ast.parse(path.read_text(encoding="utf-8")))
-    return ast.dump(tree, include_attributes=False)
+    return _dump(_strip_docstrings(ast.parse(path.read_text(encoding="utf-8"))))
 
 
 def normalised_source(name: str) -> str:

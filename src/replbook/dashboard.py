@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from replbook import results as saved
 from replbook.chapters import CHAPTERS, Chapter, landed_chapters
 from replbook.page import VERDICT_COLOURS
 from replbook.paths import project_root
@@ -36,7 +37,13 @@ def load_results(profile: str, chapters: list[Chapter] | None = None) -> dict[st
             raise MissingResults(f"chapter {ch.slug} has no results/{ch.slug}/{profile}.claims.json for the verdict "
                                  f"dashboard: its page was never rendered; run `replbook build --profile {profile} "
                                  f"--only {ch.slug}`.")
-        out[ch.slug] = json.loads(path.read_text(encoding="utf-8"))
+        claims = json.loads(path.read_text(encoding="utf-8"))
+        results = saved.book_path(ch.slug, profile)
+        if not results.exists() or claims.get("results_sha256") != saved.files_sha256(results):
+            raise MissingResults(f"results/{ch.slug}/{profile}.claims.json was rendered from other results than "
+                                 f"results/{ch.slug}/{profile}.json: re-render it (`replbook build --profile "
+                                 f"{profile} --only {ch.slug}`).")
+        out[ch.slug] = claims
     return out
 
 
@@ -103,6 +110,21 @@ def runs_html(results: dict[str, dict[str, Any]]) -> str:
             f"<tbody>{rows}</tbody></table>")
 
 
+def reproduce_section(root: Path) -> str:
+    """The latest ``make reproduce`` table: the committed one (``results/reproduce.md``, reviewed with the results it
+    compares), else this machine's (``_build/reproduce.md``), else how to make one."""
+    for rel, where in (("results/reproduce.md", "committed with the results it compares"),
+                       ("_build/reproduce.md", "from this machine's last `make reproduce`, not committed")):
+        path = root / rel
+        if path.exists():
+            body = path.read_text(encoding="utf-8").split("\n", 1)[1]  # its own title is this section's
+            body = "\n".join("#" * 2 + line if line.startswith("## ") else line for line in body.splitlines())
+            return f"*The table below is {where} ({rel}).*\n{body}"
+    return ("No `make reproduce` table yet. `make reproduce` recomputes every chapter from nothing and compares, "
+            "claim by claim, the recomputed estimates and verdicts with the committed ones; see "
+            "[Reproduce a chapter](reproduce.md).")
+
+
 def write_dashboard(profile: str) -> Path:
     """Write ``book/verdicts.md`` and its figure from the results of ``profile``; returns the page's path."""
     results = load_results(profile)
@@ -147,6 +169,10 @@ Verdicts per chapter ({profile} profile), coloured as in every chapter's claims 
 {runs_html(results)}
 
 </div>
+
+## Replication of the replication
+
+{reproduce_section(root)}
 
 ## Pending chapters
 

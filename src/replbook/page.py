@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -178,9 +180,11 @@ def record_claims(slug: str, params: dict[str, Any], claims: list[Claim]) -> Any
            "claims": [c.as_dict() for c in claims]}
     target = saved.claims_path(path)
     text = json.dumps(_finite(doc), indent=1, ensure_ascii=False, allow_nan=False, default=_plain) + "\n"
-    tmp = target.with_name(f".{target.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
     return run_record(slug, params)
 
 

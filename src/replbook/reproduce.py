@@ -89,8 +89,8 @@ def recompute(slug: str, profile: str, root: Path, cache: Path) -> Path:
             (root / folder).symlink_to(project_root() / folder, target_is_directory=True)
     env = {**os.environ, "REPLBOOK_ROOT": str(root), "REPLBOOK_CACHE": str(cache)}
     env.pop(saved.RENDER_ONLY_ENV, None)
-    subprocess.run([sys.executable, "-m", "replbook", "compute", slug, "--profile", profile], env=env, check=True,
-                   cwd=project_root())
+    subprocess.run([sys.executable, "-m", "replbook", "compute", slug, "--profile", profile, "--book"], env=env,
+                   check=True, cwd=project_root())
     return root / "results" / slug / f"{profile}.json"
 
 

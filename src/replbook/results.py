@@ -29,6 +29,7 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -97,7 +98,12 @@ def compute_key(slug: str, params: dict[str, Any]) -> ComputeKey:
             raise FileNotFoundError(f"{slug} lists {rel} in DATA_FILES, but {path} does not exist.")
         files[rel] = sha256_file(path)
     modules = tuple(codekey.compute_modules(slug))
-    return ComputeKey(json.loads(json.dumps(params, default=str)), assets, files, codekey.digest(modules), modules)
+    keyed = json.loads(json.dumps(params, default=str))
+    if keyed.get("device") == "auto":  # what "auto" picks decides the numbers (CUDA or CPU, bf16 or fp32)
+        import torch
+
+        keyed["device"] = f"auto:{'cuda' if torch.cuda.is_available() else 'cpu'}"
+    return ComputeKey(keyed, assets, files, codekey.digest(modules), modules)
 
 
 # --------------------------------------------------------------------------------------------------- where
@@ -131,10 +137,16 @@ def is_profile_default(slug: str, params: dict[str, Any]) -> bool:
         dict(params) == resolve(spec, params["profile"], check_assets=False)
 
 
+def writes_book_asked() -> bool:
+    """``REPLBOOK_WRITE_BOOK`` is set: the caller (the build, ``replbook run``/``compute --book``) asks for the
+    book's results."""
+    return os.environ.get(WRITE_BOOK_ENV, "") not in ("", "0")
+
+
 def writes_book(slug: str, params: dict[str, Any]) -> bool:
     """Whether a computation of ``params`` goes into ``results/``: asked for (``REPLBOOK_WRITE_BOOK=1``, set by
     ``replbook build`` and ``replbook run`` at a profile's defaults) and at the profile's own defaults."""
-    return os.environ.get(WRITE_BOOK_ENV, "") not in ("", "0") and is_profile_default(slug, params)
+    return writes_book_asked() and is_profile_default(slug, params)
 
 
 def read_header(path: Path) -> dict[str, Any] | None:
@@ -183,9 +195,7 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would keep the results from other readers
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the results from other readers
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -223,14 +233,35 @@ def load(path: Path, results_type: type) -> Any:
     return results_type.from_data(doc["results"], arrays)
 
 
-def compute(slug: str, params: dict[str, Any]) -> Any:
+def find(slug: str, params: dict[str, Any], key: str) -> Path | None:
+    """The saved results :func:`compute` would load: when the book's results are wanted (:func:`writes_book`), only
+    the book's file (a matching copy in the run folder is promoted to it); otherwise :func:`locate`."""
+    if not writes_book(slug, params):
+        return locate(slug, params, key)
+    book = book_path(slug, params["profile"])
+    if stored_key(book) == key:
+        return book
+    run = run_path(slug, key)
+    if stored_key(run) == key and arrays_path(run).exists():  # computed outside the build at the same defaults
+        _atomic_write(arrays_path(book), lambda tmp: shutil.copyfile(arrays_path(run), tmp))
+        _atomic_write(book, lambda tmp: shutil.copyfile(run, tmp))
+        return book
+    return None
+
+
+def compute(slug: str, params: dict[str, Any], force: bool = False) -> Any:
     """The results of chapter ``slug`` at ``params`` (resolved): loaded when saved under the same compute key,
-    otherwise computed with the chapter's ``run(params)`` and saved (see the module docstring for where)."""
+    otherwise (or with ``force``) computed with the chapter's ``run(params)`` and saved (see the module docstring
+    for where). Saved results whose arrays fail their checksum are recomputed (or, rendering, refused)."""
     module = chapter_module(slug)
     key = compute_key(slug, params)
-    found = locate(slug, params, key.value)
+    found = None if force else find(slug, params, key.value)
     if found is not None:
-        return load(found, module.RESULTS)
+        try:
+            return load(found, module.RESULTS)
+        except ResultsMissing:
+            if render_only():
+                raise
     if render_only():
         book = book_path(slug, params["profile"])
         why = "no results saved" if not book.exists() else "the saved results were computed by other code or " \

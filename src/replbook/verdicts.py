@@ -108,9 +108,11 @@ def judge_effect(est: Interval, effect: float, null: float = 0.0, *, seeds: Sequ
     low, high, centre = (lo, hi, estimate) if sign > 0 else (-hi, -lo, -estimate)
     eff, nul = sign * effect, sign * null
 
-    # a seed without a finite interval cannot show it is not against the claim: it counts as against
-    against = [s for s in seeds if not s.finite or (s.hi < null if sign > 0 else s.lo > null)]
-    favour = [s for s in seeds if s.finite and (s.lo > null if sign > 0 else s.hi < null)]
+    # a seed without a finite interval cannot show it is not against the claim: it counts as against (its bounds
+    # decide; a seed's own point value may be undefined where its resamples are not, e.g. a ratio over zero)
+    bounded = [math.isfinite(s.lo) and math.isfinite(s.hi) for s in seeds]
+    against = [s for s, ok in zip(seeds, bounded, strict=True) if not ok or (s.hi < null if sign > 0 else s.lo > null)]
+    favour = [s for s, ok in zip(seeds, bounded, strict=True) if ok and (s.lo > null if sign > 0 else s.hi < null)]
     interval = f"{what} [{_fmt(lo)}, {_fmt(hi)}]"
     if low > nul:
         if against:

@@ -109,7 +109,7 @@ def evaluate(scores: dict[str, np.ndarray], labels: np.ndarray, val_idx: np.ndar
     (name → auroc), ``k`` (method → {"fixed", "val", "best"}), ``diff`` (baseline → paired AUROC(minkpp) −
     AUROC(baseline) at the fixed k with its interval, and ``mink_best``: both at their best k on test, shown only)
     and ``boot`` (name → [n_boot] AUROC replicates, every score on the same stratified resamples of the test items,
-    so any paired statistic has an interval; kept out of the results JSON).
+    so any paired statistic has an interval; :class:`SeedResult` keeps them at the epochs a page judges).
     """
     y_test, y_val = labels[test_idx], labels[val_idx]
     test = bootstrap_metrics({n: s[test_idx] for n, s in scores.items()}, y_test, n_boot, seed, replicates=True)
@@ -145,7 +145,8 @@ class SeedResult:
     """One seed (one model, or one fine-tuning run): its split, and per epoch (exposure) the member and non-member
     perplexities and the evaluation of every score (:func:`evaluate`, without its replicates). ``boot`` keeps the
     [n_boot] AUROC replicates of every score (float32) at the epochs a page judges (the highest; and 0, the base
-    model, in the SmolLM2 section), ``scores`` every item's score (float32) at the highest epoch only."""
+    model, in the SmolLM2 section), ``scores`` every item's score (float32) where a page or a test reads them (the
+    first tiny-GPT seed's highest epoch; the SmolLM2 section's base model and highest epoch)."""
 
     seed: int
     split: dict[str, np.ndarray]

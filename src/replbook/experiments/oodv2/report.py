@@ -23,6 +23,9 @@ from replbook.page import mean_sd
 from replbook.paths import project_root
 from replbook.verdicts import Claim, Verdict, judge_all, judge_effect, not_comparable
 
+#: Repository files the page reads (they enter its stamp: editing one re-renders the page).
+PAGE_FILES = ("data/oodv2_taxonomy.yaml", "data/openood_v15.csv")
+
 OPENOOD = ("OpenOOD v1.5 leaderboard (zjysteven/OpenOOD model_info @ 28d3a40b; data/openood_v15.csv; not "
            "cross-checked with the paper)")
 STATUS_ORDER = ["highly_active", "active", "integrated_into_hard_ood_detection", "inactive"]

@@ -24,7 +24,7 @@ ORACLE = "Oracle (key sentence)"
 @dataclass(frozen=True)
 class Pruning:
     """How every passage is pruned: the window (Phase 1's budget N1), the prune rates, the seeds of RAP and RAC, the
-    Phase-1 frame and Phase 2's heads (the parameters of the same names)."""
+    Phase-1 frame and the attention heads Phase 2 scores with: the reader's (the parameters of the same names)."""
 
     b_max: int
     prune_rates: list[float]
