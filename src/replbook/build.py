@@ -155,7 +155,8 @@ def state(slug: str, profile: str) -> ChapterState:
     else:
         fresh = meta.get("stamp") == page_stamp(slug, params, path) and saved.claims_path(path).exists()
         page = "current" if fresh else "stale"
-    return ChapterState(slug, profile, results, page, compute_s, meta.get("render_wall_s"))
+    render_s = meta.get("render_wall_s") if meta.get("profile") == profile else None
+    return ChapterState(slug, profile, results, page, compute_s, render_s)
 
 
 # --------------------------------------------------------------------------------------------------- compute

@@ -148,6 +148,7 @@ def run_record(slug: str, params: dict[str, Any]) -> Any:
         "started (UTC)": record["started"],
         "device": f"{where} (torch threads {device.get('torch_threads')}, load {device.get('load_average_1m', '?')})",
         "compute wall time": f"{record['compute_wall_s']:.0f} s",
+        "results sha256": saved.files_sha256(path)[:16],
         "rendered at commit": git_commit(),
         **{name: record["versions"].get(name, "not installed") for name in RUN_RECORD_PACKAGES},
     }
