@@ -5,16 +5,21 @@ import math
 
 import pytest
 
-from replbook.intervals import Interval
+from replbook.intervals import Interval, paired_t
 from replbook.verdicts import (
     Claim,
     ClaimSheet,
+    Premise,
     Verdict,
+    apply_premises,
+    cap,
     illustrated,
     judge_all,
+    judge_conjunction,
     judge_effect,
     judge_noninferior,
     not_comparable,
+    premise,
     scale_to_decide,
 )
 
@@ -67,14 +72,23 @@ def test_judge_effect_reads_the_estimate_not_the_centre():
 def test_judge_effect_says_what_scale_would_decide():
     v = judge_effect(iv(-1.0, 3.0), 2.0)
     assert "4.0× the sample" in v.reason  # half-width 2 must fall to 1 to exclude 0 or +2: four times the sample
-    assert scale_to_decide(-1.0, 3.0, 2.0, 0.0) == pytest.approx(4.0)
-    assert scale_to_decide(-1.0, 5.0, 2.0, 0.0) == pytest.approx(2.25)  # centre 2, half 3: exclude 0, 2 away
-    assert math.isinf(scale_to_decide(-1.0, 1.0, 0.0))
+    assert scale_to_decide(iv(-1.0, 3.0), 2.0, 0.0) == pytest.approx(4.0)
+    assert scale_to_decide(iv(-1.0, 5.0), 2.0, 0.0) == pytest.approx(2.25)  # centre 2, half 3: exclude 0, 2 away
+    assert math.isinf(scale_to_decide(iv(-1.0, 1.0), 0.0))
     assert "2.2× the sample" in judge_noninferior(iv(-1.5, 1.5), 1.0).reason  # centre 0, 1 from −1: (1.5/1)²
     with pytest.raises(ValueError, match="differ from no effect"):
         judge_effect(iv(0.0, 1.0), 0.0)
     with pytest.raises(ValueError, match="out of order"):
         judge_effect(Interval(0.0, 1.0, -1.0, "test", 3), 2.0)
+
+
+def test_scale_to_decide_solves_the_t_quantile_for_seed_intervals():
+    # three seeds whose differences have sd 1: half-width t(0.975, 2)/√3 = 2.48; to exclude 0 from a mean of 1 the
+    # half-width must fall below 1: t(0.975, n − 1)/√n < 1 first at n = 7, so 7/3 the seeds, not (2.48/1)² = 6.2×
+    est = paired_t([0.0, 1.0, 2.0])
+    assert est.hi - est.mean == pytest.approx(2.484, abs=1e-3)
+    assert scale_to_decide(est, 0.0) == pytest.approx(7 / 3)
+    assert scale_to_decide(Interval(1.0, est.lo, est.hi, "bootstrap", 3), 0.0) == pytest.approx(2.484 ** 2, rel=1e-3)
 
 
 @pytest.mark.parametrize("lo, hi, higher, verdict", [
@@ -106,15 +120,63 @@ def test_judge_all_combines_the_parts():
     assert "a: reproduced" in both.reason and both.kind == "all" and [name for name, _ in both.parts] == ["a", "b"]
 
 
+def test_judge_conjunction_takes_the_weakest_part_and_fails_with_any():
+    r, p, n, i, c = (Verdict(v, v) for v in ("reproduced", "partly", "not reproduced", "inconclusive",
+                                             "not comparable"))
+    assert judge_conjunction({"a": r, "b": r}).verdict == "reproduced"
+    assert judge_conjunction({"a": r, "b": p}).verdict == "partly"  # judge_all would say partly too ...
+    assert judge_conjunction({"a": r, "b": n}).verdict == "not reproduced"  # ... but here it says partly
+    assert judge_all({"a": r, "b": n}).verdict == "partly"
+    assert judge_conjunction({"a": p, "b": i}).verdict == "inconclusive"
+    assert judge_conjunction({"a": r, "b": c}).verdict == "not comparable"
+    assert judge_conjunction({"a": n, "b": c}).verdict == "not reproduced"
+    assert judge_conjunction({"a": r, "b": i}).kind == "conjunction"
+    with pytest.raises(ValueError, match="illustrated"):
+        judge_conjunction({"a": r, "b": illustrated("ours")})
+    with pytest.raises(ValueError, match="at least one"):
+        judge_conjunction({})
+
+
+def test_a_cap_lowers_only_a_stronger_verdict():
+    v = judge_effect(iv(1.5, 3.0), 2.0)
+    capped = cap(v, "partly", "the reference does not show it")
+    assert capped.verdict == "partly" and capped.at_most == "partly" and "at most partly" in capped.reason
+    weak = judge_effect(iv(-1.0, 3.0), 2.0)
+    assert cap(weak, "partly", "x").verdict == "inconclusive"
+
+
+def test_premises_hold_fail_or_are_unmeasured_and_make_claims_not_comparable():
+    gap = premise("R1", "a perplexity gap", 0.3, at_least=0.1, source="lm[:].perplexity")
+    assert gap.holds is True and gap.required == "≥ 0.1" and gap.measured == "0.3"
+    assert premise("R2", "x", 0.05, at_least=0.1).holds is False
+    assert premise("R3", "x", None, at_most=1.0).holds is None
+    assert premise("R4", "x", 0.5, at_least=0.2, at_most=0.8).required == "≥ 0.2 and ≤ 0.8"
+    with pytest.raises(ValueError, match="a bound"):
+        premise("R5", "x", 1.0)
+    with pytest.raises(ValueError, match="premise id"):
+        Premise("C1", "x", "≥ 1", "2", True)
+    v = judge_effect(iv(1.5, 3.0), 2.0)
+    claims = [Claim.judged("C1", "s", "p", "src", "o", "cpu", v, premises=("R1",)),
+              Claim.judged("C2", "s", "p", "src", "o", "cpu", v, premises=("R1", "R2")),
+              Claim.judged("C3", "s", "p", "src", "o", "cpu", v, premises=("R3",))]
+    out = apply_premises(claims, [gap, premise("R2", "x", 0.05, at_least=0.1), premise("R3", "y", None, at_most=1)])
+    assert [c.verdict for c in out] == ["reproduced", "not comparable", "not comparable"]
+    assert "R2 (x) fails: measured 0.05, required ≥ 0.1" in out[1].reason and "would give reproduced" in out[1].reason
+    assert "R3 (y) not measured" in out[2].reason and out[1].rule == v  # the rule and estimate stay in the row
+    with pytest.raises(ValueError, match="does not state"):
+        apply_premises(claims, [gap])
+
+
 def test_a_claim_records_its_rule_as_data():
     v = judge_effect(iv(1.5, 3.0), 2.0, seeds=[iv(1.0, 2.0)])
     c = Claim.judged("C1", "s", "p", "src", "ours", "cpu", v, "rule: judge_effect")
     data = c.as_dict()
     assert c.verdict == "reproduced" and c.reason.startswith("rule: judge_effect; ")
     assert data["rule"]["kind"] == "effect" and data["rule"]["estimate"]["lo"] == 1.5
+    assert "from" in data["rule"]["estimate"] and data["premises"] == []
     assert data["rule"]["seeds"][0]["hi"] == 2.0 and data["rule"]["effect"] == 2.0
     parts = judge_all({"x": v, "y": not_comparable("no arm")}).as_dict()
-    assert [p["name"] for p in parts["parts"]] == ["x", "y"] and parts["parts"][1]["kind"] == "not comparable"
+    assert [p["name"] for p in parts["parts"]] == ["x", "y"] and parts["parts"][1]["kind"] == "none"
     assert illustrated("ours by construction").as_dict()["kind"] == "illustrated"
 
 

@@ -82,22 +82,87 @@ def _cell(text: Any) -> str:
     return html.escape(str(text if text is not None else "not transcribed"))
 
 
-def claims_html(results: dict[str, dict[str, Any]]) -> str:
-    """The table of every claim, each linking to its row on the chapter page (``chapters/<slug>.html#claim-…``)."""
+def premise_failed(claim: dict[str, Any], premises: dict[str, dict[str, Any]]) -> bool:
+    """The claim names a premise that does not hold (or was not measured) in the run."""
+    return any(premises.get(pid, {}).get("holds") is not True for pid in claim.get("premises", []))
+
+
+def tested(claim: dict[str, Any], premises: dict[str, dict[str, Any]]) -> bool:
+    """Tested in its regime: the claim names at least one premise and every one holds."""
+    return bool(claim.get("premises")) and not premise_failed(claim, premises)
+
+
+def regime_counts(record: dict[str, Any]) -> dict[str, int]:
+    """A chapter's claims: how many, how many tested in regime, how many whose premise failed."""
+    premises = {p["id"]: p for p in record.get("premises", [])}
+    claims = record["claims"]
+    return {"claims": len(claims), "tested": sum(tested(c, premises) for c in claims),
+            "premise failed": sum(premise_failed(c, premises) for c in claims)}
+
+
+def _href(slug: str, cid: str) -> str:
+    return f"chapters/{slug}.html#claim-{cid.lower()}"
+
+
+def overview_html(results: dict[str, dict[str, Any]]) -> str:
+    """The view a reader takes in at a glance: one row per chapter, each claim a chip in its verdict's colour
+    (a dashed border where a premise failed), and the chapter's counts."""
     titles = {c.slug: c.title for c in CHAPTERS}
     rows = []
     for slug, record in results.items():
+        premises = {p["id"]: p for p in record.get("premises", [])}
+        chips = []
         for c in record["claims"]:
-            href = f"chapters/{slug}.html#claim-{c['id'].lower()}"
+            failed = premise_failed(c, premises)
+            tip = f"{c['id']}: {c['verdict']}" + (" (a premise failed)" if failed else "")
+            chips.append(f'<a class="verdict-chip{" premise-failed" if failed else ""}" href="{_href(slug, c["id"])}" '
+                         f'title="{_cell(tip)}" data-verdict="{_cell(c["verdict"])}" '
+                         f'style="background-color: {VERDICT_COLOURS.get(c["verdict"], "")}">{_cell(c["id"])}</a>')
+        n = regime_counts(record)
+        rows.append(f'<tr data-chapter="{slug}"><td><a href="chapters/{slug}.html" title="{_cell(titles[slug])}">'
+                    f'{slug}</a></td><td>{" ".join(chips)}</td><td>{n["tested"]} of {n["claims"]}</td>'
+                    f'<td>{n["premise failed"]}</td></tr>')
+    head = "".join(f"<th>{h}</th>" for h in ("chapter", "claims", "tested in regime", "premise failed"))
+    return f'<table class="verdicts-overview"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def counts_html(results: dict[str, dict[str, Any]]) -> str:
+    """Per chapter: claims, tested in regime, premise failed, and the number of each verdict."""
+    counts = verdict_counts(results)
+    head = "".join(f"<th>{h}</th>" for h in ("chapter", "claims", "tested", "premise failed", *VERDICTS))
+    rows, total = [], {k: 0 for k in ("claims", "tested", "premise failed", *VERDICTS)}
+    for slug, record in results.items():
+        row = {**regime_counts(record), **counts[slug]}
+        total = {k: total[k] + row[k] for k in total}
+        rows.append(f"<tr><td>{slug}</td>" + "".join(f"<td>{row[k]}</td>" for k in total) + "</tr>")
+    rows.append("<tr><td><strong>book</strong></td>" + "".join(f"<td><strong>{v}</strong></td>"
+                                                                for v in total.values()) + "</tr>")
+    return f'<table class="verdict-counts"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def claims_html(results: dict[str, dict[str, Any]]) -> str:
+    """Every claim with its reason, collapsed per chapter; each links to its row on the chapter page
+    (``chapters/<slug>.html#claim-…``)."""
+    blocks = []
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "paper", "ours", "premises", "verdict", "reason"))
+    for slug, record in results.items():
+        premises = {p["id"]: p for p in record.get("premises", [])}
+        rows = []
+        for c in record["claims"]:
             colour = VERDICT_COLOURS.get(c["verdict"], "")
+            needed = ", ".join(f"{pid} {'✓' if premises.get(pid, {}).get('holds') is True else '✗'}"
+                               for pid in c.get("premises", [])) or "none"
             rows.append(
-                f'<tr data-chapter="{slug}"><td title="{_cell(titles[slug])}">{slug}</td>'
-                f'<td><a class="claim-link" href="{href}">{_cell(c["id"])}</a>: {_cell(c["claim"])}</td>'
-                f'<td>{_cell(c["paper"])}</td><td>{_cell(c["ours"])}</td>'
-                f'<td style="background-color: {colour}">{_cell(c["verdict"])}</td><td>{_cell(c["reason"])}</td></tr>')
-    head = "".join(f"<th>{h}</th>" for h in ("chapter", "claim", "paper", "ours", "verdict", "reason"))
-    return (f'<table class="verdicts-table"><thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows)
-            + "\n</tbody></table>")
+                f'<tr data-chapter="{slug}"><td><a class="claim-link" href="{_href(slug, c["id"])}">'
+                f'{_cell(c["id"])}</a>: {_cell(c["claim"])}</td><td>{_cell(c["paper"])}</td><td>{_cell(c["ours"])}'
+                f'</td><td>{_cell(needed)}</td><td style="background-color: {colour}">{_cell(c["verdict"])}</td>'
+                f'<td>{_cell(c["reason"])}</td></tr>')
+        n = regime_counts(record)
+        blocks.append(f'<details class="verdicts-chapter" data-chapter="{slug}"><summary>{slug}: {n["claims"]} '
+                      f'claims, {n["tested"]} tested in regime, {n["premise failed"]} with a failed premise'
+                      f'</summary><table class="verdicts-table"><thead><tr>{head}</tr></thead><tbody>'
+                      f'{"".join(rows)}</tbody></table></details>')
+    return "\n".join(blocks)
 
 
 def runs_html(results: dict[str, dict[str, Any]]) -> str:
@@ -144,10 +209,21 @@ def write_dashboard(profile: str) -> Path:
 {len(results)} chapters, computed at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)} (see Runs below).
 Do not edit: the page is rewritten on every build.*{smoke_note}
 
-Every claim of every chapter, with the paper's number, ours and the verdict of the rule its chapter wrote down before
-the numbers. Vocabulary: {legend}. *Not reproduced* means our interval excludes the paper's effect; *inconclusive*
-that it holds both no effect and the paper's effect; *illustrated* marks a claim our own model implies, shown and never
-counted as reproduced. Each claim links to its row in its chapter, where the reason is argued.
+Every claim of every chapter, judged by the rule its chapter wrote down before the numbers. Vocabulary: {legend}.
+*Not reproduced* means our interval excludes the paper's effect; *inconclusive* that it holds both no effect and the
+paper's effect; *not comparable* that the run does not test the claim (a premise of the paper's mechanism failed in
+the run, or the arm the claim needs was not run); *illustrated* marks a claim our own model implies, shown and never
+counted as reproduced. A claim is **tested in regime** when it names at least one premise of the paper's mechanism
+(a quantity measured in the run, with a bound set before the numbers) and all of them hold. A chip with a dashed
+border is a claim whose premise failed; each chip links to the claim's row in its chapter, where the reason is argued.
+
+<div class="verdicts-dashboard">
+
+{overview_html(results)}
+
+</div>
+
+{counts_html(results)}
 
 ```{{figure}} _generated/verdict_counts.png
 :name: fig-verdict-counts
@@ -156,7 +232,9 @@ counted as reproduced. Each claim links to its row in its chapter, where the rea
 Verdicts per chapter ({profile} profile), coloured as in every chapter's claims table.
 ```
 
-<div class="verdicts-dashboard">
+## Every claim, with its reason
+
+<div class="verdicts-reasons">
 
 {claims_html(results)}
 

@@ -24,6 +24,9 @@ import numpy as np
 from scipy.stats import norm
 from scipy.stats import t as t_dist
 
+#: The method name of a Student-t interval over seeds (``scale_to_decide`` solves its t quantile for n).
+T_METHOD = "paired t over seeds"
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -41,6 +44,11 @@ class Interval:
     @property
     def finite(self) -> bool:
         return all(map(math.isfinite, (self.mean, self.lo, self.hi)))
+
+    def as_dict(self) -> dict:
+        """As the claims file records it: ``from`` names the results field it was read from."""
+        return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "method": self.method, "n": self.n,
+                "level": self.level, "from": self.source}
 
     def at(self, source: str) -> Interval:
         """The same interval, naming the results field it was read from."""
@@ -81,7 +89,7 @@ def paired_t(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray | 
     d = a - np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
     mean = float(d.mean())
     half = t_half_width(float(d.std(ddof=1)), len(d), level) if len(d) > 1 else math.nan
-    return Interval(mean, mean - half, mean + half, "paired t over seeds", len(d), level, source)
+    return Interval(mean, mean - half, mean + half, T_METHOD, len(d), level, source)
 
 
 def seed_bootstrap(points: Sequence[float], replicates: Sequence[np.ndarray], level: float = 0.95,

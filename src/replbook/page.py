@@ -24,10 +24,11 @@ import pandas as pd
 from replbook import results as saved
 from replbook.intervals import Interval, signed_interval
 from replbook.record import git_commit, utc
-from replbook.verdicts import VERDICTS, Claim
+from replbook.verdicts import VERDICTS, Claim, Premise
 
 __all__ = ["VERDICT_COLOURS", "claims_table", "style_claims", "glue_claims", "glue_placeholder_figures",
-           "parameters_panel", "run_record", "record_claims", "mean_sd", "signed_interval", "Interval"]
+           "glue_premises", "premises_table", "parameters_panel", "run_record", "record_claims", "mean_sd",
+           "signed_interval", "Interval"]
 
 #: The book's verdict palette: the claims tables and the verdict dashboard use these colours.
 VERDICT_COLOURS = {"reproduced": "#b7e1c1", "partly": "#ffe08a", "not reproduced": "#f3a6ad",
@@ -80,6 +81,37 @@ def style_claims(table: pd.DataFrame, anchors: Sequence[str] | None = None):
         .map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}", subset=["verdict"])
         .set_table_attributes('class="claims-table"')
     )
+
+
+#: Colours of a premise's state in the premises table.
+PREMISE_COLOURS = {True: "#b7e1c1", False: "#f3a6ad", None: "#dcdde0"}
+
+
+def premises_table(premises: Sequence[Premise]) -> pd.DataFrame:
+    """The chapter's premises: id, premise, required, measured, holds (yes / no / not measured), where it is read."""
+    ids = [p.id for p in premises]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"premise ids must be unique within a chapter; got {ids}.")
+    holds = {True: "yes", False: "no", None: "not measured"}
+    return pd.DataFrame([{"id": p.id, "premise": p.text, "required": p.required, "measured": p.measured,
+                          "holds": holds[p.holds], "note": p.note} for p in premises],
+                        columns=["id", "premise", "required", "measured", "holds", "note"])
+
+
+def glue_premises(premises: Sequence[Premise], key: str = "premises_table") -> pd.DataFrame:
+    """Display the premises table (class ``premises-table``, the state coloured) and glue it under ``key``."""
+    from myst_nb import glue
+
+    table = premises_table(premises)
+    colour = {"yes": PREMISE_COLOURS[True], "no": PREMISE_COLOURS[False], "not measured": PREMISE_COLOURS[None]}
+    shown = table.copy()
+    for col in shown.columns:
+        shown[col] = shown[col].map(lambda v: html.escape(str(v)))
+    styled = (shown.style.hide(axis="index")
+              .map(lambda v: f"background-color: {colour.get(v, '')}", subset=["holds"])
+              .set_table_attributes('class="premises-table"'))
+    glue(key, styled, display=True)
+    return table
 
 
 def glue_claims(claims: list[Claim], key: str = "claims_table") -> pd.DataFrame:
@@ -163,11 +195,11 @@ def run_record(slug: str, params: dict[str, Any]) -> Any:
                     f'<table class="run-record">{body}</table>{link}')
 
 
-def record_claims(slug: str, params: dict[str, Any], claims: list[Claim]) -> Any:
-    """End a page: write its ``claims`` beside the saved results (with the render commit and time) for the verdict
-    dashboard, and return the run-record panel. Beside the book's results only when the build renders the page
-    (``REPLBOOK_WRITE_BOOK=1``); a run's claims go into its run folder; a page rendered from the book's results by
-    anyone else (plain papermill, nbval) writes nothing."""
+def record_claims(slug: str, params: dict[str, Any], claims: list[Claim], premises: Sequence[Premise]) -> Any:
+    """End a page: write its ``claims`` and ``premises`` beside the saved results (with the render commit and time)
+    for the verdict dashboard, and return the run-record panel. Beside the book's results only when the build renders
+    the page (``REPLBOOK_WRITE_BOOK=1``); a run's claims go into its run folder; a page rendered from the book's
+    results by anyone else (plain papermill, nbval) writes nothing."""
     path = saved.locate(slug, params)
     if path is None:
         raise saved.ResultsMissing(f"{slug}: no saved results for these parameters; compute them first.")
@@ -178,7 +210,7 @@ def record_claims(slug: str, params: dict[str, Any], claims: list[Claim]) -> Any
            "results_sha256": saved.files_sha256(path), "computed_at": record["git_commit"],
            "compute_started": record["started"], "compute_wall_s": record["compute_wall_s"],
            "rendered_at": git_commit(), "rendered": utc(time.time()),
-           "claims": [c.as_dict() for c in claims]}
+           "premises": [p.as_dict() for p in premises], "claims": [c.as_dict() for c in claims]}
     target = saved.claims_path(path)
     text = json.dumps(_finite(doc), indent=1, ensure_ascii=False, allow_nan=False, default=_plain) + "\n"
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")

@@ -13,19 +13,31 @@ same way:
 
 Each rule returns a :class:`Verdict` that records the rule as data (its kind, the estimate it read, the null and
 the effect, the margin, the seeds and the parts), so a verdict can be re-derived from the claims file alone.
+
+**Premises.** A claim tests a paper's mechanism only where the conditions that mechanism needs hold in the run: a
+chapter states them as :class:`Premise` rows (``R1``, ``R2``, …: a quantity measured in the run and the bound it must
+meet, written before the numbers), and each claim names the ids it needs. :func:`apply_premises` turns a claim whose
+premise fails (or was not measured) into *not comparable*, naming the premise and its value; the row keeps its
+estimate and its rule. A claim is *not comparable* exactly when a premise it needs does not hold or an arm it
+compares was not run.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from replbook.intervals import Interval
+from replbook.intervals import T_METHOD, Interval, t_half_width
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "inconclusive", "not comparable", "illustrated")
-KINDS = ("effect", "noninferior", "all", "illustrated", "not comparable", "match")
+#: The rules: a directional effect, "no worse than" with a margin, a claim naming several things (all), one sentence
+#: joined by "and" (conjunction), a claim our construction implies (illustrated), and none (a claim with no rule of
+#: its own: not comparable through a premise or a missing arm).
+KINDS = ("effect", "noninferior", "all", "conjunction", "illustrated", "none")
+#: The order of the decided verdicts a conjunction takes the weakest of, and a cap lowers to.
+STRENGTH = ("inconclusive", "partly", "reproduced")
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class Verdict:
     higher_is_better: bool | None = None
     seeds: tuple[Interval, ...] = ()
     parts: tuple[tuple[str, Verdict], ...] = ()
+    at_most: str | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -54,14 +67,28 @@ class Verdict:
             raise ValueError(f"rule kind must be one of {KINDS}; got {self.kind!r}.")
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {k: v for k, v in asdict(self).items() if k not in ("estimate", "seeds", "parts")}
+        out["estimate"] = self.estimate.as_dict() if self.estimate is not None else None
+        out["seeds"] = [s.as_dict() for s in self.seeds]
         out["parts"] = [{"name": name, **v.as_dict()} for name, v in self.parts]
         return out
 
 
 def not_comparable(reason: str) -> Verdict:
-    """No like-for-like number: a different model or data, an arm not run, an untranscribed value."""
-    return Verdict("not comparable", reason, kind="not comparable")
+    """A claim with no rule of its own here (kind ``none``): the premises or the arms it would need are missing."""
+    return Verdict("not comparable", reason, kind="none")
+
+
+def cap(verdict: Verdict, at_most: str, why: str) -> Verdict:
+    """The verdict lowered to at most ``at_most`` (:data:`STRENGTH`: a reproduced claim becomes partly), with the
+    cap recorded in the rule: e.g. where the reference that sets the effect does not show the claim itself."""
+    if at_most not in STRENGTH:
+        raise ValueError(f"a cap is one of {STRENGTH}; got {at_most!r}.")
+    lowered = verdict.verdict
+    if lowered in STRENGTH and STRENGTH.index(lowered) > STRENGTH.index(at_most):
+        lowered = at_most
+    reason = verdict.reason if lowered == verdict.verdict else f"{verdict.reason}; at most {at_most}: {why}"
+    return replace(verdict, verdict=lowered, reason=reason, at_most=at_most)
 
 
 def illustrated(reason: str) -> Verdict:
@@ -73,13 +100,25 @@ def _fmt(x: float) -> str:
     return f"{x:+.3g}"
 
 
-def scale_to_decide(lo: float, hi: float, *thresholds: float) -> float:
+def scale_to_decide(est: Interval, *thresholds: float) -> float:
     """How many times the sample (items or seeds) would have to grow, at the same centre and spread, for the
-    interval [lo, hi] to exclude one of ``thresholds`` (no effect, the paper's effect, a margin): its half-width
-    must fall below the distance from its centre to the farther threshold, and it shrinks as 1/√n."""
-    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    interval ``est`` to exclude one of ``thresholds`` (no effect, the paper's effect, a margin): its half-width must
+    fall below the distance from its centre to the farther threshold. A bootstrap half-width shrinks as 1/√n; a
+    Student-t interval over n seeds also loses its t quantile's excess as n grows (t(0.975, 2) = 4.30 against 1.96),
+    so for it the smallest n' that would do is solved for and n'/n returned."""
+    centre, half = (est.lo + est.hi) / 2, (est.hi - est.lo) / 2
     needed = max(abs(centre - t) for t in thresholds)
-    return math.inf if needed == 0 else max(1.0, (half / needed) ** 2)
+    if needed == 0:
+        return math.inf
+    if est.method != T_METHOD or est.n < 2:
+        return max(1.0, (half / needed) ** 2)
+    sd = half / t_half_width(1.0, est.n, est.level)  # the seeds' spread behind the half-width
+    n = est.n
+    while t_half_width(sd, n, est.level) >= needed:
+        n += 1
+        if n > 10_000 * est.n:
+            return math.inf
+    return max(1.0, n / est.n)
 
 
 def judge_effect(est: Interval, effect: float, null: float = 0.0, *, seeds: Sequence[Interval] = (),
@@ -130,7 +169,7 @@ def judge_effect(est: Interval, effect: float, null: float = 0.0, *, seeds: Sequ
                                            f"{len(seeds)} seeds are significantly for the claim: the seeds disagree, "
                                            f"and more seeds would decide it", **rule)
         return Verdict("not reproduced", f"{interval} excludes {effect_name} {_fmt(effect)}", **rule)
-    k = scale_to_decide(lo, hi, effect, null)
+    k = scale_to_decide(est, effect, null)
     return Verdict("inconclusive", f"{interval} holds both {_fmt(null)} and {effect_name} {_fmt(effect)}; about "
                                    f"{k:.1f}× the sample would decide it", **rule)
 
@@ -154,7 +193,7 @@ def judge_noninferior(est: Interval, margin: float, *, higher_is_better: bool = 
                        **rule)
     if high < -margin:
         return Verdict("not reproduced", f"{interval} lies beyond the margin {bound}: worse than allowed", **rule)
-    k = scale_to_decide(lo, hi, -margin if higher_is_better else margin)
+    k = scale_to_decide(est, -margin if higher_is_better else margin)
     return Verdict("inconclusive", f"{interval} crosses the margin {bound}; about {k:.1f}× the sample would "
                                    f"decide it", **rule)
 
@@ -176,6 +215,89 @@ def judge_all(parts: Mapping[str, Verdict]) -> Verdict:
     if any(n in ("reproduced", "partly") for n in names):
         return Verdict("partly", text, **rule)
     return Verdict("not reproduced" if "not reproduced" in names else "inconclusive", text, **rule)
+
+
+def judge_conjunction(parts: Mapping[str, Verdict]) -> Verdict:
+    """A claim stated as one sentence joined by "and" (a trade-off; "leads, and by more than"), from the verdict on
+    each part (name → verdict, in order): not reproduced when any part is; not comparable when any part is; otherwise
+    the weakest part's verdict (inconclusive before partly before reproduced). An illustrated part has no place in a
+    claim that is tested."""
+    if not parts:
+        raise ValueError("judge_conjunction needs at least one part.")
+    names = [v.verdict for v in parts.values()]
+    if "illustrated" in names:
+        raise ValueError("a conjunction cannot hold an illustrated part: judge that part as its own claim.")
+    text = "; ".join(f"{w}: {v.verdict} ({v.reason})" for w, v in parts.items())
+    rule = dict(kind="conjunction", parts=tuple(parts.items()))
+    for failing in ("not reproduced", "not comparable"):
+        if failing in names:
+            return Verdict(failing, text, **rule)
+    weakest = min(names, key=STRENGTH.index)
+    return Verdict(weakest, text, **rule)
+
+
+@dataclass(frozen=True)
+class Premise:
+    """A condition of the paper's mechanism, measured in the run: ``id`` (``R1``), what must hold (``text``), the
+    bound in words (``required``), the ``measured`` value as shown, whether it ``holds`` (``None``: not measured in
+    this run, which counts as not holding), where the value was read (``source``: the results field) and ``note``
+    (e.g. that it reads a reference arm's level, or which issue will measure it)."""
+
+    id: str
+    text: str
+    required: str
+    measured: str
+    holds: bool | None
+    source: str = ""
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not (self.id.startswith("R") and self.id[1:].replace("@", "").replace("%", "").replace(".", "")
+                .replace("-", "").isalnum()):
+            raise ValueError(f"premise id must look like 'R1'; got {self.id!r}.")
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["from"] = out.pop("source")
+        return out
+
+
+def premise(pid: str, text: str, value: float | None, *, at_least: float | None = None,
+            at_most: float | None = None, required: str | None = None, fmt: str = "{:.3g}", source: str = "",
+            note: str = "") -> Premise:
+    """A premise measured as ``value`` (``None``: not measured here) that must lie at or above ``at_least`` and/or
+    at or below ``at_most``."""
+    if at_least is None and at_most is None:
+        raise ValueError("a premise needs a bound: at_least and/or at_most.")
+    bounds = [f"≥ {fmt.format(at_least)}" if at_least is not None else "",
+              f"≤ {fmt.format(at_most)}" if at_most is not None else ""]
+    if value is None or not math.isfinite(value):
+        return Premise(pid, text, required or " and ".join(b for b in bounds if b), "not measured", None, source,
+                       note)
+    holds = (at_least is None or value >= at_least) and (at_most is None or value <= at_most)
+    return Premise(pid, text, required or " and ".join(b for b in bounds if b), fmt.format(value), bool(holds),
+                   source, note)
+
+
+def apply_premises(claims: Sequence[Claim], premises: Sequence[Premise]) -> list[Claim]:
+    """Each claim whose premises (``Claim.premises``) do not all hold becomes *not comparable*: its reason names the
+    premises and their measured values, and says what its rule gave; its estimate and rule stay in the row."""
+    by_id = {p.id: p for p in premises}
+    out = []
+    for c in claims:
+        unknown = [pid for pid in c.premises if pid not in by_id]
+        if unknown:
+            raise ValueError(f"claim {c.id} names premises {unknown} that the chapter does not state.")
+        failing = [by_id[pid] for pid in c.premises if by_id[pid].holds is not True]
+        if not failing or c.verdict == "not comparable":
+            out.append(c)
+            continue
+        why = "; ".join(f"{p.id} ({p.text}) {'not measured' if p.holds is None else 'fails'}: measured "
+                        f"{p.measured}, required {p.required}" for p in failing)
+        out.append(replace(c, verdict="not comparable",
+                           reason=f"premise not met, so the run does not test the mechanism: {why}. The rule alone "
+                                  f"would give {c.verdict}: {c.reason}"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -208,10 +330,13 @@ class Claim:
 
     @classmethod
     def judged(cls, cid: str, statement: str, paper: str | None, source: str, ours: str, profile: str,
-               verdict: Verdict, rule: str = "", missing: tuple[str, ...] = ()) -> Claim:
-        """A claim with its verdict; ``rule`` (the rule in words) opens the reason."""
+               verdict: Verdict, rule: str = "", missing: tuple[str, ...] = (),
+               premises: tuple[str, ...] = ()) -> Claim:
+        """A claim with its verdict; ``rule`` (the rule in words) opens the reason; ``premises`` are the ids of the
+        chapter's premises it needs (:func:`apply_premises`)."""
         reason = f"{rule}; {verdict.reason}" if rule else verdict.reason
-        return cls(cid, statement, paper, source, ours, profile, verdict.verdict, reason, verdict, missing)
+        return cls(cid, statement, paper, source, ours, profile, verdict.verdict, reason, verdict, tuple(missing),
+                   tuple(premises))
 
     @property
     def anchor(self) -> str:
@@ -235,15 +360,15 @@ class ClaimSheet:
         self.table, self.profile, self.arms = table, profile, list(arms)
         self.claims: list[Claim] = []
 
-    def add(self, cid: str, ours: str, verdict: Verdict, rule: str = "") -> Claim:
+    def add(self, cid: str, ours: str, verdict: Verdict, rule: str = "", premises: tuple[str, ...] = ()) -> Claim:
         """Record claim ``cid`` with our value ``ours`` and its ``verdict``; ``rule`` (the rule in words) opens the
-        reason."""
+        reason; ``premises`` are the ids it needs."""
         statement, paper, source = self.table[cid]
-        claim = Claim.judged(cid, statement, paper, source, ours, self.profile, verdict, rule)
+        claim = Claim.judged(cid, statement, paper, source, ours, self.profile, verdict, rule, premises=premises)
         self.claims.append(claim)
         return claim
 
-    def missing(self, cid: str, *needed: str) -> bool:
+    def missing(self, cid: str, *needed: str, premises: tuple[str, ...] = ()) -> bool:
         """True (and the claim recorded as not comparable) when an arm in ``needed`` was not run."""
         absent = tuple(a for a in needed if a not in self.arms)
         if not absent:
@@ -251,5 +376,5 @@ class ClaimSheet:
         statement, paper, source = self.table[cid]
         v = not_comparable("the arms this claim compares were not run; add them to 'arms'")
         self.claims.append(Claim.judged(cid, statement, paper, source, f"arms {', '.join(needed)} not all run",
-                                        self.profile, v, missing=absent))
+                                        self.profile, v, missing=absent, premises=premises))
         return True
