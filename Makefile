@@ -32,7 +32,7 @@ export CHAPTERS
 $(STAMP): pyproject.toml constraints.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt --upgrade pip
-	$(PIP) -e '.[dev,diffusion,lm]'
+	$(PIP) -e '.[all,dev]'
 	# llm-analysis (the hwsw chapter's cross-check) pins transformers<5 and an old hub client that it does not
 	# need for the models it ships: install it without its dependencies, plus the one it uses (fire).
 	$(PIP) 'fire>=0.5' && $(PIP) --no-deps llm-analysis==0.2.2
@@ -104,12 +104,13 @@ test: setup apt-test lint lint-workflows smoke-results
 # The replication of the replication: recompute chapters from nothing (an empty weight cache) and compare, claim by
 # claim, with the committed results; the table goes to _build/reproduce.md.
 reproduce: setup apt-book
-	scripts/loopback $(BIN)/replbook reproduce --profile cpu $${CHAPTERS}
+	scripts/loopback $(BIN)/replbook reproduce --profile $(PROFILE) $${CHAPTERS}
 
-# The recompute workflow's step: recompute the compute-stale chapters (or CHAPTERS) with the kept model cache, put
-# the results into results/ and the reproduce table into results/reproduce.md.
+# The recompute workflow's step: recompute the compute-stale chapters (or CHAPTERS) at PROFILE (cpu) with the kept
+# model cache, put the results into results/ and the reproduce table into results/reproduce.md.
 recompute: setup apt-book
-	scripts/loopback $(BIN)/replbook reproduce --profile cpu --update --cache .cache/replbook $${CHAPTERS:---stale}
+	scripts/loopback $(BIN)/replbook reproduce --profile $(PROFILE) --update --cache .cache/replbook \
+		$${CHAPTERS:---stale}
 
 # The recompute workflow's last step: a branch with the refreshed results and a pull request whose body is the
 # reproduce table (DRY_RUN=1 prints the commands instead).

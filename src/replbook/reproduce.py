@@ -84,6 +84,7 @@ def judge(slug: str, path: Path, params: dict[str, Any]) -> list[Claim]:
 def recompute(slug: str, profile: str, root: Path, cache: Path) -> Path:
     """Compute ``slug`` at ``profile`` in the temporary project ``root`` with the weight cache ``cache``; returns
     the results file."""
+    root.mkdir(parents=True, exist_ok=True)
     for folder in ROOT_FOLDERS:
         if (project_root() / folder).exists() and not (root / folder).exists():
             (root / folder).symlink_to(project_root() / folder, target_is_directory=True)
