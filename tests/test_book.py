@@ -54,6 +54,9 @@ def html_root(tmp_path_factory) -> Path:
         shutil.copy(ROOT / name, sandbox / name)
     for folder in ("notebooks", "data_manifests", "data", "benchmarks"):
         shutil.copytree(ROOT / folder, sandbox / folder)
+    # the API reference is generated from the package's source
+    shutil.copytree(ROOT / "src" / "replbook", sandbox / "src" / "replbook",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "book", sandbox / "book", ignore=shutil.ignore_patterns("chapters"))
     for ch in landed_chapters():
         (sandbox / "results" / ch.slug).mkdir(parents=True)
@@ -118,6 +121,11 @@ def test_chapter_page_shows_figures_claims_table_and_equations(browser, html_roo
     assert images.count() >= 1
     for i in range(images.count()):  # every figure actually decoded
         assert page.evaluate("img => img.complete && img.naturalWidth > 0", images.nth(i).element_handle())
+    assert page.locator("table.premises-table").count() == 1  # the premises, measured, before the claims
+    sources = page.locator("p.source-links a")
+    assert sources.count() >= 3  # the notebook, the kernel module(s), the experiment package
+    for link in sources.all():
+        assert (html_root / "book" / "chapters" / link.get_attribute("href")).resolve().exists()
     table = page.locator("table.claims-table")
     assert table.count() == 1
     headers = [h.strip() for h in table.locator("thead th").all_inner_texts()]
@@ -159,17 +167,22 @@ def test_chapter_page_opens_with_its_title_and_ends_with_a_run_record(browser, h
 
 def test_verdict_dashboard_lists_every_landed_chapter_and_every_link_resolves(browser, html_root):
     page, _ = open_page(browser, html_root, "book/verdicts")
-    table = page.locator("table.verdicts-table")
-    assert table.count() == 1
+    overview = page.locator("table.verdicts-overview")
+    assert overview.count() == 1
+    chapters = {r.get_attribute("data-chapter") for r in overview.locator("tbody tr").all()}
+    assert chapters == {c.slug for c in landed_chapters()}
+    chips = overview.locator("a.verdict-chip")
+    assert chips.count() >= 3 * len(chapters)
+    for chip in chips.all():
+        assert chip.get_attribute("data-verdict") in VERDICTS
     image = page.locator("main img").first
     assert page.evaluate("img => img.complete && img.naturalWidth > 0", image.element_handle())
-    rows = table.locator("tbody tr")
-    chapters = {rows.nth(i).get_attribute("data-chapter") for i in range(rows.count())}
-    assert chapters == {c.slug for c in landed_chapters()}
-    for i in range(rows.count()):
-        assert rows.nth(i).locator("td").nth(4).inner_text().strip() in VERDICTS
-    links = table.locator("a.claim-link")
-    assert links.count() == rows.count()
+    reasons = page.locator("details.verdicts-chapter")
+    assert reasons.count() == len(chapters) and reasons.first.get_attribute("open") is None  # collapsed
+    reasons.first.locator("summary").click()
+    assert reasons.first.locator("table.verdicts-table tbody tr").count() >= 3
+    links = page.locator("a.claim-link")
+    assert links.count() == chips.count()
     targets = {}
     for i in range(links.count()):
         href = links.nth(i).get_attribute("href")
@@ -186,3 +199,48 @@ def test_verdict_dashboard_lists_every_landed_chapter_and_every_link_resolves(br
         if not ch.landed:
             assert ch.slug in text  # a line per pending chapter
     page.close()
+
+
+def _contrast(fg: str, bg: str) -> float:
+    """WCAG contrast ratio of two CSS rgb() colours."""
+    def luminance(css: str) -> float:
+        r, g, b = (int(v) / 255 for v in css[css.index("(") + 1:css.index(")")].split(",")[:3])
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    a, b = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
+def test_the_books_colours_are_readable_in_the_themes_dark_mode(browser, html_root):
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme="dark")
+    page.goto((html_root / "book" / "chapters" / "minkpp.html").as_uri(), wait_until="load")
+    page.evaluate("document.documentElement.dataset.theme = 'dark'")
+    page.wait_for_timeout(300)
+    shots = ROOT / "_build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "dark_book_chapters_minkpp.png"), full_page=False)
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    cells = page.locator("table.claims-table tbody td:nth-child(6)")  # the verdict column, coloured
+    assert cells.count() >= 3
+    for cell in cells.all():
+        fg, bg = cell.evaluate("e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+        assert _contrast(fg, bg) >= 4.5, f"verdict cell {cell.inner_text()!r}: {fg} on {bg}"
+    body = page.locator("main p").first
+    fg = body.evaluate("e => getComputedStyle(e).color")
+    bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert _contrast(fg, bg) >= 4.5, "the theme's own text in dark mode"
+    page.close()
+
+
+def test_the_api_reference_renders_every_kernel_module_from_its_source(browser, html_root):
+    page, _ = open_page(browser, html_root, "book/api")
+    listed = {code.strip() for code in page.locator("table code").all_inner_texts()}
+    assert {"replbook.minkpp", "replbook.osr", "replbook.verdicts"} <= listed
+    for module in sorted(listed):
+        name = module.split(".", 1)[1]
+        assert (html_root / "book" / "api" / "replbook" / name / "index.html").exists(), module
+    kernel, _ = open_page(browser, html_root, "book/api/replbook/minkpp/index")
+    # a kernel's signature and its docstring (with the equation named) are on its page
+    entry = kernel.locator('dt[id="replbook.minkpp.minkpp_token_scores"]')
+    assert entry.count() == 1
+    assert "Min-K%++" in kernel.locator('dt[id="replbook.minkpp.minkpp_token_scores"] + dd').inner_text()

@@ -147,34 +147,51 @@ def test_the_paper_profile_loads_cifar10_and_trains_vgg16_bn_on_generated_images
 
 
 def fake_results(accs: dict[str, list[tuple[float, float]]], vals: dict[str, list[float]] | None = None,
-                 memory: dict[str, int] | None = None, seconds: dict[str, float] | None = None) -> FedProphetResults:
-    """Runs with the given test (clean, PGD) per seed; every client of every arm with the arm's memory and time. Built
-    as the ServerApp's output (:func:`flower_app.serve`) and read by :func:`engine.results_of`, as a run is."""
+                 memory: dict[str, int] | None = None, seconds: dict[str, float] | None = None,
+                 predicted: dict[str, int] | None = None,
+                 val_curve: list[float] | None = None) -> FedProphetResults:
+    """Runs with the given test (clean, PGD) per seed; every client of every arm with the arm's memory (and the
+    partitioner's prediction, the same unless ``predicted`` says otherwise) and time; every arm's per-round validation
+    log follows ``val_curve`` (two stages of its length for a cascade, one for jFAT; no log when None). Built as the
+    ServerApp's output (:func:`flower_app.serve`) and read by :func:`engine.results_of`, as a run is."""
     mus = {"jFAT": 0.0, "FedProphet": 1e-3, "FedProphet − APA": 1e-3}
     runs = []
     for arm, per_seed in accs.items():
         kind = "jfat" if arm == "jFAT" else "fedprophet" if arm.startswith("FedProphet") else "cascade"
         mu = float(arm.split("=")[1]) if "=" in arm else mus[arm]
+        curve = list(val_curve or [])
+        stages = [0] * len(curve) if kind == "jfat" else [0] * len(curve) + [1] * len(curve)
+        log = [{"round": i + 1, "stage": st, "alpha": 1.0, "stage_eps": 0.0, "val_clean": v, "val_pgd": v}
+               for i, (st, v) in enumerate(zip(stages, (curve * 2)[:len(stages)], strict=True))]
         for seed, (clean, pgd) in enumerate(per_seed):
             val = (vals or {}).get(arm, [0.5] * len(per_seed))[seed]
-            clients = {str(pid): [{"pid": pid, "round": 1, "stage": 0, "peak_bytes": (memory or {}).get(arm, 100),
-                                   "predicted_bytes": (memory or {}).get(arm, 100),
+            peak = (memory or {}).get(arm, 100)
+            clients = {str(pid): [{"pid": pid, "round": 1, "stage": 0, "peak_bytes": peak,
+                                   "predicted_bytes": (predicted or {}).get(arm, peak),
                                    "seconds": (seconds or {}).get(arm, 1.0), "modules": [0]}]
                        for pid in range(2)}
             runs.append({"seed": seed, "arm": arm, "kind": kind, "mu": mu, "test": {"clean": clean, "pgd": pgd},
                          "val": {"clean": val, "pgd": val}, "clients": clients, "bytes_down": 1, "bytes_up": 1,
-                         "stage_eps": [0.0, 1.0], "stage_norm": [2.0], "log": [], "seconds": 0.0})
-    s = {"client_mem_multiples": [1.0, 2.0], "client_perf": [1.0, 1.0], "strong_eval": 0, "rounds": 1}
+                         "stage_eps": [0.0, 1.0], "stage_norm": [2.0], "log": log, "seconds": 0.0})
+    s = {"client_mem_multiples": [1.0, 2.0], "client_perf": [1.0, 1.0], "strong_eval": 0, "rounds": 1,
+         "warmup_rounds": 0}
     plan = {"modules": [["a"], ["b"]], "budget_bytes": 40, "full_bytes": 100, "module_bytes": [40, 40],
             "module_macs": [1, 1], "atoms": [["a", 40, 1], ["b", 40, 1]]}
     return results_of(s, {"plan": plan, "runs": runs})
 
 
 def verdicts(results: FedProphetResults) -> dict[str, str]:
+    """Each claim's verdict by its rule alone (before the premises)."""
+    return {c.id: c.verdict for c in report.judged(results, "cpu")}
+
+
+def verdicts_with_premises(results: FedProphetResults) -> dict[str, str]:
     return {c.id: c.verdict for c in report.claims(results, {"profile": "cpu"})}
 
 
 SEEDS3 = [(0.70, 0.50), (0.72, 0.52), (0.71, 0.49)]
+PLATEAU = [0.3, 0.5, 0.6, 0.55, 0.55]  # the best round (3) is not among the last ⌈0.2·5⌉ = 1
+RISING = [0.3, 0.4, 0.5, 0.55, 0.6]  # still improving at the cap
 
 
 def shifted(d_clean: float, d_pgd: float, noise: tuple[float, float, float] = (0.0, 0.004, -0.003)):
@@ -188,12 +205,18 @@ def test_c1_reproduced_when_fedprophet_is_within_the_margin_and_not_when_far_bel
     assert verdicts(far)["C1"] == "not reproduced"
     mixed = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.1), "FedProphet": shifted(0.0, -0.20)})
     assert verdicts(mixed)["C1"] == "partly"
+    wide = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.1),
+                         "FedProphet": shifted(-0.02, -0.02, noise=(0.0, 0.05, -0.05))})
+    assert verdicts(wide)["C1"] == "inconclusive"
 
 
-@pytest.mark.parametrize("fed_memory, expected", [(15, "reproduced"), (50, "partly"), (90, "not reproduced")])
-def test_c2_reads_the_measured_saving(fed_memory, expected):
+@pytest.mark.parametrize("fed_memory", [15, 50, 90])
+def test_c2_is_illustrated_whatever_the_saving_and_shows_it_beside_the_planned_budget(fed_memory):
     r = fake_results({"jFAT": SEEDS3, "FedProphet": SEEDS3}, memory={"jFAT": 100, "FedProphet": fed_memory})
-    assert verdicts(r)["C2"] == expected
+    c2 = next(c for c in report.claims(r, {"profile": "cpu"}) if c.id == "C2")
+    assert c2.verdict == "illustrated" and c2.rule.kind == "illustrated" and not c2.premises
+    assert f"measured saving {1 - fed_memory / 100:.0%}" in c2.ours and "over it" in c2.ours
+    assert report.saving(r) == pytest.approx(1 - fed_memory / 100)
 
 
 def test_c3_selects_mu_on_validation_never_on_test():
@@ -205,8 +228,10 @@ def test_c3_selects_mu_on_validation_never_on_test():
     # validation prefers μ = 0.01 (less robust on test than μ = 0): the better test arm must not be picked
     bad = fake_results(accs, vals={"cascade μ=0.001": [0.1] * 3, "cascade μ=0.01": [0.9] * 3})
     assert verdicts(bad)["C3"] == "not reproduced"
-    claim = next(c for c in report.claims(bad, {"profile": "cpu"}) if c.id == "C3")
+    claim = next(c for c in report.judged(bad, "cpu") if c.id == "C3")
     assert "0.01, 0.01, 0.01" in claim.ours
+    small = fake_results({**accs, "cascade μ=0.001": shifted(0, -0.19)}, vals={"cascade μ=0.001": [0.9] * 3})
+    assert verdicts(small)["C3"] == "partly"
 
 
 def test_c4_and_c5():
@@ -214,8 +239,71 @@ def test_c4_and_c5():
                      seconds={"jFAT": 3.0, "FedProphet": 1.0})
     v = verdicts(r)
     assert v["C4"] == "reproduced" and v["C5"] == "partly"  # 3× faster: short of 10.8×
-    same = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, 0.001), "FedProphet": SEEDS3})
-    assert verdicts(same)["C4"] == "not reproduced"
+    same = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, 0.001), "FedProphet": SEEDS3},
+                        seconds={"jFAT": 1.0, "FedProphet": 1.0})
+    v = verdicts(same)
+    assert v["C4"] == "not reproduced" and v["C5"] == "not reproduced"  # equal times: no speed-up
+    fast = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.03), "FedProphet": SEEDS3},
+                        seconds={"jFAT": 20.0, "FedProphet": 1.0})
+    v = verdicts(fast)
+    assert v["C4"] == "partly" and v["C5"] == "reproduced"  # 20× reaches the paper's 10.8×
+
+
+def test_the_premises_hold_and_fail_and_turn_the_claims_they_name_not_comparable():
+    accs = {"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.1), "cascade μ=0.001": shifted(0, -0.05),
+            "FedProphet": shifted(-0.002, 0.001)}
+    settled = fake_results(accs, val_curve=PLATEAU)
+    r1, r2, r3 = report.premises(settled, {"profile": "cpu"})
+    assert (r1.id, r1.holds, r1.measured) == ("R1", True, "0 of 21 stages")  # jFAT 3, the others 3 × 3 × 2
+    assert r2.holds is True and r2.measured == "0%" and r3.holds is False
+    v = verdicts_with_premises(settled)
+    assert v["C1"] == "reproduced" and v["C3"] == "reproduced" and v["C4"] == "reproduced"
+    assert v["C2"] == "illustrated" and v["C5"] == "not comparable"  # R3: no swapping modelled, by construction
+    assert "R3" in next(c for c in report.claims(settled, {"profile": "cpu"}) if c.id == "C5").reason
+
+    rising = fake_results(accs, val_curve=RISING)
+    r1 = report.premises(rising, {"profile": "cpu"})[0]
+    assert r1.holds is False and r1.measured == "21 of 21 stages"
+    v = verdicts_with_premises(rising)
+    assert v["C1"] == v["C3"] == v["C4"] == "not comparable" and v["C2"] == "illustrated"
+    c4 = next(c for c in report.claims(rising, {"profile": "cpu"}) if c.id == "C4")
+    assert "R1" in c4.reason and "would give reproduced" in c4.reason and c4.rule.estimate.mean > 0.09
+
+    off = fake_results(accs, val_curve=PLATEAU, predicted={"FedProphet": 70})  # the model under-predicts by 30%
+    r2 = report.premises(off, {"profile": "cpu"})[1]
+    assert r2.holds is False and r2.measured == "30%"
+    v = verdicts_with_premises(off)
+    assert v["C1"] == "not comparable" and v["C4"] == "reproduced"  # only C1 needs R2
+
+    assert report.premises(fake_results(accs), {"profile": "cpu"})[0].holds is None  # no log: not measured
+
+
+def test_the_stage_stops_follow_the_servers_own_selection_score():
+    r = fake_results({"jFAT": SEEDS3, "cascade μ=0": SEEDS3}, val_curve=PLATEAU)
+    cascade = next(x for x in r.runs if x.arm == "cascade μ=0")
+    stops = report.stage_stops(cascade)
+    assert [(x["stage"], x["rounds"], x["kept"], x["tail"], x["plateau"]) for x in stops] == \
+        [(0, 5, 3, 1, True), (1, 5, 3, 1, True)]
+    jfat = report.stage_stops(next(x for x in r.runs if x.arm == "jFAT"))
+    assert [(x["rounds"], x["kept"], x["tail"]) for x in jfat] == [(5, 3, 1)]
+    # every warm-up round is kept, as the server does
+    assert report.stage_stops(cascade, warmup_rounds=5)[0]["kept"] == 5
+    table = report.stopping_table(fake_results({"jFAT": SEEDS3}, val_curve=RISING))
+    assert table.loc["jFAT", "kept round in the last ⌈0.2·R⌉"] == 3
+
+
+def test_every_estimate_names_the_results_field_it_reads():
+    from test_verdict_oracle import check_from, estimates
+
+    r = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.1), "cascade μ=0.001": shifted(0, -0.05),
+                      "FedProphet": shifted(-0.002, 0.001)}, seconds={"jFAT": 3.0, "FedProphet": 1.0},
+                     val_curve=PLATEAU)
+    checked = 0
+    for claim in report.judged(r, "cpu"):
+        for estimate, where in estimates(claim.rule.as_dict(), claim.id):
+            check_from(estimate, r, where)
+            checked += 1
+    assert checked == 5  # C1's two parts, C3, C4, C5
 
 
 def test_the_fedprophet_comparisons_pair_each_seed_with_the_cascade_at_its_mu():
@@ -234,18 +322,23 @@ def test_results_round_trip_as_data_and_give_the_same_claims():
     import json
 
     r = fake_results({"jFAT": SEEDS3, "cascade μ=0": shifted(0, -0.1), "cascade μ=0.001": shifted(0, -0.05),
-                      "FedProphet": shifted(-0.002, 0.001)}, memory={"jFAT": 100, "FedProphet": 50})
+                      "FedProphet": shifted(-0.002, 0.001)}, memory={"jFAT": 100, "FedProphet": 50},
+                     val_curve=PLATEAU)
     data, arrays = r.to_data()
     back = FedProphetResults.from_data(json.loads(json.dumps(data, allow_nan=False)), arrays)
     assert back.plan == r.plan and back.runs[0].clients.peak_bytes.tolist() == [100, 100]
     first, second = (report.claims(x, {"profile": "cpu"}) for x in (r, back))
     assert [c.as_dict() for c in first] == [c.as_dict() for c in second]
+    assert [p.as_dict() for p in report.premises(r, {})] == [p.as_dict() for p in report.premises(back, {})]
     assert report.plan_table(back).attrs["modules"] == 2 and len(report.partition_table(back)) == 3
 
 
 def test_claims_whose_arms_did_not_run_are_not_comparable():
     v = verdicts(fake_results({"jFAT": SEEDS3}))
     assert v["C1"] == v["C2"] == v["C3"] == v["C4"] == v["C5"] == "not comparable"
+    claims = report.judged(fake_results({"jFAT": SEEDS3}), "cpu")
+    assert all(c.missing for c in claims)
+    assert all(c.premises for c in claims if c.id != "C2")
 
 
 def write_fake_caltech(root, per_class: int = 3, classes: int = 3):

@@ -290,37 +290,47 @@ def test_report_runs_on_a_tiny_result(tmp_cache):
 def fake_results(asr: dict[str, list[float]], ca: dict[str, list[float]] | None = None,
                  own: dict[str, list[float]] | None = None, tie_asr: dict[str, list[float]] | None = None,
                  target: dict[str, list[float]] | None = None, lam: list[float] | None = None,
+                 random: dict[str, list[float]] | None = None, norm: dict[str, float] | None = None,
                  ) -> common.LobamResults:
     """Hand-made seeds: per upload, the merged ASR (Task Arithmetic; TIES too unless ``tie_asr`` says otherwise),
-    the merged clean accuracy of both tasks and the upload's own clean accuracy, one value per seed."""
+    the merged clean accuracy of both tasks, the upload's own clean accuracy, the random-patch ASR and the upload's
+    ‖τ‖ (full FT's twice a LoRA upload's unless ``norm`` says otherwise), one value per seed."""
     uploads = list(asr)
     lams = {common.CLEAN: None, common.FULL_FT: None, common.NAIVE: 1.0, common.lobam_name(2.0): 2.0,
             common.lobam_name(4.0): 4.0, common.SELECTED: 4.0, common.SCALED: None}
+    norms = {common.FULL_FT: 2.0, **(norm or {})}
     n = len(asr[uploads[0]])
     seeds = []
     for s in range(n):
         r = common.SeedResult(s, lam_selected=(lam or [4.0] * n)[s], benign_norms={"digits": 1.0},
-                              finetuned={"fashion": 0.8}, stealth={"passes_at_1": True},
+                              finetuned={"fashion": 0.8, "digits": 0.8}, stealth={"passes_at_1": True},
                               pre={"ca": {"fashion": 0.7, "digits": 0.7}, "asr": 0.0})
         for u in uploads:
             c = (ca or {}).get(u, [0.8] * n)[s]
             rate = (target or {}).get(u, [0.0] * n)[s]
-            merged = {scheme: {"ca": {"fashion": c, "digits": c}, "target_rate": rate, "asr_random": 0.0,
+            rand = (random or {}).get(u, [0.0] * n)[s]
+            merged = {scheme: {"ca": {"fashion": c, "digits": c}, "target_rate": rate, "asr_random": rand,
                                "asr": (tie_asr or {}).get(u, asr[u])[s] if scheme == "TIES" else asr[u][s]}
                       for scheme in common.SCHEMES}
             r.uploads[u] = {"lam": (lam or [4.0] * n)[s] if u == common.SELECTED else lams[u],
-                            "own_ca": (own or {}).get(u, [0.8] * n)[s], "own_asr": 1.0, "norm": 1.0,
+                            "own_ca": (own or {}).get(u, [0.8] * n)[s], "own_asr": 1.0, "norm": norms.get(u, 1.0),
                             "cos_benign": 0.0, "merged": merged}
         seeds.append(r)
     return common.LobamResults(seeds, 64, {})
 
 
 ALL = [common.CLEAN, common.FULL_FT, common.NAIVE, common.lobam_name(2.0), common.lobam_name(4.0), common.SELECTED]
+CPU = resolve(experiment.PARAMS, "cpu", check_assets=False)
+
+
+def judged(results) -> dict[str, object]:
+    return {c.id: c for c in report.claims(results, CPU)}
 
 
 def verdicts(results) -> dict[str, str]:
-    params = resolve(experiment.PARAMS, "cpu", check_assets=False)
-    return {c.id: c.verdict for c in report.claims(results, params)}
+    """What each claim's rule gives on its own (R3 is not measured in these results, so every claim is *not
+    comparable*; the rules are tested for issue 30, which measures it)."""
+    return {cid: c.rule.verdict for cid, c in judged(results).items()}
 
 
 def asr_table(clean, full, naive, two, four, selected=None):
@@ -328,10 +338,11 @@ def asr_table(clean, full, naive, two, four, selected=None):
     return {**dict(zip(ALL, [clean, full, naive, two, four, selected or four], strict=True)), common.SCALED: naive}
 
 
+HOLDS = asr_table([0.0, 0.01, 0.02], [0.99, 0.98, 0.99], [0.40, 0.45, 0.50], [0.80, 0.85, 0.82], [0.99, 0.99, 1.0])
+
+
 def test_claims_reach_reproduced_when_the_paper_holds():
-    v = verdicts(fake_results(asr_table([0.0, 0.01, 0.02], [0.99, 0.98, 0.99], [0.40, 0.45, 0.50],
-                                        [0.80, 0.85, 0.82], [0.99, 0.99, 1.0]),
-                              ca={common.SELECTED: [0.80, 0.801, 0.799]}))
+    v = verdicts(fake_results(HOLDS, ca={common.SELECTED: [0.80, 0.801, 0.799]}))
     assert v == {"C1": "reproduced", "C2": "reproduced", "C3": "reproduced", "C3b": "reproduced",
                  "C4": "reproduced"}
 
@@ -347,20 +358,25 @@ def test_claims_fail_when_the_paper_fails():
 
 
 def test_claims_partly_and_inconclusive():
-    # C1: a clear but small drop → partly; C4: no significant fall, rise not significant → inconclusive;
+    # C1: a clear but small drop → partly; C4: steps that may fall by more than 0.05 → inconclusive;
     # C3: clean accuracy interval crossing −0.03 → inconclusive
     v = verdicts(fake_results(asr_table([0.0, 0.0, 0.0], [0.60, 0.62, 0.61], [0.50, 0.51, 0.52],
                                         [0.40, 0.70, 0.55], [0.30, 0.90, 0.60]),
                               ca={common.SELECTED: [0.70, 0.80, 0.79]}))
     assert v["C1"] == "partly" and v["C4"] == "inconclusive" and v["C3"] == "inconclusive"
     # the schemes disagree: LoRA weakens the attack under Task Arithmetic only → partly
-    results = fake_results(asr_table([0.0, 0.0, 0.0], [0.99, 0.98, 0.99], [0.40, 0.45, 0.50],
-                                     [0.80, 0.85, 0.82], [0.99, 0.99, 1.0]),
-                           tie_asr={common.NAIVE: [0.99, 0.98, 0.99], common.FULL_FT: [0.40, 0.45, 0.50]})
+    results = fake_results(HOLDS, tie_asr={common.NAIVE: [0.99, 0.98, 0.99], common.FULL_FT: [0.40, 0.45, 0.50]})
     assert verdicts(results)["C1"] == "partly"
+    # C2: a strong backdoor short of 0.9 → its level part is partly, and so is the conjunction
+    short = asr_table([0.0] * 3, [0.80, 0.81, 0.80], [0.30, 0.31, 0.30], [0.70, 0.72, 0.71], [0.86, 0.87, 0.86])
+    c2 = judged(fake_results(short, ca={common.SELECTED: [0.80, 0.801, 0.799]}))["C2"]
+    assert c2.rule.verdict == "partly" and c2.rule.kind == "all"
+    assert {name: part.kind for name, part in c2.rule.parts} == {s: "conjunction" for s in common.SCHEMES}
+    # C3b: the rule amplifies a little in every seed (λ − 1 above 0, short of 0.5) and stays stealthy → partly
+    assert verdicts(fake_results(HOLDS, lam=[1.2, 1.3, 1.25]))["C3b"] == "partly"
 
 
-def test_one_seed_gives_inconclusive_claims():
+def test_one_seed_gives_inconclusive_rules():
     v = verdicts(fake_results(asr_table([0.0], [0.9], [0.4], [0.8], [0.99])))
     assert set(v.values()) == {"inconclusive"}
 
@@ -371,14 +387,73 @@ def test_collapse_and_stealth_rule_outcomes():
     collapsed = {common.SELECTED: [1.0, 1.0, 1.0], common.lobam_name(4.0): [1.0, 1.0, 1.0]}
     v = verdicts(fake_results(table, target=collapsed))
     assert v["C2"] != "reproduced" and v["C4"] == "not reproduced"
-    # the stealth rule never amplifies: C3b not reproduced; amplifies in some seeds only: at most partly
+    # the stealth rule never amplifies: C3b not reproduced; amplifies in some seeds only: the interval of λ − 1
+    # holds 0 → inconclusive
     assert verdicts(fake_results(table, lam=[1.0, 1.0, 1.0]))["C3b"] == "not reproduced"
-    assert verdicts(fake_results(table, lam=[1.0, 2.5, 3.0]))["C3b"] == "partly"
+    assert verdicts(fake_results(table, lam=[1.0, 2.5, 3.0]))["C3b"] == "inconclusive"
 
 
-def test_c1_is_not_comparable_where_the_reference_attack_does_not_survive():
-    # under TIES the full-FT backdoor stays near 0.2: nothing for LoRA to weaken there
-    table = asr_table([0.0, 0.0, 0.0], [0.99, 0.98, 0.99], [0.40, 0.45, 0.50], [0.80, 0.85, 0.82], [0.99, 0.99, 1.0])
-    results = fake_results(table, tie_asr={common.FULL_FT: [0.20, 0.22, 0.18], common.NAIVE: [0.3, 0.3, 0.3]})
-    claims = {c.id: c for c in report.claims(results, resolve(experiment.PARAMS, "cpu", check_assets=False))}
-    assert claims["C1"].verdict == "partly" and "not comparable" in claims["C1"].reason
+def test_c4_does_not_pass_a_step_that_may_fall_by_more_than_the_margin():
+    # finding 9: the step λ 2 → 4 is −0.10 on average, its interval crosses −0.05; the rise λ 4 − λ 1 excludes 0.
+    # The old rule counted a step as falling only when its whole interval lay below −0.05, so this passed.
+    table = asr_table([0.0] * 3, [0.99] * 3, [0.10, 0.12, 0.11], [0.80, 0.60, 0.95], [0.55, 0.62, 0.68])
+    c4 = judged(fake_results(table))["C4"]
+    parts = dict(dict(c4.rule.parts)["task arithmetic"].parts)
+    assert parts["step λ 1 → 2"].verdict == "reproduced" and parts["step λ 2 → 4"].verdict == "inconclusive"
+    assert parts["rise, λ = 4 − λ = 1"].verdict == "reproduced"
+    assert c4.rule.verdict == "inconclusive" and dict(c4.rule.parts)["TIES"].kind == "conjunction"
+
+
+def test_premises_r1_to_r4_and_every_claim_not_comparable_without_them():
+    results = fake_results(HOLDS)
+    ps = {p.id: p for p in report.premises(results, CPU)}
+    # the malicious LoRA update is the smaller one here, but the benign part is not measured
+    assert ps["R1"].holds is None and ps["R1"].measured.startswith("malicious 0.50")
+    assert ps["R2"].holds is True and ps["R2"].measured == "0.987"  # the full-FT attack's trigger_gain (TA)
+    assert ps["R3"].holds is None  # benign full fine-tunes are not run
+    assert ps["R4"].holds is True and ps["R4"].measured == "1.00"  # (0.8 − 0.1) / (0.8 − 0.1)
+    claims = judged(results)
+    assert {c.id: c.premises for c in claims.values()} == {
+        "C1": ("R1", "R2", "R4"), "C2": ("R1", "R2", "R4"), "C3": ("R3", "R4"), "C3b": ("R3",), "C4": ("R3", "R4")}
+    assert {c.verdict for c in claims.values()} == {"not comparable"}
+    assert "R3" in claims["C4"].reason and "The rule alone would give reproduced" in claims["C4"].reason
+    # a LoRA update larger than full fine-tuning's fails R1 whatever the benign part
+    bigger = report.premises(fake_results(HOLDS, norm={common.FULL_FT: 0.5}), CPU)[0]
+    assert bigger.holds is False and "malicious 2.00" in bigger.measured
+    # the clean merge no better than chance on a task fails R4
+    useless = report.premises(fake_results(HOLDS, ca={common.CLEAN: [0.15, 0.15, 0.15]}), CPU)[3]
+    assert useless.holds is False
+
+
+def test_r2_fails_where_the_reference_attack_is_mostly_a_bias_to_the_target():
+    # finding 1: full FT's merged ASR 0.76, but a random corner patch already gets 0.49: trigger_gain 0.27 < 0.5
+    results = fake_results(HOLDS, random={common.FULL_FT: [0.49, 0.49, 0.49], common.NAIVE: [0.3, 0.3, 0.3]},
+                           tie_asr={common.FULL_FT: [0.76, 0.76, 0.76]})
+    ps = {p.id: p for p in report.premises(results, CPU)}
+    assert ps["R2"].holds is False and ps["R2"].measured == "0.497"
+    claims = judged(results)
+    assert "R2" in claims["C1"].reason and "R2" in claims["C2"].reason
+    assert "trigger_gain naive LoRA" in claims["C1"].ours and "trigger_gain LoBAM" in claims["C2"].ours
+    assert "trigger_gain λ = 1" in claims["C4"].ours
+
+
+def test_every_estimate_is_its_from_expression_on_the_results():
+    from test_verdict_oracle import check_from, estimates
+
+    for results in (fake_results(HOLDS, ca={common.SELECTED: [0.80, 0.81, 0.79]}, lam=[1.2, 1.3, 1.25]),
+                    fake_results(asr_table([0.0, 0.0, 0.0], [0.60, 0.62, 0.61], [0.50, 0.51, 0.52],
+                                           [0.40, 0.70, 0.55], [0.30, 0.90, 0.60]),
+                                 target={common.NAIVE: [0.1, 0.2, 0.1]})):
+        for claim in report.claims(results, CPU):
+            found = list(estimates(claim.rule.as_dict(), claim.id))
+            assert found, claim.id
+            for est, where in found:
+                assert est["from"].startswith("="), where
+                check_from(est, results, where)
+
+
+def test_r4_knows_the_class_count_of_every_task():
+    from replbook.experiments.lobam.paper import PAPER_TASKS
+
+    assert set(miniature.TASKS) | set(PAPER_TASKS) <= set(report.N_CLASSES)
+    assert all(report.N_CLASSES[t] == 10 for t in miniature.TASKS)  # Fashion-MNIST and digits: ten classes

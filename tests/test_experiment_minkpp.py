@@ -74,13 +74,16 @@ def test_method_scores_agree_with_the_kernels():
     assert np.allclose(scores["ref"], scores["loss"])
 
 
-def synthetic(deltas, spread, ref_delta=0.0, range_pp=0.01, n_boot=400):
+def synthetic(deltas, spread, ref_delta=0.0, range_pp=0.01, n_boot=400, gaps=(0.5, 0.5, 0.5), smollm2=False,
+              base_gaps=(0.05, -0.05, 0.0)):
     """Hand-made results at one epoch: Min-K%++ − Min-K% is ``deltas[seed]`` at k = 0.2, Min-K%++ − Ref is
     ``ref_delta``, Min-K%'s AUROC range over k is 0.05 and Min-K%++'s ``range_pp``; every score's bootstrap
-    replicates share a seed-level noise and carry their own of size ``spread``."""
+    replicates share a seed-level noise and carry their own of size ``spread``; each seed's log perplexity ratio
+    (non-members over members) is ``gaps[seed]`` at the epoch judged (premise R1). ``smollm2``: the same seeds again
+    as the SmolLM2 section, with ``base_gaps`` at exposure 0 (premise R3)."""
     rng = np.random.default_rng(0)
     results = []
-    for seed, delta in enumerate(deltas):
+    for seed, (delta, gap) in enumerate(zip(deltas, gaps, strict=False)):
         base = 0.7
         auroc = {"loss": base + delta - 0.02, "zlib": base + delta - 0.02, "ref": base + delta - ref_delta,
                  "mink@0.2": base, "mink@0.5": base + 0.05, "minkpp@0.2": base + delta,
@@ -92,11 +95,20 @@ def synthetic(deltas, spread, ref_delta=0.0, range_pp=0.01, n_boot=400):
         result = common.SeedResult(seed, split={})
         result.epochs[3] = {"test": test, "k": k, "diff": {"mink_best": {"diff": delta}}}
         result.boot[3] = boot
+        result.perplexity[3] = {"member": 10.0, "non_member": 10.0 * np.exp(gap)}
         results.append(result)
-    return common.MinkppResults(results, [])
+    smol = []
+    if smollm2:
+        for result, base in zip(results, base_gaps, strict=False):
+            copy = common.SeedResult(result.seed, split={}, epochs=dict(result.epochs), boot=dict(result.boot),
+                                     perplexity=dict(result.perplexity))
+            copy.perplexity[0] = {"member": 10.0, "non_member": 10.0 * np.exp(base)}
+            smol.append(copy)
+    return common.MinkppResults(results, smol)
 
 
-P = {"profile": "cpu", "fixed_k": 0.2, "ks": [0.2, 0.5], "ref_epochs": 1, "target_model": "-", "val_fraction": 0.3}
+P = {"profile": "cpu", "fixed_k": 0.2, "ks": [0.2, 0.5], "ref_epochs": 1, "target_model": "-", "val_fraction": 0.3,
+     "vocab_size": 2048, "chunk_len": 64, "d_model": 96, "n_layers": 2}
 
 
 @pytest.mark.parametrize("deltas, spread, verdict", [
@@ -124,6 +136,65 @@ def test_ref_parity_is_judged_with_its_margin(ref_delta, spread, verdict):
 def test_k_robustness_rule(range_pp, verdict):
     claims = {c.id: c for c in report.claims(synthetic([0.02] * 3, 0.0005, range_pp=range_pp), P)}
     assert claims["C3"].verdict == verdict
+
+
+def test_every_miniature_claim_needs_a_premise_and_a_failing_one_makes_it_not_comparable():
+    claims = {c.id: c for c in report.claims(synthetic([0.02] * 3, 0.002, smollm2=True), P)}
+    assert claims["C1"].verdict == "reproduced" and claims["C1"].premises == ("R1",)
+    assert claims["C1-smollm2"].verdict == "reproduced" and claims["C1-smollm2"].premises == ("R2", "R3")
+    # the SmolLM2 reference is its own base model (R6 fails): the rule still runs, the verdict is not comparable
+    assert claims["C2c-smollm2"].verdict == "not comparable" and "R6" in claims["C2c-smollm2"].reason
+    assert claims["C2c-smollm2"].rule.kind == "noninferior" and "would give reproduced" in claims["C2c-smollm2"].reason
+    # the absolute levels need a pre-trained LLM of the paper's scale (R4, R5): never in the miniature
+    for cid, pid in (("A1", "R4"), ("A1-smollm2", "R5")):
+        assert claims[cid].verdict == "not comparable" and claims[cid].premises == (pid,)
+        assert f"{pid} measured:" in claims[cid].reason
+    # R1: a seed whose members are barely less perplexing than non-members (log ratio 0.05 < 0.10)
+    weak = {c.id: c for c in report.claims(synthetic([0.02] * 3, 0.002, gaps=(0.5, 0.05, 0.5), smollm2=True), P)}
+    assert {weak[c].verdict for c in ("C1", "C2a", "C2b", "C2c", "C3")} == {"not comparable"}
+    assert "R1" in weak["C1"].reason and "0.05" in weak["C1"].reason and weak["C1"].rule.kind == "effect"
+    assert weak["C1-smollm2"].verdict == "not comparable"  # the same seeds serve as SmolLM2's here (R2)
+    # R3: a membership signal already on the base model (|log ratio| 0.3 > 0.15) voids every SmolLM2 claim only
+    leak = {c.id: c for c in report.claims(synthetic([0.02] * 3, 0.002, smollm2=True, base_gaps=(0.3, 0.0, 0.0)),
+                                           P)}
+    assert leak["C1"].verdict == "reproduced" and leak["C1-smollm2"].verdict == "not comparable"
+    assert "R3" in leak["C1-smollm2"].reason
+    premises = {p.id: p for p in report.premises(synthetic([0.02] * 3, 0.002, smollm2=True),
+                                                 {**P, "vocab_size": 2048, "chunk_len": 64, "d_model": 96,
+                                                  "n_layers": 2})}
+    assert [premises[i].holds for i in ("R1", "R2", "R3", "R4", "R5", "R6")] == [True, True, True, False, False,
+                                                                                 False]
+    assert premises["R1"].source.startswith("=min(log(lm[:].perplexity[3].non_member")
+
+
+def test_tiny_gpt_parameter_count_matches_the_model():
+    from replbook.models import TinyGPT, TinyGPTConfig
+
+    model = TinyGPT(TinyGPTConfig(vocab_size=300, context=16, d_model=24, n_layers=3, n_heads=4))
+    assert report.tiny_gpt_parameters(300, 16, 24, 3) == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("ours, spread, verdict", [
+    (61.0, 0.5, "reproduced"),  # within ±2 points of the committed 61.4, both ends
+    (66.0, 0.5, "not reproduced"),  # 4.6 points above: beyond the upper margin
+    (55.0, 0.5, "not reproduced"),  # beyond the lower margin
+    (62.0, 4.0, "inconclusive"),  # an interval wider than the margins
+])
+def test_paper_rows_are_equivalence_within_two_points(ours, spread, verdict):
+    result = common.SeedResult(0, split={"test": np.arange(100)})
+    result.epochs[0] = {"test": {"loss": {"auroc": ours / 100, "lo": (ours - spread) / 100,
+                                          "hi": (ours + spread) / 100}}}
+    row = report.paper_rows([result], "paper", "EleutherAI/pythia-2.8b", 0.3)[0]
+    assert row.id == "P1" and row.verdict == verdict and row.rule.kind == "conjunction"
+    assert [p.higher_is_better for _, p in row.rule.parts] == [True, False]
+    assert row.rule.parts[0][1].estimate.mean == pytest.approx(ours - 61.4)
+
+
+def test_the_paper_profile_premise_is_the_committed_model_and_data():
+    params = {"profile": "paper", "target_model": "EleutherAI/pythia-2.8b", "dataset": "WikiMIA_length32"}
+    assert [p.holds for p in report.premises(common.MinkppResults([], []), params)] == [True]
+    assert [p.holds for p in report.premises(common.MinkppResults([], []), {**params, "dataset": "x.jsonl"})] == [
+        False]
 
 
 def test_the_pooled_interval_is_a_real_interval_of_the_seed_mean():

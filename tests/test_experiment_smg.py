@@ -4,6 +4,8 @@ rules on constructed results."""
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -198,8 +200,9 @@ def test_smoke_report_and_claims(smoke_out):
     assert len(ratios) == 2 and all(3 < r < 5 for r in ratios)  # the gap is O(α²) on the chapter's own segmenter
     assert all(r.grad_cosine > 0.99 for r in taylor.rows)
     claims = report.claims(out, p)
-    assert [c.id for c in claims] == ["C1", "C2", "C3", "C4", "C5a", "C5b"]
+    assert [c.id for c in claims] == ["C1a", "C1b", "C2", "C3", "C4", "C5a", "C5b"]
     assert next(c for c in claims if c.id == "C4").verdict == "illustrated"  # our own identity: never "reproduced"
+    assert [q.id for q in report.premises(out, p)] == ["R1", "R2", "R3"]
     table = report.final_table(out)
     assert report.PRIOR in table.index and ("mean", "unseen") in table.columns
     assert len(report.differences_table(out)) == 11
@@ -228,21 +231,23 @@ def test_the_page_renders_from_the_saved_results_alone(smoke_out):
 # ------------------------------------------------------------------------------------------------ verdict rules
 
 
-def fake_out(scores: dict[str, tuple[float, float]], seeds: int = 3, n: int = 20,
-             noise: float = 0.01) -> common.SmgResults:
+def fake_out(scores: dict[str, tuple[float, float]], seeds: int = 3, n: int = 20, noise: float = 0.01,
+             first_unseen: float = 0.9, taylor: common.TaylorCheck | None = None) -> common.SmgResults:
     """Results where each arm's Dice is (past-site level, unseen level) plus small per-seed, per-image noise; the last
-    seen site is 0.9 for every arm."""
+    seen site is 0.9 for every arm, and every site 0.9 after the first stages, except the unseen site after the
+    first stage (``first_unseen``: the first-site model R1 reads); the no-input prior scores 0.1."""
     site = lambda name: common.SiteInfo(name, "")  # noqa: E731
     rng = np.random.default_rng(0)
     out = common.SmgResults([site("S1"), site("S2"), site("S3")], [site("S5")], {},
-                            {s: np.full(n, 0.1) for s in ("S1", "S2", "S3", "S5")}, [], {}, {}, None, {})
+                            {s: np.full(n, 0.1) for s in ("S1", "S2", "S3", "S5")}, [], {}, {}, taylor, {})
     for s in range(seeds):
         arms = {}
         for arm, (past, unseen) in scores.items():
             def level(v: float) -> np.ndarray:
                 return np.clip(v + rng.normal(0, noise, n), 0, 1)
             last = {"S1": level(past), "S2": level(past), "S3": level(0.9), "S5": level(unseen)}
-            stages = [{k: level(0.9) for k in last}, {k: level(0.9) for k in last}, last]
+            first = {**{k: level(0.9) for k in last}, "S5": level(first_unseen)}
+            stages = [first, {k: level(0.9) for k in last}, last]
             arms[arm] = common.ArmResult(s, arm, stages, [])
         out.seeds[s] = arms
     return out
@@ -250,32 +255,118 @@ def fake_out(scores: dict[str, tuple[float, float]], seeds: int = 3, n: int = 20
 
 ALL = {"sequential fine-tuning": (0.3, 0.4), "EWC": (0.35, 0.4), "LwF": (0.35, 0.4), "MLDG (no memory)": (0.3, 0.45),
        "SMD replay": (0.7, 0.5), "SMD + orientational": (0.7, 0.5), "SMD + arbitrary": (0.7, 0.55)}
+#: The premises' reference arms: joint training generalises (0.6 on the unseen site against the prior's 0.1), the real
+#: buffer keeps the past sites 0.01 above SMD replay.
+REFERENCE = {"joint training": (0.95, 0.6), "real buffer": (0.71, 0.5)}
+PARAMS = {"profile": "cpu", "beta": 2e-3}
 
 
-def verdicts(scores: dict) -> dict[str, str]:
-    claims = report.claims(fake_out(scores), {"profile": "cpu", "beta": 2e-3})
-    return {c.id: c.verdict for c in claims}
+def judged(results) -> dict:
+    """The claims by their own rules, before the premises."""
+    return {c.id: c for c in report.judged(results, "cpu", 2e-3)}
+
+
+def verdicts(scores: dict, **kw) -> dict[str, str]:
+    return {cid: c.verdict for cid, c in judged(fake_out(scores, **kw)).items()}
+
+
+def taylor_check(ratios=(3.9, 4.0), share=0.1, cosine=0.9996) -> common.TaylorCheck:
+    rows = [common.TaylorRow(8e-3, 1e-2, 0.92), common.TaylorRow(4e-3, 1e-2 / ratios[0], 0.99, ratios[0]),
+            common.TaylorRow(2e-3, 1e-2 / ratios[0] / ratios[1], cosine, ratios[1])]
+    return common.TaylorCheck(rows, 0.5, -2.8, share, 2e-3, 0.009, 0.4, 0.05, 2.5, -0.26)
 
 
 def test_rules_reproduce_when_smg_leads_on_both_axes():
     v = verdicts({**ALL, "SMG (SMD + PGA)": (0.75, 0.6)})
-    assert v == {"C1": "reproduced", "C2": "reproduced", "C3": "reproduced", "C4": "not comparable",
-                 "C5a": "reproduced", "C5b": "reproduced"}
+    assert v == {"C1a": "reproduced", "C1b": "reproduced", "C2": "reproduced", "C3": "reproduced",
+                 "C4": "not comparable", "C5a": "reproduced", "C5b": "reproduced"}  # C4: no Taylor check here
 
 
 def test_rules_fail_when_smg_is_plain_mixing():
-    v = verdicts({**ALL, "SMG (SMD + PGA)": (0.7, 0.5)})
-    assert v["C1"] == "reproduced"  # far above fine-tuning, no worse than mixing
+    """Finding 3: where replay does all the work, C1a (replay keeps the seen sites) holds and C1b (the alignment
+    adds to replay) fails: a null no longer passes under "enhances memorizability"."""
+    results = fake_out({**ALL, "SMG (SMD + PGA)": (0.7, 0.5)})
+    for arms in results.seeds.values():  # SMG ends where plain mixing does, image for image
+        arms["SMG (SMD + PGA)"] = common.ArmResult(arms["SMD replay"].seed, "SMG (SMD + PGA)",
+                                                   arms["SMD replay"].dice, [])
+    v = {cid: c.verdict for cid, c in judged(results).items()}
+    assert v["C1a"] == "reproduced"  # far above fine-tuning
+    assert v["C1b"] == "not reproduced"  # no gain over mixing: the interval excludes +0.02
     assert v["C2"] == "not reproduced"  # no unseen gain over mixing: the interval excludes +0.02
     assert v["C3"] == "partly"  # three parts hold; arbitrary-only is 0.05 better on unseen sites
     assert v["C5a"] == v["C5b"] == "reproduced"
+    assert verdicts({**ALL, "SMG (SMD + PGA)": (0.7, 0.5)})["C2"] == "not reproduced"  # with its own noise too
 
 
-def test_rules_are_inconclusive_on_noise():
-    v = report.claims(fake_out({**ALL, "SMG (SMD + PGA)": (0.7, 0.51)}, noise=0.3), {"profile": "cpu", "beta": 2e-3})
-    assert next(c for c in v if c.id == "C2").verdict == "inconclusive"
+def test_rules_reach_partly_and_inconclusive():
+    v = verdicts({**ALL, "SMG (SMD + PGA)": (0.71, 0.51)}, noise=0.001)
+    assert v["C1b"] == "partly" and v["C2"] == "partly"  # above 0, short of our +0.02
+    c = judged(fake_out({**ALL, "SMG (SMD + PGA)": (0.7, 0.51)}, noise=0.3))["C2"]
+    assert c.verdict == "inconclusive" and "would decide it" in c.reason
+
+
+def test_c4_is_illustrated_whatever_the_ratios():
+    ok = judged(fake_out({**ALL, "SMG (SMD + PGA)": (0.75, 0.6)}, taylor=taylor_check()))["C4"]
+    assert ok.verdict == "illustrated" and ok.rule.kind == "illustrated" and "3.90, 4.00" in ok.ours
+    off = judged(fake_out({**ALL, "SMG (SMD + PGA)": (0.75, 0.6)}, taylor=taylor_check((2.0, 2.0))))["C4"]
+    assert off.verdict == "illustrated" and "points to the implementation" in off.reason
 
 
 def test_missing_arms_are_not_comparable():
     v = verdicts({"sequential fine-tuning": (0.3, 0.4), "SMD replay": (0.7, 0.5), "SMG (SMD + PGA)": (0.75, 0.6)})
-    assert v["C3"] == v["C5a"] == v["C5b"] == "not comparable" and v["C1"] == "reproduced"
+    assert v["C3"] == v["C5a"] == v["C5b"] == "not comparable" and v["C1a"] == "reproduced"
+
+
+# ------------------------------------------------------------------------------------------------ premises
+
+
+def premises(**kw) -> dict:
+    return {p.id: p for p in report.premises(fake_out(kw.pop("scores", {**ALL, **REFERENCE}), **kw), PARAMS)}
+
+
+def test_r1_reads_joint_training_against_the_prior_and_the_first_site_model():
+    assert premises(first_unseen=0.3)["R1"].holds is True  # 0.6 − 0.1 ≥ 0.15 and 0.6 − 0.3 ≥ 0.2
+    assert premises(first_unseen=0.5)["R1"].holds is False  # the first-site model is only 0.1 below joint
+    weak = premises(scores={**ALL, **REFERENCE, "joint training": (0.95, 0.2)}, first_unseen=0.0)["R1"]
+    over_prior = float(re.search(r"joint − prior: S5 ([+-][0-9.]+)", weak.measured).group(1))
+    assert weak.holds is False and over_prior == pytest.approx(0.1, abs=0.01)  # joint barely above the prior
+    assert premises(scores=ALL)["R1"].holds is None  # no joint-training arm: not measured
+
+
+def test_r2_is_not_measured_and_names_its_proxies():
+    r2 = premises()["R2"]
+    assert (r2.holds, r2.measured) == (None, "not measured") and "issue 31" in r2.note
+    r2 = premises(taylor=taylor_check())["R2"]
+    assert r2.holds is None and "0.9996" in r2.note and "at most 5.7°" in r2.note  # asin(0.1) = 5.74°
+
+
+def test_r3_holds_when_smd_replay_is_near_the_real_buffer():
+    assert premises()["R3"].holds is True
+    far = premises(scores={**ALL, **REFERENCE, "real buffer": (0.8, 0.5)})["R3"]
+    assert far.holds is False and far.measured.startswith("0.1")
+    assert premises(scores=ALL)["R3"].holds is None
+
+
+def test_premises_make_claims_not_comparable_and_keep_their_rule(monkeypatch):
+    results = fake_out({**ALL, **REFERENCE, "SMG (SMD + PGA)": (0.75, 0.6)}, first_unseen=0.3,
+                       taylor=taylor_check())
+    claims = {c.id: c for c in report.claims(results, PARAMS)}  # R1 and R3 hold; R2 is not measured
+    assert claims["C1a"].verdict == "reproduced" and claims["C4"].verdict == "illustrated"
+    for cid in ("C1b", "C2", "C3", "C5a", "C5b"):
+        assert claims[cid].verdict == "not comparable" and "R2" in claims[cid].reason, cid
+        assert claims[cid].rule.verdict == "reproduced"  # the rule and its estimate stay in the row
+    holding = [replace(p, holds=True) for p in report.premises(results, PARAMS)]
+    monkeypatch.setattr(report, "premises", lambda results, params: holding)
+    assert {c.id: c.verdict for c in report.claims(results, PARAMS)} == {
+        "C1a": "reproduced", "C1b": "reproduced", "C2": "reproduced", "C3": "reproduced", "C4": "illustrated",
+        "C5a": "reproduced", "C5b": "reproduced"}
+    r3_fails = [replace(p, holds=p.id != "R3") for p in holding]
+    monkeypatch.setattr(report, "premises", lambda results, params: r3_fails)
+    claims = {c.id: c.verdict for c in report.claims(results, PARAMS)}
+    assert claims["C1a"] == "not comparable" and claims["C4"] == "illustrated"
+
+
+def test_every_tested_claim_names_its_premises():
+    results = fake_out({**ALL, **REFERENCE, "SMG (SMD + PGA)": (0.75, 0.6)}, taylor=taylor_check())
+    for c in report.judged(results, "cpu", 2e-3):
+        assert c.premises or c.rule.kind == "illustrated", c.id

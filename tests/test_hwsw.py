@@ -60,6 +60,9 @@ def test_measurement_plumbing_and_claims_on_tiny_sizes():
     table = report.measured_table(measured)
     assert (table["ms"] > 0).all() and len(table) == 1 + 1 + 2 + 2
     assert measured.lm_config.d_model == 64
+    # every repeat is kept (here one): the GEMV, the copy and sum, each phase; the best is the point's time
+    for m in measured.points + list(measured.bandwidth.values()) + measured.phases:
+        assert len(m.repeat_seconds) == 1 and m.seconds == min(m.repeat_seconds)
     results = hand_made(measured, hardware=tuple(params["hardware"]))
     data, arrays = results.to_data()  # the results survive their saved form
     again = HwswResults.from_data(data, arrays)
@@ -70,23 +73,68 @@ def test_measurement_plumbing_and_claims_on_tiny_sizes():
     assert {c.verdict for c in claims[1:]} == {"illustrated"}  # what the cost model implies is never "reproduced"
 
 
-def c1_verdict(bandwidth_share: float, decode_ai: float, ridge_bw: float = 1e10, peak: float = 1e11) -> str:
-    """C1 on a hand-made measurement: a machine of ``peak`` FLOP/s and ``ridge_bw`` B/s copy bandwidth, a decode
-    step at ``decode_ai`` FLOP/B moving bytes at ``bandwidth_share`` of the copy bandwidth."""
+def hand_measured(decode_share: float, gemv_share: float = 0.8, spread: float = 0.0, decode_ai: float = 1.0,
+                  bw: float = 1e10, peak: float = 1e11, prefill_share: float | None = None) -> Measured:
+    """A hand-made measurement on a machine of ``peak`` FLOP/s and ``bw`` B/s copy bandwidth: a GEMV at
+    ``gemv_share`` and a batch-1 decode step at ``decode_share`` of it (medians of five repeats, spread by ±``spread``
+    of their time)."""
     from replbook.measure import Measurement
 
     seconds = 1e-3
-    nbytes = bandwidth_share * ridge_bw * seconds
-    decode = Measurement("tiny Llama decode, B=1", decode_ai * nbytes, nbytes, seconds)
-    machine = cm.Hardware("hand-made", {"fp32": peak}, ridge_bw, 0, "test", "measured")
-    measured = Measured(points=[], bandwidth={}, phases=[decode], machine=machine, dtype="fp32")
-    return report.claims(hand_made(measured), {"profile": "cpu"})[0].verdict
+    times = [seconds * (1 + spread * f) for f in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+    copy = Measurement.timed("copy", 0, bw * seconds, [seconds] * 5)
+    gemv = Measurement.timed("GEMV 64²", 2 * gemv_share * bw * seconds / 4, gemv_share * bw * seconds,
+                             [seconds] * 5)
+    nbytes = decode_share * bw * seconds
+    decode = Measurement.timed("tiny Llama decode, B=1", decode_ai * nbytes, nbytes, times)
+    phases = [decode]
+    if prefill_share is not None:  # the compute-bound reference step: no effect for C1
+        phases.insert(0, Measurement.timed("tiny Llama prefill, B=1", 1e9, prefill_share * bw * seconds,
+                                           [seconds] * 5))
+    machine = cm.Hardware("hand-made", {"fp32": peak}, bw, 0, "test", "measured")
+    return Measured(points=[gemv], bandwidth={"copy": copy}, phases=phases, machine=machine, dtype="fp32")
+
+
+def c1(decode_share: float, **kwargs):
+    return report.claims(hand_made(hand_measured(decode_share, **kwargs)), {"profile": "cpu"})[0]
 
 
 def test_c1_rule_reaches_each_outcome_on_hand_made_measurements():
-    assert c1_verdict(0.8, 1.0) == "reproduced"  # left of the ridge (10 FLOP/B), near the copy bandwidth
-    assert c1_verdict(0.2, 1.0) == "inconclusive"  # left of the ridge but far from the bandwidth: overheads?
-    assert c1_verdict(0.8, 50.0) == "not reproduced"  # right of the ridge: compute-bound
+    near = c1(0.8)  # near the copy bandwidth: memory-bound
+    assert near.verdict == "reproduced" and near.premises == ("R2",)
+    assert near.rule.estimate.mean == pytest.approx(0.8) and near.rule.effect == 0.5 and near.rule.null == 0.0
+    assert c1(0.2).verdict == "partly"  # far from the bandwidth: overheads take the rest of the step
+    spread = c1(0.6, spread=0.5).rule.estimate  # the interval comes from the repeats' medians
+    assert spread.mean == pytest.approx(0.6) and spread.lo < spread.mean < spread.hi and spread.n == 5
+    # R2: where even the GEMV does not reach half the copy bandwidth, no step can show it is memory-bound here
+    slow = c1(0.8, gemv_share=0.3)
+    assert slow.verdict == "not comparable" and "R2" in slow.reason and "would give reproduced" in slow.reason
+    # the model's half is shown, not judged: a decode right of the ridge changes the text, not the verdict
+    assert "model (shown, not judged)" in c1(0.8, decode_ai=50.0).ours
+    # no effect is the byte rate of the same model's prefill, a compute-bound step: a decode no faster is not
+    # memory-bound at all
+    ref = c1(0.2, spread=0.1, prefill_share=0.05)
+    assert ref.rule.null == pytest.approx(0.05) and ref.verdict == "partly"
+    assert c1(0.05, spread=0.1, prefill_share=0.3).verdict == "not reproduced"
+
+
+def test_premises_are_shares_of_the_copy_bandwidth_and_gate_the_measured_claims():
+    import pandas as pd
+
+    measured = hand_measured(0.3, gemv_share=0.7)
+    rows = [{"precision": p, "batch": 1, "decode time ratio to fp32": r, "ratio lo": r - 0.02, "ratio hi": r + 0.02,
+             "predicted ratio (bytes)": pred, "decode ms/token": 10.0, "decode GB/s": gbs}
+            for p, r, pred, gbs in (("fp32", 1.0, 1.0, 6.0), ("int8", 0.5, 0.4, 3.0))]
+    for fp32_gbs, holds, verdict in ((6.0, True, "partly"), (4.0, False, "not comparable")):
+        rows[0]["decode GB/s"] = fp32_gbs
+        results = hand_made(measured)
+        results.quantised = Quantised(hwsw.columns(pd.DataFrame(rows)), {}, seq_len=16, threads=2)
+        premises = {p.id: p for p in report.premises(results, {"profile": "cpu"})}
+        assert premises["R1"].holds is holds and premises["R1"].measured == f"{fp32_gbs / 10:.2f}"
+        assert premises["R2"].holds is True and premises["R2"].measured == "0.70"
+        claims = {c.id: c for c in report.claims(results, {"profile": "cpu"})}
+        assert claims["C3-measured"].verdict == verdict and claims["C3-measured"].premises == ("R1",)
+        assert {claims[c].premises for c in ("C2", "C3", "C4")} == {()}  # illustrated claims need none
 
 
 def test_measure_rejects_cuda_without_a_gpu():

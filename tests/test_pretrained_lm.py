@@ -13,6 +13,7 @@ from replbook.experiments import minkpp as experiment
 from replbook.experiments.minkpp import common, real_lm, report
 from replbook.models import pretrained_lm
 from replbook.profiles import config, resolve
+from replbook.verdicts import Premise, apply_premises
 
 WORDS = ["<|endoftext|>", "[UNK]"] + ("the a of to is and in for an be by statement expression object value name "
                                      "if else return def class import with as").split()
@@ -202,7 +203,12 @@ def test_the_report_gives_the_smollm2_claims_their_own_ids_and_a_side_by_side_ta
     ids = [c.id for c in claims]
     assert ids == ["C1-smollm2", "C2a-smollm2", "C2b-smollm2", "C2c-smollm2", "C3-smollm2", "A1-smollm2"]
     assert all(c.claim.endswith("(SmolLM2-135M, LoRA fine-tuned)") for c in claims)
-    assert claims[3].verdict == "not comparable" and "base model itself" in claims[3].reason
+    assert claims[3].premises == ("R2", "R3", "R6")  # the base model as Ref's reference is premise R6
+    r6 = Premise("R6", "a separate reference model", "a separate reference model", "the base model itself", False)
+    holding = [Premise(pid, pid, "-", "-", True) for pid in ("R2", "R3", "R5")]
+    claims = apply_premises(claims, holding + [r6])
+    assert claims[3].verdict == "not comparable" and "R6" in claims[3].reason and "base model itself" in \
+        claims[3].reason
     tiny = report.lm_claims(smol, "tiny", *values)  # the same numbers under the tiny ids: a pairing check
     table = report.verdicts_side_by_side(tiny, claims)
     assert list(table.index) == ["C1", "C2a", "C2b", "C2c", "C3"]

@@ -143,17 +143,17 @@ def test_a_page_writes_its_claims_beside_the_books_results_only_when_the_build_r
     results.compute("fake", fake.params())
     claims_file = fake.root / "results" / "fake" / "smoke.claims.json"
     monkeypatch.delenv(results.WRITE_BOOK_ENV)
-    panel = record_claims("fake", fake.params(), [claim]).data  # plain papermill or nbval: the book is untouched
+    panel = record_claims("fake", fake.params(), [claim], []).data  # plain papermill or nbval: the book is untouched
     assert not claims_file.exists()
     for name in ("compute key", "computed at commit", "rendered at commit", "compute wall time", "torch"):
         assert name in panel
     assert 'href="../../results/fake/smoke.json"' in panel and "smoke.npz" in panel
     monkeypatch.setenv(results.WRITE_BOOK_ENV, "1")
-    record_claims("fake", fake.params(), [claim])
+    record_claims("fake", fake.params(), [claim], [])
     saved = json.loads(claims_file.read_text())
     assert saved["claims"][0]["id"] == "C1" and saved["compute_key"] == results.compute_key("fake", fake.params()).value
     custom = fake.params(n=4)
     results.compute("fake", custom)
-    record_claims("fake", custom, [claim])  # a custom run's claims live in its run folder
+    record_claims("fake", custom, [claim], [])  # a custom run's claims live in its run folder
     assert results.locate("fake", custom).with_name("claims.json").exists()
     assert "runs/fake" in run_record("fake", custom).data

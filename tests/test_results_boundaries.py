@@ -19,7 +19,7 @@ SLUGS = [c.slug for c in landed_chapters()]
 #: paper's numbers, arm names, labels).
 REPORT_MAY_IMPORT = {
     "minkpp": {"LABELS", "MinkppResults", "SeedResult"},
-    "speechprune": {"ORACLE", "QUESTION_ONLY", "SpeechpruneResults"},
+    "speechprune": {"KEY_REMOVED", "ORACLE", "QUESTION_ONLY", "SpeechpruneResults"},
     "lobam": {"CLEAN", "FULL_FT", "LOBAM_NAME", "NAIVE", "SCALED", "SCALED_LAM", "SCHEMES", "SELECTED", "LobamResults",
               "SeedResult"},
     "hwsw": {"HwswResults", "Measured", "Quantised", "Table"},
@@ -145,11 +145,11 @@ def _param_callbacks(slug: str) -> set[str]:
 
 def _door(module: str, function: str) -> bool:
     """The functions that may take the parameters dict: a chapter's ``run`` (its ``__init__``), its report's
-    ``claims``, and the parameter checks it hands to ``ChapterParams``."""
+    ``claims`` and ``premises``, and the parameter checks it hands to ``ChapterParams``."""
     parts = module.split(".")
     if len(parts) == 3 and function == "run":  # replbook.experiments.<slug>: the package's __init__
         return True
-    if parts[-1] == "report" and function == "claims":
+    if parts[-1] == "report" and function in ("claims", "premises"):
         return True
     return len(parts) >= 3 and function in _param_callbacks(parts[2])
 

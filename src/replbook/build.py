@@ -382,14 +382,28 @@ def run_chapter(slug: str, profile: str = "smoke", overrides: Mapping[str, Any] 
 
 def publish_results(profile: str) -> None:
     """Copy each landed chapter's results files (JSON, arrays, claims) beside the rendered pages
-    (``_build/html/results/<slug>/``), where the run record at the end of every chapter links to them."""
+    (``_build/html/results/<slug>/``), where the run record at the end of every chapter links to them; and its
+    sources (``_build/html/files/<slug>/``: the notebook, the kernel modules, the experiment package as a zip), which
+    the line under its title links."""
+    import zipfile
+
+    html = project_root() / "_build" / "html"
     for ch in landed_chapters():
         source = saved.book_path(ch.slug, profile)
         for path in (source, saved.arrays_path(source), saved.claims_path(source)):
             if path.exists():
-                target = project_root() / "_build" / "html" / "results" / ch.slug / path.name
+                target = html / "results" / ch.slug / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
+        files = html / "files" / ch.slug
+        files.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source_notebook(ch.slug), files / f"{ch.slug}.ipynb")
+        for kernel in ch.kernels:
+            shutil.copyfile(codekey.module_file(f"replbook.{kernel}"), files / f"{kernel}.py")
+        package = codekey.module_file(codekey.chapter_package(ch.slug)).parent
+        with zipfile.ZipFile(files / "experiment.zip", "w", zipfile.ZIP_DEFLATED) as z:
+            for py in sorted(package.rglob("*.py")):
+                z.write(py, py.relative_to(package.parent.parent.parent).as_posix())
 
 
 def build_book(profile: str = "cpu", only: list[str] | None = None, force: bool = False,

@@ -6,7 +6,7 @@ sample, x′ an adversarial example of x.
 
     weakness     W(F_i) = (1/N_i) · E_x ‖F_i(x′) − F_i(x)‖₂          (squared norm with ``squared=True``)
     criticality  C_i    = W(F_i) / W(F_{i−1})                         how much layer i amplifies the perturbation
-    CLAT loss    L      = CE(F(x), y) + β · (1/|S|) · Σ_{i∈S} C_i      on the selected critical layers S only
+    CLAT loss    L      = CE(F(x), y) + β · (1/#S) · Σ_{i∈S} C_i       on the selected critical layers S only
 """
 
 from __future__ import annotations

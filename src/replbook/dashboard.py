@@ -16,7 +16,7 @@ from typing import Any
 
 from replbook import results as saved
 from replbook.chapters import CHAPTERS, Chapter, landed_chapters
-from replbook.page import VERDICT_COLOURS
+from replbook.page import INK, VERDICT_COLOURS
 from replbook.paths import project_root
 from replbook.verdicts import VERDICTS
 
@@ -155,7 +155,8 @@ def claims_html(results: dict[str, dict[str, Any]]) -> str:
             rows.append(
                 f'<tr data-chapter="{slug}"><td><a class="claim-link" href="{_href(slug, c["id"])}">'
                 f'{_cell(c["id"])}</a>: {_cell(c["claim"])}</td><td>{_cell(c["paper"])}</td><td>{_cell(c["ours"])}'
-                f'</td><td>{_cell(needed)}</td><td style="background-color: {colour}">{_cell(c["verdict"])}</td>'
+                f'</td><td>{_cell(needed)}</td><td style="background-color: {colour}; color: {INK}">'
+                f'{_cell(c["verdict"])}</td>'
                 f'<td>{_cell(c["reason"])}</td></tr>')
         n = regime_counts(record)
         blocks.append(f'<details class="verdicts-chapter" data-chapter="{slug}"><summary>{slug}: {n["claims"]} '
@@ -196,8 +197,8 @@ def write_dashboard(profile: str) -> Path:
     root = project_root()
     plot_counts(verdict_counts(results), root / FIGURE)
     commits = sorted({r["computed_at"][:12] for r in results.values()})
-    legend = " · ".join(f'<span style="background-color: {VERDICT_COLOURS[v]}; padding: 0 0.3em">{v}</span>'
-                        for v in VERDICTS)
+    legend = " · ".join(f'<span style="background-color: {VERDICT_COLOURS[v]}; color: {INK}; padding: 0 0.3em">'
+                        f'{v}</span>' for v in VERDICTS)
     pending = "\n".join(f"- **{c.slug}**: {c.title} (arXiv {c.arxiv}), pending; no verdicts yet."
                         for c in CHAPTERS if not c.landed)
     smoke_note = ("\n\n**These are smoke-profile results**: every code path on tiny sizes, not the book's "

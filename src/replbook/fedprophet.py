@@ -102,7 +102,7 @@ def partition(profiles: list[AtomProfile], mem_budget: int, num_classes: int, da
               param_scale: int = 3, head_rule: str = "official") -> list[list[str]]:
     """Greedy modules: append atom a to the open module while
 
-        mem(open) + mem(a) + data_bytes·|out(a)| + param_scale·data_bytes·params(head_a) + data_bytes·B·C
+        mem(open) + mem(a) + data_bytes·numel(out(a)) + param_scale·data_bytes·params(head_a) + data_bytes·B·C
 
     (the aux head's input, parameters and logits) fits ``mem_budget``; otherwise close the module and open a new
     one with a; the head is counted under ``head_rule`` (:func:`aux_head`). Raises ``ValueError`` when the budget

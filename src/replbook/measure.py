@@ -1,5 +1,6 @@
 """Measured roofline points of the machine at hand: matmul throughput, memory bandwidth, a GEMV, and a small
-transformer's prefill and decode step, each timed as the best of several repeats (CUDA-synchronised on a GPU).
+transformer's prefill and decode step, each timed over several repeats (CUDA-synchronised on a GPU): the best time
+is the point, every repeat is kept so that a rate can have an interval.
 
 Timings depend on the host and its load: the chapter records both, and tests never assert them.
 """
@@ -13,11 +14,11 @@ from dataclasses import dataclass
 import torch
 
 
-def best_time(fn: Callable[[], object], repeats: int, device: str = "cpu", warmup: int = 1) -> float:
-    """Best wall time of ``repeats`` calls after ``warmup`` calls, in seconds."""
+def repeat_times(fn: Callable[[], object], repeats: int, device: str = "cpu", warmup: int = 1) -> list[float]:
+    """Wall time of each of ``repeats`` calls after ``warmup`` calls, in seconds."""
     for _ in range(warmup):
         fn()
-    best = float("inf")
+    times = []
     for _ in range(repeats):
         if device == "cuda":
             torch.cuda.synchronize()
@@ -25,18 +26,28 @@ def best_time(fn: Callable[[], object], repeats: int, device: str = "cpu", warmu
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def best_time(fn: Callable[[], object], repeats: int, device: str = "cpu", warmup: int = 1) -> float:
+    """Best wall time of ``repeats`` calls after ``warmup`` calls, in seconds."""
+    return min(repeat_times(fn, repeats, device, warmup))
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """One measured point: what ran, its FLOPs and bytes (analytical), and its best time."""
+    """One measured point: what ran, its FLOPs and bytes (analytical), its best time and every repeat's time."""
 
     name: str
     flops: float
     bytes: float
     seconds: float
+    repeat_seconds: tuple[float, ...] = ()
+
+    @classmethod
+    def timed(cls, name: str, flops: float, nbytes: float, times: list[float]) -> Measurement:
+        return cls(name, flops, nbytes, min(times), tuple(times))
 
     @property
     def flop_rate(self) -> float:
@@ -55,15 +66,15 @@ def measure_matmul(n: int, dtype: torch.dtype = torch.float32, device: str = "cp
     """[n, n] @ [n, n]: 2n³ FLOPs, 3n² elements of minimum traffic."""
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     out = torch.empty_like(a)
-    seconds = best_time(lambda: torch.mm(a, b, out=out), repeats, device)
-    return Measurement(f"matmul {n}³", 2 * n**3, 3 * n * n * a.element_size(), seconds)
+    times = repeat_times(lambda: torch.mm(a, b, out=out), repeats, device)
+    return Measurement.timed(f"matmul {n}³", 2 * n**3, 3 * n * n * a.element_size(), times)
 
 
 def measure_gemv(n: int, dtype: torch.dtype = torch.float32, device: str = "cpu", repeats: int = 5) -> Measurement:
     """[n, n] @ [n]: 2n² FLOPs over n² + 2n elements: the decode-like, memory-bound operation."""
     a, x = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, dtype=dtype, device=device)
-    seconds = best_time(lambda: torch.mv(a, x), repeats, device)
-    return Measurement(f"GEMV {n}²", 2 * n * n, (n * n + 2 * n) * a.element_size(), seconds)
+    times = repeat_times(lambda: torch.mv(a, x), repeats, device)
+    return Measurement.timed(f"GEMV {n}²", 2 * n * n, (n * n + 2 * n) * a.element_size(), times)
 
 
 def measure_bandwidth(nbytes: int, device: str = "cpu", repeats: int = 5) -> dict[str, Measurement]:
@@ -71,9 +82,9 @@ def measure_bandwidth(nbytes: int, device: str = "cpu", repeats: int = 5) -> dic
     beyond the last-level cache."""
     n = nbytes // 4
     src, dst = torch.rand(n, device=device), torch.empty(n, device=device)
-    copy = best_time(lambda: dst.copy_(src), repeats, device)
-    total = best_time(lambda: src.sum(), repeats, device)
-    return {"copy": Measurement("copy", 0, 2 * nbytes, copy), "sum": Measurement("sum", n, nbytes, total)}
+    copy = repeat_times(lambda: dst.copy_(src), repeats, device)
+    total = repeat_times(lambda: src.sum(), repeats, device)
+    return {"copy": Measurement.timed("copy", 0, 2 * nbytes, copy), "sum": Measurement.timed("sum", n, nbytes, total)}
 
 
 def tiny_llama(d_model: int = 512, n_layers: int = 4, n_heads: int = 8, d_ff: int = 2048, vocab: int = 8192,
@@ -89,11 +100,12 @@ def tiny_llama(d_model: int = 512, n_layers: int = 4, n_heads: int = 8, d_ff: in
 
 
 @torch.no_grad()
-def time_lm_phases(model, batch: int, seq_len: int, device: str = "cpu", repeats: int = 5) -> dict[str, float]:
-    """Best seconds of a prefill of [batch, seq_len] tokens and of one decode step on top of its KV cache."""
+def time_lm_phases(model, batch: int, seq_len: int, device: str = "cpu", repeats: int = 5) -> dict[str, list[float]]:
+    """Every repeat's seconds of a prefill of [batch, seq_len] tokens and of one decode step on top of its KV
+    cache."""
     model = model.to(device)
     ids = torch.randint(0, model.config.vocab_size, (batch, seq_len), device=device)
-    prefill = best_time(lambda: model(ids, use_cache=True), repeats, device)
+    prefill = repeat_times(lambda: model(ids, use_cache=True), repeats, device)
     out = model(ids, use_cache=True)
     cache = getattr(out, "cache", None) or out.past_key_values
     step = ids[:, -1:]
@@ -103,8 +115,7 @@ def time_lm_phases(model, batch: int, seq_len: int, device: str = "cpu", repeats
         model(step, cache=cache, use_cache=True)
         cache.crop(-1)
 
-    decode = best_time(decode_once, repeats, device)
-    return {"prefill": prefill, "decode": decode}
+    return {"prefill": prefill, "decode": repeat_times(decode_once, repeats, device)}
 
 
 def peak_cpu_allocation(fn: Callable[[], object]) -> int:

@@ -34,7 +34,7 @@ def sigma_var_floor(dtype: torch.dtype) -> float:
     working dtype (1.2e-7 for float32, 2.2e-16 for float64).
 
     A one-hot or uniform p_t has var = 0 and l_t = mu_t, so its token score would be 0/0. The spec suggests a fixed
-    1e-12; but l_t - mu_t carries a rounding error of about eps·|mu_t|, so a smaller floor turns that rounding into
+    1e-12; but l_t - mu_t carries a rounding error of about eps·abs(mu_t), so a smaller floor turns that rounding into
     scores of order 0.1 in float32. With this floor such positions score ~1e-3 (float32) or ~1e-7 (float64).
     """
     return float(torch.finfo(dtype).eps)

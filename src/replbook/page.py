@@ -28,12 +28,15 @@ from replbook.verdicts import VERDICTS, Claim, Premise
 
 __all__ = ["VERDICT_COLOURS", "claims_table", "style_claims", "glue_claims", "glue_placeholder_figures",
            "glue_premises", "premises_table", "parameters_panel", "run_record", "record_claims", "mean_sd",
-           "signed_interval", "Interval"]
+           "signed_interval", "source_links", "Interval"]
 
 #: The book's verdict palette: the claims tables and the verdict dashboard use these colours.
 VERDICT_COLOURS = {"reproduced": "#b7e1c1", "partly": "#ffe08a", "not reproduced": "#f3a6ad",
                    "inconclusive": "#c9d7f2", "not comparable": "#dcdde0", "illustrated": "#e3cdf0"}
 assert set(VERDICT_COLOURS) == set(VERDICTS)
+
+#: Text on a verdict's (light) colour: dark in the theme's light and dark modes alike, so the cell stays readable.
+INK = "#111111"
 
 #: The versions the run record at the end of each chapter shows.
 RUN_RECORD_PACKAGES = ("torch", "transformers", "diffusers", "peft", "flwr")
@@ -78,7 +81,7 @@ def style_claims(table: pd.DataFrame, anchors: Sequence[str] | None = None):
         shown[col] = shown[col].map(lambda v: html.escape(str(v)))
     return (
         shown.style.hide(axis="index")
-        .map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}", subset=["verdict"])
+        .map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}; color: {INK}", subset=["verdict"])
         .set_table_attributes('class="claims-table"')
     )
 
@@ -108,7 +111,7 @@ def glue_premises(premises: Sequence[Premise], key: str = "premises_table") -> p
     for col in shown.columns:
         shown[col] = shown[col].map(lambda v: html.escape(str(v)))
     styled = (shown.style.hide(axis="index")
-              .map(lambda v: f"background-color: {colour.get(v, '')}", subset=["holds"])
+              .map(lambda v: f"background-color: {colour.get(v, '')}; color: {INK}", subset=["holds"])
               .set_table_attributes('class="premises-table"'))
     glue(key, styled, display=True)
     return table
@@ -157,6 +160,27 @@ def parameters_panel(spec: Any, values: dict[str, Any]) -> Any:
     table = ('<table class="parameters-table"><thead><tr><th>parameter</th><th>value</th><th>what it is</th></tr>'
              f"</thead><tbody>{''.join(rows)}</tbody></table>")
     return _details(f"Parameters of this run (profile {values['profile']}; click to open)", table)
+
+
+def files_href(slug: str, name: str) -> str:
+    """A file the build publishes beside the pages for chapter ``slug`` (``_build/html/files/<slug>/<name>``), as a
+    chapter page links it."""
+    return f"../../files/{slug}/{name}"
+
+
+def source_links(slug: str) -> Any:
+    """The chapter's sources, one line under its title: the notebook that renders the page, the kernel modules it is
+    about and the experiment package that computes its results (the build publishes them beside the pages)."""
+    from IPython.display import HTML
+
+    from replbook.chapters import chapter
+
+    kernels = chapter(slug).kernels
+    links = [f'<a href="{files_href(slug, f"{slug}.ipynb")}">notebooks/{slug}.ipynb</a> (this page)']
+    links += [f'<a href="{files_href(slug, f"{k}.py")}">src/replbook/{k}.py</a>' for k in kernels]
+    links.append(f'<a href="{files_href(slug, "experiment.zip")}">src/replbook/experiments/{slug}/</a> (zip)')
+    return HTML(f'<p class="source-links">Source: {" · ".join(links)}. Results: the run record at the end of the '
+                f"page links them.</p>")
 
 
 def results_href(slug: str, profile: str) -> str:

@@ -7,7 +7,7 @@ Phase 1, speech–text similarity with a frame-wise budget (target ``n_phase1`` 
 
     r_u   = mean_v cos(S_u, T_v)                        token relevance
     F̂_i   = Σ_{u ∈ frame i} r_u                         frames of f tokens (the last may be shorter)
-    n_i   = min(⌊N₁ · softmax(F̂)_i⌋, |frame i|)         each frame keeps its top-n_i tokens by r
+    n_i   = min(⌊N₁ · softmax(F̂)_i⌋, len(frame i))      each frame keeps its top-n_i tokens by r
 
 Phase 2, binarized attention of the LLM's first layer on the N₁ survivors (keep k = round((1 − PR) · N₁)):
 

@@ -37,7 +37,8 @@ PARAMS = ChapterParams(
         Param("lm_vocab", int, "Vocabulary of the measured tiny Llama.", 64, 200_000),
         Param("lm_seq", int, "Measured prefill length and decode context.", 2, 32768),
         Param("lm_batches", list, "Batch sizes of the measured tiny-Llama phases.", 1, 512, item=int),
-        Param("repeats", int, "Timed repeats (the best is kept).", 1, 100),
+        Param("repeats", int, "Timed repeats, each kept (the best is a point's time; the medians give the shares of "
+              "the copy bandwidth).", 1, 100),
         Param("threads", int, "torch threads on CPU.", 1, 256),
         Param("device", str, "Where to measure.", choices=("cpu", "cuda")),
         Param("qlm_samples", int, "SmolLM2 quantisation: timed decode samples per precision and batch (0 skips "

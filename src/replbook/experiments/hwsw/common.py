@@ -19,8 +19,10 @@ Table = dict[str, list[Any]]
 @dataclass
 class Measured:
     """This machine's measured points: matmuls and the GEMV (``points``), the copy and sum bandwidth, the tiny
-    Llama's prefill and decode (``phases``), each with its analytical FLOPs and bytes; the machine as a roofline
-    (peak: the best matmul, bandwidth: the copy), the dtype measured and the tiny Llama's shape."""
+    Llama's prefill and decode (``phases``), each with its analytical FLOPs and bytes and its best time; the machine
+    as a roofline (peak: the best matmul, bandwidth: the copy), the dtype measured and the tiny Llama's shape.
+    Every measurement keeps each timed repeat (``repeat_seconds``), so that a share of the copy bandwidth has an
+    interval over repeats."""
 
     points: list[Measurement]
     bandwidth: dict[str, Measurement]

@@ -231,7 +231,7 @@ class MachineSetup:
 
 def measure_machine(setup: MachineSetup) -> Measured:
     """Matmul throughput, GEMV, copy/sum bandwidth, and a tiny Llama's prefill and decode, each with analytical
-    FLOPs and bytes (fp32), on ``setup.device``."""
+    FLOPs and bytes (fp32), on ``setup.device``; every repeat's time is kept."""
     device = setup.device
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("parameter 'device' is 'cuda' but no GPU is visible; use device cpu.")
@@ -240,7 +240,8 @@ def measure_machine(setup: MachineSetup) -> Measured:
     dtype, dtype_name = (torch.bfloat16, "bf16") if device == "cuda" else (torch.float32, "fp32")
     points = [measure.measure_matmul(n, dtype, device, setup.repeats)
               for n in progress(setup.matmul_sizes, desc="matmul")]
-    points.append(measure.measure_gemv(setup.gemv_n, dtype, device, setup.repeats))
+    gemv = measure.measure_gemv(setup.gemv_n, dtype, device, setup.repeats)
+    points.append(gemv)
     bandwidth = measure.measure_bandwidth(setup.bandwidth_mib << 20, device, setup.repeats)
     model = measure.tiny_llama(setup.lm_d_model, setup.lm_layers, max(1, setup.lm_d_model // 64),
                                4 * setup.lm_d_model, setup.lm_vocab)
@@ -252,7 +253,8 @@ def measure_machine(setup: MachineSetup) -> Measured:
         for phase, ops in (("prefill", cm.prefill_ops(cfg, batch, setup.lm_seq, fp32)),
                            ("decode", cm.decode_ops(cfg, batch, setup.lm_seq, fp32, activations=True))):
             t = cm.total(ops)
-            phases.append(measure.Measurement(f"tiny Llama {phase}, B={batch}", t.flops, t.bytes, times[phase]))
+            name = f"tiny Llama {phase}, B={batch}"
+            phases.append(measure.Measurement.timed(name, t.flops, t.bytes, times[phase]))
     peak = max(p.flop_rate for p in points)
     machine = cm.Hardware("this machine (measured)", {dtype_name: peak}, bandwidth["copy"].byte_rate, 0,
                           "measured by replbook.measure", "measured")

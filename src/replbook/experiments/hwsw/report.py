@@ -12,7 +12,8 @@ import pandas as pd
 from replbook import costmodel as cm
 from replbook.experiments.hwsw.common import HwswResults, Measured, Quantised, Table
 from replbook.intervals import Interval
-from replbook.verdicts import Claim, Verdict, illustrated, judge_effect, not_comparable
+from replbook.measure import Measurement
+from replbook.verdicts import Claim, Premise, apply_premises, illustrated, judge_effect, not_comparable, premise
 
 #: The survey states none of C1-C4 in its abstract; they are our reading of its background (prefill vs decode, the
 #: memory wall) and inference sections (quantisation, KV-cache management, attention kernels).
@@ -108,47 +109,96 @@ def plot_measured(measured: Measured):
 
 
 def measured_table(measured: Measured) -> pd.DataFrame:
-    """Every measured point: its rates, intensity and best time."""
+    """Every measured point: its rates, intensity and best time, and the median of its timed repeats where the
+    results keep them."""
     rows = [{"what": p.name, "GFLOP/s": p.flop_rate / 1e9, "GB/s": p.byte_rate / 1e9, "AI (FLOP/B)": p.ai,
-             "ms": 1e3 * p.seconds} for p in measured.points + list(measured.bandwidth.values()) + measured.phases]
+             "ms": 1e3 * p.seconds,
+             "median ms": 1e3 * float(np.median(p.repeat_seconds)) if p.repeat_seconds else np.nan}
+            for p in measured.points + list(measured.bandwidth.values()) + measured.phases]
     return pd.DataFrame(rows)
 
 
-C1_RULE = ("rule: the model agrees and the measured batch-1 decode lies left of the measured ridge at ≥ 50% of the "
-           "copy bandwidth (reproduced); below 50% it may be bound by overheads rather than memory (inconclusive)")
-#: C1's share of the measured copy bandwidth a memory-bound decode step must move.
+def _median_seconds(measured: Measured, m: Measurement, path: str) -> tuple[np.ndarray, str]:
+    """The timed repeats of measurement ``m`` (its best time alone where the results kept no repeats) and the
+    ``from`` expression of their median; ``path`` is where ``m`` sits in the results."""
+    if m.repeat_seconds:
+        return np.asarray(m.repeat_seconds, dtype=np.float64), f"median({path}.repeat_seconds)"
+    return np.asarray([m.seconds]), f"{path}.seconds"
+
+
+def _copy(measured: Measured) -> tuple[Measurement, np.ndarray, str]:
+    """The copy bandwidth: its measurement, its repeats and the ``from`` expression of its median byte rate."""
+    copy = measured.bandwidth["copy"]
+    seconds, expr = _median_seconds(measured, copy, 'measured.bandwidth["copy"]')
+    return copy, seconds, f'measured.bandwidth["copy"].bytes / {expr}'
+
+
+def copy_rate(measured: Measured) -> float:
+    """The copy bandwidth of this machine in B/s, from the median of its timed repeats: the roof every measured
+    share is read against."""
+    copy, seconds, _ = _copy(measured)
+    return copy.bytes / float(np.median(seconds))
+
+
+def share_of_copy(measured: Measured, m: Measurement, path: str, n_boot: int = 2000, seed: int = 0) -> Interval:
+    """The share of the copy bandwidth that measurement ``m`` (at ``path`` in the results) moves: its bytes over its
+    median time, over the copy's bytes over its median time, with a percentile bootstrap 95% interval over the
+    repeats (each resampled on its own)."""
+    seconds, expr = _median_seconds(measured, m, path)
+    copy, copy_seconds, copy_expr = _copy(measured)
+    point = (m.bytes / float(np.median(seconds))) / (copy.bytes / float(np.median(copy_seconds)))
+    rng = np.random.default_rng(seed)
+    ours = np.median(rng.choice(seconds, (n_boot, len(seconds))), axis=1)
+    theirs = np.median(rng.choice(copy_seconds, (n_boot, len(copy_seconds))), axis=1)
+    lo, hi = np.percentile((m.bytes / ours) / (copy.bytes / theirs), [2.5, 97.5])
+    return Interval(point, float(lo), float(hi), "percentile bootstrap over timed repeats (medians)",
+                    min(len(seconds), len(copy_seconds)), source=f"={path}.bytes / {expr} / ({copy_expr})")
+
+
+def _find(items: list[Measurement], prefix: str) -> int | None:
+    return next((i for i, p in enumerate(items) if p.name.startswith(prefix)), None)
+
+
+#: C1's effect and premise R2's bound: the share of the measured copy bandwidth at which a step counts as bound by
+#: memory (a memory-bound kernel moves its bytes near the roof; half of it leaves room for overheads).
 C1_BANDWIDTH_SHARE = 0.5
+#: R1's bound: the share of the copy bandwidth the fp32 SmolLM2 decode step must move for its time to follow bytes.
+R1_BANDWIDTH_SHARE = 0.5
+C1_RULE = ("rule: judge_effect on the measured batch-1 decode step's share of the copy bandwidth (its bytes over its "
+           "median time, over the copy's; bootstrap over repeats) from the share the batch-1 prefill moves (a "
+           "compute-bound step of the same model, measured in the same run) towards 0.5, the share of a memory-bound "
+           "step; the model's side of the claim (decode left, prefill right of every ridge) is ours by construction, "
+           "shown")
 
 
 def claim_c1(results: HwswResults, profile: str) -> Claim:
-    """C1: the model puts batch-1 decode on the memory side and prefill on the compute side of every ridge, and the
-    measured batch-1 decode step lies left of the measured ridge moving ≥ 50% of the copy bandwidth."""
+    """C1: the measured batch-1 decode step's share of the copy bandwidth, judged from 0 towards
+    :data:`C1_BANDWIDTH_SHARE`; the model's half (decode on the memory side, prefill on the compute side of every
+    ridge) is shown beside it. Needs R2 (the GEMV reaches the memory roof here)."""
     statement = "decode is memory-bound, prefill compute-bound"
     points, measured = frame(results.points), results.measured
     decode = points[(points.phase == "decode") & (points.batch == 1)]
     prefill = points[points.phase == "prefill"]
     model_ok = (decode.bound == "memory").all() and (prefill.bound == "compute").all()
     ridge = cm.ridge_point(measured.machine, measured.dtype)
-    dec = [p for p in measured.phases if p.name.startswith("tiny Llama decode, B=1")]
-    if not dec:
-        v = not_comparable("rule needs a measured batch-1 decode step (lm_batches must include 1)")
+    at = _find(measured.phases, "tiny Llama decode, B=1")
+    if at is None:
         return Claim.judged("C1", statement, "qualitative", SURVEY_SOURCE, "no batch-1 decode step was measured",
-                            profile, v)
-    step = dec[0]
-    share = step.byte_rate / measured.machine.mem_bw
-    if not (model_ok and step.ai < ridge):
-        verdict = "not reproduced"
-    elif share >= C1_BANDWIDTH_SHARE:
-        verdict = "reproduced"
-    else:  # slow for another reason (overheads): the measurement does not show what bounds it
-        verdict = "inconclusive"
-    v = Verdict(verdict, C1_RULE, kind="match", effect=C1_BANDWIDTH_SHARE,
-                estimate=Interval(share, share, share, "one measurement (best of repeats)", 1,
-                                  source="measured.phases: batch-1 decode bytes / copy bandwidth"))
-    ours = (f"model: decode B=1 memory-bound on {decode.hardware.nunique()} accelerators, prefill compute-bound: "
-            f"{model_ok}; measured batch-1 decode at AI {step.ai:.2f} vs the measured ridge {ridge:.1f} FLOP/B, "
-            f"moving {share:.0%} of the copy bandwidth")
-    return Claim.judged("C1", statement, "qualitative", SURVEY_SOURCE, ours, profile, v)
+                            profile, not_comparable("the rule needs a measured batch-1 decode step"),
+                            missing=("a batch-1 decode step (lm_batches must include 1)",), premises=("R2",))
+    step = measured.phases[at]
+    share = share_of_copy(measured, step, f"measured.phases[{at}]")
+    pre = _find(measured.phases, "tiny Llama prefill, B=1")
+    # no effect = a compute-bound step's byte rate: the same model's prefill (a reference level, measured here)
+    null = share_of_copy(measured, measured.phases[pre], f"measured.phases[{pre}]").mean if pre is not None else 0.0
+    v = judge_effect(share, C1_BANDWIDTH_SHARE, null=null, what="the decode step's share of copy bandwidth",
+                     effect_name="the memory-bound share")
+    ours = (f"measured batch-1 decode moves {share.text(2, signed=False)} of the copy bandwidth (median of "
+            f"{share.n} repeats, 95% CI; the batch-1 prefill {null:.2f}), at AI {step.ai:.2f} against the measured "
+            f"ridge {ridge:.1f} FLOP/B; model "
+            f"(shown, not judged): decode B=1 memory-bound on {decode.hardware.nunique()} accelerators and prefill "
+            f"compute-bound: {model_ok}")
+    return Claim.judged("C1", statement, "qualitative", SURVEY_SOURCE, ours, profile, v, C1_RULE, premises=("R2",))
 
 
 def claim_c2(results: HwswResults, profile: str) -> Claim:
@@ -181,24 +231,31 @@ def claim_c4(results: HwswResults, profile: str) -> Claim:
                         f"N={int(big['N'])}: {big['ratio']:.2f} of standard traffic in the IO model", profile, v)
 
 
+def _fp32_row(table: pd.DataFrame, batch: int) -> int | None:
+    rows = table.index[(table.precision == "fp32") & (table.batch == batch)]
+    return int(rows[0]) if len(rows) else None
+
+
 def quantisation_claim(quantised: Quantised, profile: str, copy_bandwidth: float | None = None) -> Claim:
     """C3 measured: int8 against fp32 decode time of SmolLM2 at batch 1 on this machine, judged by the directional
     rule from no speed-up (ratio 1) towards the cost model's bytes ratio. With ``copy_bandwidth`` (B/s) the text
-    says what share of it the fp32 step moves: the bytes predict the time only of a memory-bound step."""
+    says what share of it the fp32 step moves: the bytes predict the time only of a memory-bound step (premise R1,
+    which the claim needs)."""
     statement = "quantisation cuts decode time in proportion to bytes (measured)"
     table = frame(quantised.table)
     row = table[(table.precision == "int8") & (table.batch == table.batch.min())]
     if row.empty:
         return Claim.judged("C3-measured", statement, "qualitative", SURVEY_SOURCE, "int8 was not measured", profile,
-                            not_comparable("rule needs int8 among qlm_precisions"))
-    row = row.iloc[0]
-    fp32 = table[(table.precision == "fp32") & (table.batch == row.batch)].iloc[0]
+                            not_comparable("rule needs int8 among qlm_precisions"), missing=("int8",),
+                            premises=("R1",))
+    i, row = int(row.index[0]), row.iloc[0]
+    fp32 = table.loc[_fp32_row(table, row.batch)]
     share = (f"; the fp32 step moves {fp32['decode GB/s']:.1f} GB/s, {1e9 * fp32['decode GB/s'] / copy_bandwidth:.0%} "
              f"of this machine's copy bandwidth" if copy_bandwidth else "")
     rounds = len(quantised.samples.get("int8", {}).get(int(row.batch), []))
     ratio = Interval(float(row["decode time ratio to fp32"]), float(row["ratio lo"]), float(row["ratio hi"]),
                      "median of per-round ratios, bootstrap over rounds", rounds,
-                     source="quantised.table: int8 decode time ratio to fp32")
+                     source=f'=quantised.table["decode time ratio to fp32"][{i}]')
     v = judge_effect(ratio, float(row["predicted ratio (bytes)"]), null=1.0, what="int8 / fp32 decode time",
                      effect_name="the bytes ratio")
     ours = (f"SmolLM2-135M, batch {int(row.batch)}, {quantised.threads} CPU threads: int8 decode takes "
@@ -207,18 +264,47 @@ def quantisation_claim(quantised: Quantised, profile: str, copy_bandwidth: float
     return Claim.judged("C3-measured", statement, "qualitative", SURVEY_SOURCE, ours, profile, v,
                         "rule: judge_effect on the measured time ratio (median of per-round ratios of interleaved "
                         "samples, bootstrap 95% interval over rounds) from no speed-up (1) towards the cost model's "
-                        "bytes ratio")
+                        "bytes ratio", premises=("R1",))
+
+
+def premises(results: HwswResults, params: dict[str, Any]) -> list[Premise]:
+    """The premises of the measured claims, both shares of this machine's copy bandwidth (median of its repeats):
+    R1, the fp32 batch-1 SmolLM2 decode step is memory-bound (C3-measured needs it: only then does time follow
+    bytes); R2, a low-intensity kernel, the GEMV, reaches the memory roof here (C1 needs it: otherwise no step could
+    show it is memory-bound against the copy bandwidth). The illustrated claims need none."""
+    measured, out = results.measured, []
+    quantised = results.quantised
+    table = frame(quantised.table) if quantised is not None else None
+    at = _fp32_row(table, int(table.batch.min())) if table is not None else None
+    _, _, copy_expr = _copy(measured)
+    value = None if at is None else 1e9 * float(table.loc[at, "decode GB/s"]) / copy_rate(measured)
+    out.append(premise("R1", "the fp32 batch-1 decode step of SmolLM2 is memory-bound: it moves this share of the "
+                             "measured copy bandwidth (its bytes over its median time)", value,
+                       at_least=R1_BANDWIDTH_SHARE, fmt="{:.2f}",
+                       source="" if at is None else f'=quantised.table["decode GB/s"][{at}] * 1e9 / ({copy_expr})',
+                       note="fp32 is the reference arm of the int8 / fp32 ratio: a reference level, not the ratio"
+                       if at is not None else "the SmolLM2 section did not run (qlm_samples = 0)"))
+    at = _find(measured.points, "GEMV")
+    gemv = None if at is None else share_of_copy(measured, measured.points[at], f"measured.points[{at}]")
+    out.append(premise("R2", "a low-arithmetic-intensity kernel reaches the memory roof here: the GEMV moves this "
+                             "share of the measured copy bandwidth (medians of their repeats)",
+                       None if gemv is None else gemv.mean, at_least=C1_BANDWIDTH_SHARE, fmt="{:.2f}",
+                       source="" if gemv is None else gemv.source,
+                       note=("" if gemv is None else f"95% interval over repeats [{gemv.lo:.2f}, {gemv.hi:.2f}]; ")
+                       + "a kernel no claim compares"))
+    return out
 
 
 def claims(results: HwswResults, params: dict[str, Any]) -> list[Claim]:
-    """The survey's claims: C1 judged on this machine's measurements beside the model; C2-C4 *illustrated*, since
-    they follow from our own cost model (shown, never counted as reproduced); C3 also gets a measured row
-    (``C3-measured``) from the SmolLM2 section when it ran."""
+    """The survey's claims: C1 judged on this machine's measured decode step (the model's half shown beside it); C2-C4
+    *illustrated*, since they follow from our own cost model (shown, never counted as reproduced); C3 also gets a
+    measured row (``C3-measured``) from the SmolLM2 section when it ran. A claim whose premise does not hold is not
+    comparable."""
     profile = params["profile"]
     out = [claim_c1(results, profile), claim_c2(results, profile), claim_c3(results, profile)]
     if results.quantised is not None:
-        out.append(quantisation_claim(results.quantised, profile, results.measured.bandwidth["copy"].byte_rate))
-    return out + [claim_c4(results, profile)]
+        out.append(quantisation_claim(results.quantised, profile, copy_rate(results.measured)))
+    return apply_premises(out + [claim_c4(results, profile)], premises(results, params))
 
 
 #: What our cost model must match in llm-analysis 0.2.2: the KV cache exactly, the latencies within 5%.

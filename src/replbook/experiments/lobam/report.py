@@ -30,19 +30,22 @@ from replbook.page import mean_sd
 from replbook.verdicts import (
     Claim,
     ClaimSheet,
+    Premise,
     Verdict,
+    apply_premises,
     judge_all,
+    judge_conjunction,
     judge_effect,
     judge_noninferior,
-    not_comparable,
-    scale_to_decide,
+    premise,
 )
 
-SOURCE_ABS = "abstract and public overview of v4 [abs]; unverified against the PDF, tables not transcribed"
+SOURCE_ABS = "abstract [abs]; unverified against the PDF, tables not transcribed"
+SOURCE_SUMMARY = "a public overview of v4 [summary]; unverified against the PDF, tables not transcribed"
 CLAIMS = {
     "C1": ("LoRA weakens the attack: the naive LoRA upload's merged backdoor (ASR − clean target rate) is well below "
            "full fine-tuning's",
-           "BadMerging's ASR drops from > 98% to ≈ 30–58% with LoRA", SOURCE_ABS),
+           "BadMerging's ASR drops from > 98% to ≈ 30–58% with LoRA", SOURCE_SUMMARY),
     "C2": ("LoBAM (λ by the stealth rule) restores a strong merged backdoor (ASR − clean target rate): ≥ 0.9, no "
            "worse than full FT − 0.05, and well above the naive LoRA attack",
            "> 98% ASR across merging schemes (CIFAR100 and ImageNet100 as the attacker's task, CLIP ViT-B/32)",
@@ -52,15 +55,23 @@ CLAIMS = {
     "C3b": ("Stealthy amplification: the stealth rule finds a λ > 1, and that upload's own clean accuracy on the "
             "attacker's task stays within 3 points of θ_ben's",
             "λ chosen to balance effectiveness and stealthiness",
-            "abstract and public summaries [abs]; the rule's form reconstructed (spec §2.6) [recon]"),
+            "public summaries [summary]; the rule's form reconstructed (spec §2.6) [recon]"),
     "C4": ("The merged model's backdoor (ASR minus its clean target rate) does not fall as λ grows (the theorem's "
            "consequence)",
            "Theorem (section 4): backdoor loss falls monotonically in λ", "section 4 [recon]; not transcribed"),
 }
 #: The effect sizes the directional rules use: a drop of at least 0.40 (the paper's > 0.98 to at most ≈ 0.58) and
-#: the same size back. The level, the margins (ASR, clean accuracy) and the floor below which the reference attack
-#: has not survived the merge at all are ours (the spec's §5.3 suggestions), not the paper's.
-EFFECT_DROP, ASR_LEVEL, MARGIN_ASR, MARGIN_CA, REFERENCE_FLOOR = 0.40, 0.90, 0.05, 0.03, 0.5
+#: the same size back. The level, the margins (ASR, clean accuracy) are ours (the spec's §5.3 suggestions), not the
+#: paper's; so are C4's rise (one margin) and C3b's amplification (the sweep's smallest step above λ = 1, 1.5).
+EFFECT_DROP, ASR_LEVEL, MARGIN_ASR, MARGIN_CA = 0.40, 0.90, 0.05, 0.03
+EFFECT_RISE, EFFECT_LAMBDA = 0.05, 0.5
+#: The premises' bounds (issue 30): R2 the reference attack's trigger_gain under task arithmetic, R3 a benign LoRA
+#: user's own clean accuracy below full fine-tuning's, R4 the clean merge's share of the fine-tuned gain over chance.
+REFERENCE_GAIN, BENIGN_MARGIN, MERGE_USEFUL = 0.5, 0.02, 0.5
+#: Classes per task, for chance (R4): the miniature's Fashion-MNIST and digits tasks have ten, the paper's sets their
+#: standard counts (the results do not store them; issue 30 does).
+N_CLASSES = {"fashion": 10, "fashion-rot90": 10, "fashion-inverted": 10, "fashion-flipped": 10, "digits": 10,
+             "cifar100": 100, "gtsrb": 43, "eurosat": 10, "cars": 196, "sun397": 397, "pets": 37}
 #: The paper's per-table numbers, to be copied from arXiv 2411.16746v4 (spec §4): None until someone checks the PDF.
 PAPER_NUMBERS: dict[str, float | None] = {
     "main results table (section 5), CIFAR100 on-task, ViT-B/32, task arithmetic: ASR of LoBAM": None,
@@ -78,8 +89,10 @@ PAPER_NUMBERS: dict[str, float | None] = {
 
 def _values(results: list[SeedResult], upload: str, what: str, scheme: str | None = None) -> np.ndarray:
     """Per seed: ``what`` of ``upload``. Under a merging ``scheme``: "asr", "target_rate" (clean non-target images
-    classified as the target), "backdoor" (asr − target_rate: what the trigger adds) or "ca" (mean over tasks) of
-    the merged model; without one: the upload's own entries ("own_ca", "own_asr", "norm", "cos_benign", "lam")."""
+    classified as the target), "asr_random" (a random patch's ASR), "backdoor" (asr − target_rate: what the trigger
+    adds to a clean image), "trigger_gain" (asr − asr_random: what this trigger adds over any corner patch) or "ca"
+    (mean over tasks) of the merged model; without one: the upload's own entries ("own_ca", "own_asr", "norm",
+    "cos_benign", "lam")."""
     out = []
     for r in results:
         entry = r.uploads[upload]
@@ -91,6 +104,8 @@ def _values(results: list[SeedResult], upload: str, what: str, scheme: str | Non
             out.append(float(np.mean(list(merged["ca"].values()))))
         elif what == "backdoor":
             out.append(merged["asr"] - merged["target_rate"])
+        elif what == "trigger_gain":
+            out.append(merged["asr"] - merged["asr_random"])
         else:
             out.append(merged[what])
     return np.asarray(out, dtype=float)
@@ -274,66 +289,71 @@ def plot_trigger(results: LobamResults) -> Figure:
 # ------------------------------------------------------------------------------------------------ claims
 
 
-def judge_level(values: np.ndarray, level: float, what: str) -> Verdict:
-    """Does the mean reach ``level``? reproduced if its interval (paired t over seeds) lies at or above it, not
-    reproduced if below, inconclusive if it straddles it. The rule is recorded with ``effect`` = the level."""
-    d = paired_t(values, level)
-    est = Interval(float(values.mean()), d.lo + level, d.hi + level, d.method, d.n)
-    interval = f"mean {what} {values.mean():.3f}, [{est.lo:.3f}, {est.hi:.3f}]"
-    rule = dict(estimate=est, effect=level, effect_of="our level")
-    if d.lo >= 0:
-        return Verdict("reproduced", f"{interval} lies at or above {level:g}", **rule)
-    if d.hi < 0:
-        return Verdict("not reproduced", f"{interval} lies below {level:g}", **rule)
-    return Verdict("inconclusive", f"{interval} straddles {level:g}", **rule)
+def _path(upload: str, what: str, scheme: str | None = None) -> str:
+    """The results expression of :func:`_values` (``upload``, ``what``, ``scheme``) over seeds: what the claims file
+    names as an estimate's ``from``."""
+    entry = f'main[:].uploads["{upload}"]'
+    if scheme is None:
+        return f"{entry}.{what}"
+    merged = f'{entry}.merged["{scheme}"]'
+    if what == "ca":
+        return f"{merged}.ca[:]"  # mean over tasks, then over seeds: every seed has the same tasks
+    if what == "backdoor":
+        return f"({merged}.asr - {merged}.target_rate)"
+    if what == "trigger_gain":
+        return f"({merged}.asr - {merged}.asr_random)"
+    return f"{merged}.{what}"
 
 
 def _diff(seeds: list[SeedResult], a: str, b: str | None, what: str, scheme: str | None = None) -> Interval:
     """Paired t interval over seeds of ``what`` of upload ``a`` minus that of upload ``b`` (``b`` None: minus 0)."""
     other = 0.0 if b is None else _values(seeds, b, what, scheme)
-    where = f"uploads.{a}{'' if b is None else f' − {b}'}: {what}{'' if scheme is None else f' ({scheme})'}"
+    where = f"=mean({_path(a, what, scheme)}{'' if b is None else f' - {_path(b, what, scheme)}'})"
     return paired_t(_values(seeds, a, what, scheme), other, source=where)
 
 
+def _gains(seeds: list[SeedResult], scheme: str, *uploads: tuple[str, str]) -> str:
+    """trigger_gain (ASR − random-patch ASR on the same merged model) of each (label, upload): shown beside C1, C2
+    and C4 (issue 30 judges on it)."""
+    return "trigger_gain " + ", ".join(f"{label} {mean_sd(_values(seeds, u, 'trigger_gain', scheme))}"
+                                       for label, u in uploads)
+
+
 def claim_c1(sheet: ClaimSheet, seeds: list[SeedResult]) -> Claim:
-    """C1: backdoor(naive LoRA) − backdoor(full FT) per scheme against the paper's drop of at least 0.40 (not
-    comparable where the full-FT attack itself does not survive the merge); beside it, the premise that a LoRA
-    update is the smaller one."""
+    """C1: backdoor(naive LoRA) − backdoor(full FT) per scheme against the paper's drop of at least 0.40; the
+    reference attack's survival of the merge is premise R2, the smaller LoRA update premise R1."""
     parts, ours = {}, []
     for scheme in SCHEMES:
         full = _values(seeds, FULL_FT, "backdoor", scheme)
         d = _diff(seeds, NAIVE, FULL_FT, "backdoor", scheme)
-        reference = _diff(seeds, FULL_FT, None, "backdoor", scheme)
-        if reference.hi < REFERENCE_FLOOR:
-            # the reference attack has not survived this merge: there is nothing for LoRA to weaken
-            parts[scheme] = not_comparable(f"{scheme}: the full-FT attack's own backdoor {reference.text()} lies "
-                                           f"below {REFERENCE_FLOOR:g}")
-        else:
-            parts[scheme] = judge_effect(d, -EFFECT_DROP, what=f"backdoor(naive LoRA) − backdoor(full FT), {scheme}")
-        ours.append(f"{scheme}: {d.text()} (full FT's backdoor {mean_sd(full)})")
+        parts[scheme] = judge_effect(d, -EFFECT_DROP, what=f"backdoor(naive LoRA) − backdoor(full FT), {scheme}")
+        ours.append(f"{scheme}: {d.text()} (full FT's backdoor {mean_sd(full)}; "
+                    f"{_gains(seeds, scheme, ('naive LoRA', NAIVE), ('full FT', FULL_FT))})")
     ratio = _values(seeds, NAIVE, "norm") / _values(seeds, FULL_FT, "norm")
     return sheet.add("C1", "; ".join(ours) + f"; ‖τ(naive LoRA)‖ / ‖τ(full FT)‖ = {mean_sd(ratio, 2)}",
-                     judge_all(parts))
+                     judge_all(parts), premises=("R1", "R2", "R4"))
 
 
 def claim_c2(sheet: ClaimSheet, seeds: list[SeedResult]) -> Claim:
-    """C2: at the selected λ, per scheme, three parts: the backdoor (ASR − clean target rate, so that a merged
-    model that calls everything the target does not count) reaches 0.9, is no worse than full FT's, and gains at
-    least 0.40 over the naive LoRA attack."""
+    """C2: at the selected λ, per scheme, one sentence of three parts (a conjunction): the backdoor (ASR − clean
+    target rate, so that a merged model that calls everything the target does not count) reaches 0.9, is no worse
+    than full FT's, and gains at least 0.40 over the naive LoRA attack; the schemes combine by judge_all."""
     parts, ours = {}, []
     for scheme in SCHEMES:
         asr = _values(seeds, SELECTED, "asr", scheme)
-        backdoor = _values(seeds, SELECTED, "backdoor", scheme)
+        level = _diff(seeds, SELECTED, None, "backdoor", scheme)
         gain = _diff(seeds, SELECTED, NAIVE, "backdoor", scheme)
         vs_full = _diff(seeds, SELECTED, FULL_FT, "backdoor", scheme)
-        parts[scheme] = judge_all({
-            "level ≥ 0.9": judge_level(backdoor, ASR_LEVEL, "backdoor(LoBAM)"),
+        parts[scheme] = judge_conjunction({
+            f"level ≥ {ASR_LEVEL:g}": judge_effect(level, ASR_LEVEL, what="backdoor(LoBAM)", effect_name="our level"),
             "vs full FT": judge_noninferior(vs_full, MARGIN_ASR, what="backdoor(LoBAM) − backdoor(full FT)"),
             "gain over naive LoRA": judge_effect(gain, EFFECT_DROP, what="backdoor(LoBAM) − backdoor(naive LoRA)")})
-        ours.append(f"{scheme}: ASR {mean_sd(asr)}, backdoor {mean_sd(backdoor)}, − naive {gain.text()}, − full FT "
-                    f"{vs_full.text()}")
+        ours.append(f"{scheme}: ASR {mean_sd(asr)}, backdoor {level.text()}, − naive {gain.text()}, − full FT "
+                    f"{vs_full.text()}; "
+                    + _gains(seeds, scheme, ("LoBAM", SELECTED), ("naive LoRA", NAIVE), ("full FT", FULL_FT)))
     lam = _values(seeds, SELECTED, "lam")
-    return sheet.add("C2", f"selected λ {mean_sd(lam, 2)}; " + "; ".join(ours), judge_all(parts))
+    return sheet.add("C2", f"selected λ {mean_sd(lam, 2)}; " + "; ".join(ours), judge_all(parts),
+                     premises=("R1", "R2", "R4"))
 
 
 def claim_c3(sheet: ClaimSheet, seeds: list[SeedResult]) -> Claim:
@@ -343,83 +363,121 @@ def claim_c3(sheet: ClaimSheet, seeds: list[SeedResult]) -> Claim:
         d = _diff(seeds, SELECTED, CLEAN, "ca", scheme)
         parts[scheme] = judge_noninferior(d, MARGIN_CA, what=f"CA(LoBAM merge) − CA(clean merge), {scheme}")
         ours.append(f"{scheme}: {d.text()}")
-    return sheet.add("C3", "; ".join(ours), judge_all(parts))
+    return sheet.add("C3", "; ".join(ours), judge_all(parts), premises=("R3", "R4"))
 
 
 def claim_c3b(sheet: ClaimSheet, seeds: list[SeedResult], stealth_rule: str) -> Claim:
-    """C3b: does the stealth rule leave room to amplify? The upload's own clean accuracy against θ_ben's (margin 3
-    points), counted only where the rule picked λ > 1 (at λ = 1 the upload is the naive attack, not LoBAM)."""
+    """C3b: the stealth rule amplifies *and* the upload stays stealthy (a conjunction): the selected λ − 1 against
+    the sweep's smallest amplification (+0.5), and the upload's own clean accuracy against θ_ben's (margin 3
+    points)."""
     lam = _values(seeds, SELECTED, "lam")
+    amplified = paired_t(lam, 1.0, source="=mean(main[:].lam_selected - 1)")
     d = _diff(seeds, SELECTED, CLEAN, "own_ca")
-    stealthy = judge_noninferior(d, MARGIN_CA, what="own CA(upload) − own CA(θ_ben)")
-    amplified = int((lam > 1).sum())
     norm_ratio = _values(seeds, SELECTED, "norm") / _values(seeds, CLEAN, "norm")
     naive_passes = sum(bool(r.stealth.get("passes_at_1")) for r in seeds)
-    ours = (f"λ > 1 in {amplified} of {len(seeds)} seeds (selected λ {mean_sd(lam, 2)}); own CA − θ_ben's "
-            f"{d.text()}; ‖τ_upload‖ / ‖τ_ben‖ = {mean_sd(norm_ratio, 2)}; the naive upload (λ = 1) itself passes "
-            f"the rule in {naive_passes} of {len(seeds)} seeds")
-    rule = dict(kind="noninferior", estimate=d, null=0.0, margin=MARGIN_CA, higher_is_better=True)
-    if amplified == 0:
-        v = Verdict("not reproduced", f"no seed's upload passes the stealth rule ({stealth_rule}) at any λ > 1 (the "
-                                      f"rule returns λ = 1 then, passing or not: the naive upload passes in "
-                                      f"{naive_passes} of {len(seeds)}): amplification is never stealthy here "
-                                      f"({stealthy.reason})", **rule)
-    elif amplified < len(seeds):
-        v = Verdict("partly" if stealthy.verdict == "reproduced" else stealthy.verdict,
-                    f"the rule amplifies in {amplified} of {len(seeds)} seeds; {stealthy.reason}", **rule)
-    else:
-        v = stealthy
-    return sheet.add("C3b", ours, v)
+    ours = (f"λ > 1 in {int((lam > 1).sum())} of {len(seeds)} seeds (selected λ − 1 {amplified.text(2)}); own CA − "
+            f"θ_ben's {d.text()}; ‖τ_upload‖ / ‖τ_ben‖ = {mean_sd(norm_ratio, 2)}; the naive upload (λ = 1) itself "
+            f"passes the rule in {naive_passes} of {len(seeds)} seeds")
+    v = judge_conjunction({
+        "the rule amplifies": judge_effect(amplified, EFFECT_LAMBDA, what=f"selected λ − 1 (rule: {stealth_rule})",
+                                           effect_name="our smallest amplification"),
+        "the upload stays stealthy": judge_noninferior(d, MARGIN_CA, what="own CA(upload) − own CA(θ_ben)")})
+    return sheet.add("C3b", ours, v, premises=("R3",))
 
 
 def _c4_part(seeds: list[SeedResult], sweep: list[str], scheme: str) -> tuple[Verdict, str]:
-    """C4 under one scheme: not reproduced if a step of the λ sweep lowers the backdoor by more than the margin,
-    reproduced if none does and the largest λ's backdoor exceeds λ = 1's, else inconclusive; and our text."""
+    """C4 under one scheme, one sentence ("does not fall, and rises"): every step of the λ sweep no worse than
+    −0.05 (non-inferiority), and the backdoor at the largest λ above λ = 1's by at least +0.05; and our text."""
     pairs = list(zip(sweep[:-1], sweep[1:], strict=True))
     steps = [_diff(seeds, b, a, "backdoor", scheme) for a, b in pairs]
     total = _diff(seeds, sweep[-1], sweep[0], "backdoor", scheme)
     scaled_lam = LOBAM_NAME.format(lam=SCALED_LAM)
     equal_norm = (_diff(seeds, scaled_lam, SCALED, "backdoor", scheme) if scaled_lam in seeds[0].uploads else None)
-    falling = [f"{a} → {b}" for (a, b), st in zip(pairs, steps, strict=True) if st.hi < -MARGIN_ASR]
-    largest = f"λ = {seeds[0].uploads[sweep[-1]]['lam']:g}"
-    rule = dict(estimate=total, null=0.0, margin=MARGIN_ASR)
-    if falling:
-        v = Verdict("not reproduced", f"{scheme}: the backdoor falls by more than {MARGIN_ASR:g} at {falling}", **rule)
-    elif total.lo > 0:
-        v = Verdict("reproduced", f"{scheme}: no step falls by more than {MARGIN_ASR:g}, and the backdoor at "
-                                  f"{largest} − at λ = 1 {total.text()} excludes 0", **rule)
-    else:
-        k = scale_to_decide(total.lo, total.hi, 0.0)
-        v = Verdict("inconclusive", f"{scheme}: no step falls by more than {MARGIN_ASR:g}, but the rise "
-                                    f"{total.text()} does not exclude 0; about {k:.1f}× the seeds would decide it",
-                    **rule)
+    lam = {n: seeds[0].uploads[n]["lam"] for n in sweep}
+    largest = f"λ = {lam[sweep[-1]]:g}"
+    parts = {f"step λ {lam[a]:g} → {lam[b]:g}": judge_noninferior(st, MARGIN_ASR, what=f"backdoor step, {scheme}")
+             for (a, b), st in zip(pairs, steps, strict=True)}
+    parts[f"rise, {largest} − λ = 1"] = judge_effect(total, EFFECT_RISE, what=f"backdoor rise, {scheme}",
+                                                     effect_name="our")
     control = ("" if equal_norm is None else
                f"; at equal ‖τ‖, LoBAM λ = {SCALED_LAM:g} − scaled naive LoRA {equal_norm.text()}")
-    return v, f"{scheme}: smallest step {min(st.mean for st in steps):+.3f}, {largest} − λ = 1 {total.text()}{control}"
+    gains = _gains(seeds, scheme, ("λ = 1", sweep[0]), (largest, sweep[-1]))
+    return judge_conjunction(parts), (f"{scheme}: smallest step {min(st.mean for st in steps):+.3f}, {largest} − "
+                                      f"λ = 1 {total.text()}{control}; {gains}")
 
 
 def claim_c4(sheet: ClaimSheet, seeds: list[SeedResult]) -> Claim:
-    """C4: the merged backdoor does not fall as λ grows (the theorem's consequence), under each scheme."""
+    """C4: the merged backdoor does not fall as λ grows, and rises (the theorem's consequence), under each scheme;
+    the schemes combine by judge_all."""
     sweep = _sweep(seeds)
     parts, ours = {}, []
     for scheme in SCHEMES:
         parts[scheme], text = _c4_part(seeds, sweep, scheme)
         ours.append(text)
-    return sheet.add("C4", "; ".join(ours), judge_all(parts))
+    return sheet.add("C4", "; ".join(ours), judge_all(parts), premises=("R3", "R4"))
+
+
+# ------------------------------------------------------------------------------------------------ premises
+
+
+def premises(results: LobamResults, params: dict[str, Any]) -> list[Premise]:
+    """The premises issue 30 names, measured where these results allow: R1 the LoRA update smaller than full
+    fine-tuning's (its malicious part only: no benign full fine-tune is run), R2 the full-FT reference's trigger_gain
+    under task arithmetic, R3 benign LoRA users as accurate as full fine-tuning (not measured: no benign full
+    fine-tune), R4 the clean merge keeps at least half of every task's fine-tuned gain over chance."""
+    seeds = results.main
+    ratio = _values(seeds, NAIVE, "norm") / _values(seeds, FULL_FT, "norm")
+    worst = float(ratio.max())
+    per_seed = ", ".join(f"{x:.2f}" for x in ratio)
+    # a conjunction: its measured (malicious) part failing is enough; holding, the unmeasured benign part decides
+    r1 = Premise("R1", "a LoRA update is smaller than full fine-tuning's, for the malicious and the benign uploads: "
+                       "‖τ_LoRA‖ / ‖τ_FT‖", "< 1 in every seed, both",
+                 f"malicious {worst:.2f} (largest of seeds {per_seed}); benign not measured",
+                 False if worst >= 1 else None,
+                 f'main[:].uploads["{NAIVE}"].norm; main[:].uploads["{FULL_FT}"].norm',
+                 "the update norms of C1's compared arms, a property of their training, not their backdoor; over "
+                 "every encoder weight (issue 30 takes both over the projections LoRA adapts); the benign part needs "
+                 "a benign full fine-tune, not run here (issue 30)")
+    gain = _values(seeds, FULL_FT, "trigger_gain", "task arithmetic")
+    ties = _values(seeds, FULL_FT, "trigger_gain", "TIES")
+    r2 = premise("R2", "the full fine-tuning BadMerging reference survives merging: its trigger_gain (ASR − "
+                       "random-patch ASR) under task arithmetic, mean over seeds", float(gain.mean()),
+                 at_least=REFERENCE_GAIN, fmt="{:.3f}",
+                 source=f'main[:].uploads["{FULL_FT}"].merged["task arithmetic"].asr; '
+                        f'main[:].uploads["{FULL_FT}"].merged["task arithmetic"].asr_random',
+                 note="the reference arm's level that makes C1 and C2 measurable (a reference attack that is mostly "
+                      f"a bias to the target for any patch leaves LoRA nothing to weaken); per seed "
+                      f"{', '.join(f'{x:.3f}' for x in gain)}; under TIES {ties.mean():.3f}, not required by "
+                      "issue 30")
+    r3 = premise("R3", "benign LoRA users reach their task: own clean accuracy, LoRA − full fine-tuning, every "
+                       "benign user", None, at_least=-BENIGN_MARGIN,
+                 required=f"≥ −{BENIGN_MARGIN:g} (at most {100 * BENIGN_MARGIN:g} points below)",
+                 note="needs benign full fine-tunes, not run here (issue 30)")
+    ratios = []
+    for r in seeds:
+        for scheme in SCHEMES:
+            for task, merged in r.uploads[CLEAN]["merged"][scheme]["ca"].items():
+                chance = 1 / N_CLASSES[task] if task in N_CLASSES else float("nan")
+                ratios.append((merged - chance) / (r.finetuned[task] - chance))
+    useful = float(np.min(ratios)) if ratios and np.all(np.isfinite(ratios)) else None
+    r4 = premise("R4", "the merge is useful: (clean merge's accuracy − chance) / (the user's own fine-tuned accuracy "
+                       "− chance), every task, scheme and seed", useful, at_least=MERGE_USEFUL, fmt="{:.2f}",
+                 source=f'main[:].uploads["{CLEAN}"].merged; main[:].finetuned',
+                 note="the clean merge is C3's reference arm: its level; chance = 1 / classes, from the tasks' "
+                      "class counts (not stored in the results)")
+    return [r1, r2, r3, r4]
 
 
 def claims(results: LobamResults, params: dict[str, Any]) -> list[Claim]:
-    """The claims table, with the rules the notebook states before the numbers, on the main width's seeds. Parts
-    (schemes, sub-claims) combine by :func:`~replbook.verdicts.judge_all`; one seed gives every claim inconclusive."""
+    """The claims table, with the rules the notebook states before the numbers, on the main width's seeds. Schemes
+    combine by :func:`~replbook.verdicts.judge_all`, one sentence's parts by
+    :func:`~replbook.verdicts.judge_conjunction`; one seed gives intervals without bounds (inconclusive). A claim
+    whose premise (:func:`premises`) does not hold is not comparable."""
     seeds = results.main
     sheet = ClaimSheet(CLAIMS, params["profile"])
-    if len(seeds) < 2:
-        for cid in CLAIMS:
-            sheet.add(cid, "one seed", Verdict("inconclusive", "a paired interval over seeds needs at least two seeds"))
-        return sheet.claims
     claim_c1(sheet, seeds)
     claim_c2(sheet, seeds)
     claim_c3(sheet, seeds)
     claim_c3b(sheet, seeds, params["stealth_rule"])
     claim_c4(sheet, seeds)
-    return sheet.claims
+    return apply_premises(sheet.claims, premises(results, params))

@@ -21,7 +21,17 @@ from replbook.experiments.oodv2.common import FAMILY, OPENOOD_NAMES, Examples, O
 from replbook.intervals import Interval, seed_bootstrap
 from replbook.page import mean_sd
 from replbook.paths import project_root
-from replbook.verdicts import Claim, Verdict, judge_all, judge_effect, not_comparable
+from replbook.verdicts import (
+    Claim,
+    Premise,
+    Verdict,
+    apply_premises,
+    cap,
+    judge_all,
+    judge_effect,
+    not_comparable,
+    premise,
+)
 
 #: Repository files the page reads (they enter its stamp: editing one re-renders the page).
 PAGE_FILES = ("data/oodv2_taxonomy.yaml", "data/openood_v15.csv")
@@ -217,7 +227,7 @@ def ranking_comparison(results: list[SeedResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-#: Fewer ranked units than this give no verdict on the ranking: a bootstrap over so few is degenerate.
+#: R2: fewer ranked units than this give no verdict on the ranking (a bootstrap over so few is degenerate).
 MIN_RANKED = 8
 
 
@@ -241,7 +251,15 @@ def mean_rho_interval(results: list[SeedResult], n_boot: int = 2000, seed: int =
     point = float(np.mean([_spearman_rows(o[None], t[None])[0] for o, t in pairs]))
     lo, hi = np.nanpercentile(boots, [2.5, 97.5])
     return Interval(point, float(lo), float(hi), "percentile bootstrap over detectors", n,
-                    source="seeds.metrics: AUROC by group, detectors collapsed, vs data/openood_v15.csv")
+                    source="seeds[:].metrics | the mean of four Spearman ρ between our AUROC by group (near, far; "
+                           "classifier detectors, near-duplicates collapsed, means over splits and seeds) and "
+                           "data/openood_v15.csv (CIFAR-10, CIFAR-100)")
+
+
+def ranked_units(results: list[SeedResult]) -> int:
+    """How many collapsed detectors both we and OpenOOD have, on the benchmark with fewer (C4's units; R2)."""
+    pairs = rank_pairs(results)
+    return min((len(ours) for ours, _ in pairs.values()), default=0)
 
 
 def plot_examples(examples: Examples):
@@ -300,8 +318,10 @@ def paired_interval(results: list[SeedResult], stat, source: str) -> tuple[Inter
 
 def centred(est: Interval) -> Interval:
     """The interval as this chapter's rules read it: its estimate is the interval's centre (the rules were written
-    so, before the numbers; the seed mean is what the "ours" column shows)."""
-    return replace(est, mean=(est.lo + est.hi) / 2)
+    so, before the numbers; the seed mean is what the "ours" column shows). Its ``from`` says so."""
+    paths, _, how = est.source.partition(" | ")
+    return replace(est, mean=(est.lo + est.hi) / 2,
+                   source=f"{paths} | the centre of the 95% interval ({est.method}) of {how or 'it'}")
 
 
 def _pts(x: float) -> str:
@@ -322,24 +342,34 @@ def on_reference(stat, detectors: list[str]) -> dict[str, float]:
     return out
 
 
-def reference_effect(values: dict[str, float]) -> tuple[float, str]:
+def reference_effect(values: dict[str, float]) -> tuple[float, str, bool]:
     """The effect to reach, from the reference's values: their smallest when every benchmark shows the claim
-    (positive), else the nominal one; and the paper-column text, which says whether the reference shows it."""
+    (positive), else the nominal one; the paper-column text, which says whether the reference shows it; and whether
+    it does (on every benchmark)."""
     text = ", ".join(f"{b} {_pts(v)}" for b, v in values.items())
     if any(np.isnan(v) for v in values.values()):
-        return NOMINAL_EFFECT, f"not on OpenOOD's leaderboard for every benchmark ({text})"
+        return NOMINAL_EFFECT, f"not on OpenOOD's leaderboard for every benchmark ({text})", False
     if all(v > 0 for v in values.values()):
-        return min(values.values()), f"OpenOOD shows it ({text})"
-    return NOMINAL_EFFECT, f"OpenOOD itself does not show it ({text})"
+        return min(values.values()), f"OpenOOD shows it ({text})", True
+    return NOMINAL_EFFECT, f"OpenOOD itself does not show it ({text})", False
+
+
+#: The cap where the reference that sets a claim's effect does not show the claim itself (issue 28, finding 6).
+REFERENCE_CAP = "partly"
 
 
 def judge_part(results: list[SeedResult], stat, detectors: list[str], what: str) -> tuple[Verdict, Interval, str]:
     """One part of a claim: ``stat`` on our seeds (paired interval) judged by the directional rule against the
-    effect OpenOOD's rows give it (:func:`reference_effect`); returns the verdict, our interval and the reference's
-    text."""
-    effect, ref_text = reference_effect(on_reference(stat, detectors))
-    d, seeds = paired_interval(results, stat, f"seeds.boot (near, far): {what}")
-    return judge_effect(centred(d), effect, seeds=seeds, what=what), d, ref_text
+    effect OpenOOD's rows give it (:func:`reference_effect`), at most *partly* where OpenOOD does not show it on
+    both benchmarks (opposite sign, or not on the leaderboard); returns the verdict, our interval and the
+    reference's text."""
+    effect, ref_text, shown = reference_effect(on_reference(stat, detectors))
+    source = f'seeds[:].boot["near"]; seeds[:].boot["far"] | {what}, seed means of the paired bootstrap replicates'
+    d, seeds = paired_interval(results, stat, source)
+    v = judge_effect(centred(d), effect, seeds=seeds, what=what)
+    if not shown:
+        v = cap(v, REFERENCE_CAP, f"the reference that sets the effect: {ref_text}")
+    return v, d, ref_text
 
 
 def _far_gain(det: str):
@@ -364,7 +394,8 @@ def claim_c1(results: list[SeedResult], profile: str) -> Claim:
         paper.append(f"{det} − MSP, far: {ref_text}")
     return Claim.judged("C1", "output-space scores (MaxLogit, Energy) beat MSP on far-OOD", "; ".join(paper),
                         OPENOOD, "; ".join(ours), profile, judge_all(parts),
-                        "rule: judge_effect on each paired far-OOD difference against OpenOOD's smallest gain")
+                        "rule: judge_effect on each paired far-OOD difference against OpenOOD's smallest gain",
+                        premises=("R1",))
 
 
 def claim_c2(results: list[SeedResult], profile: str, feature_distance: list[str]) -> Claim:
@@ -382,7 +413,8 @@ def claim_c2(results: list[SeedResult], profile: str, feature_distance: list[str
         "C2", "feature-distance detectors (Mahalanobis, ViM) excel on far-OOD but lag on near-OOD",
         "; ".join(paper), OPENOOD, "; ".join(ours), profile, judge_all(parts),
         "rule: for each detector, far AUROC − MSP's (excels) and its far − near drop beyond MSP's (lags), judged "
-        f"against OpenOOD's smallest value where it shows the claim, else +{NOMINAL_EFFECT:g}")
+        f"against OpenOOD's smallest value where it shows the claim, else +{NOMINAL_EFFECT:g} and at most partly",
+        premises=("R1",))
 
 
 def claim_c3(results: list[SeedResult], profile: str, common: list[str]) -> Claim:
@@ -396,18 +428,19 @@ def claim_c3(results: list[SeedResult], profile: str, common: list[str]) -> Clai
                         _ours(d, f"median far − near over the same {len(common)} detectors:"), profile, v,
                         "rule: judge_effect on the median over detectors (a few feature detectors with large gaps "
                         "would carry a mean) against OpenOOD's smaller value where it shows it, else "
-                        f"+{NOMINAL_EFFECT:g}")
+                        f"+{NOMINAL_EFFECT:g} and at most partly", premises=("R1",))
 
 
 def claim_c4(results: list[SeedResult], profile: str, ranks: pd.DataFrame) -> Claim:
     """C4: our ranking agrees with OpenOOD's on both CIFAR benchmarks: the mean Spearman ρ against ρ = 0.5."""
     rho = mean_rho_interval(results)
     v = judge_effect(centred(rho), RHO_EFFECT, what="mean Spearman ρ")
-    if rho.n < MIN_RANKED:
-        v = Verdict("inconclusive", f"only {rho.n} detectors to rank (fewer than {MIN_RANKED})", estimate=rho,
-                    effect=RHO_EFFECT)
     per = "; ".join(f"{r['OpenOOD benchmark']} {r['split']} {r['Spearman ρ']:+.2f}" for _, r in ranks.iterrows())
     between = reference_transfer()
+    if max(between.values()) < RHO_EFFECT:
+        v = cap(v, REFERENCE_CAP, f"OpenOOD's own CIFAR-10 vs CIFAR-100 ρ (near {between['near']:+.2f}, far "
+                                  f"{between['far']:+.2f}) falls short of ρ = {RHO_EFFECT}: the reference does not "
+                                  f"show a transferable ranking")
     return Claim.judged(
         "C4", "the detector ranking transfers from OpenOOD's CIFAR benchmarks to ours",
         f"the leaderboard's order (CIFAR-10 and CIFAR-100); OpenOOD's own CIFAR-10 vs CIFAR-100 ρ: near "
@@ -416,18 +449,18 @@ def claim_c4(results: list[SeedResult], profile: str, ranks: pd.DataFrame) -> Cl
            if max(between.values()) < RHO_EFFECT else ""), OPENOOD,
         f"mean ρ {rho.mean:+.2f} [{rho.lo:+.2f}, {rho.hi:+.2f}] over {rho.n} collapsed detectors; {per}", profile, v,
         f"rule: the mean ρ over near/far × CIFAR-10/100, its interval by resampling detectors, against ρ = "
-        f"{RHO_EFFECT}")
+        f"{RHO_EFFECT}, at most partly where OpenOOD's own ranking does not transfer", premises=("R1", "R2"))
 
 
 def claim_c5(results: list[SeedResult], profile: str, mcm_name: str, gl_name: str) -> Claim:
     """C5: zero-shot MCM with class-name prompts detects OOD; GL-MCM adds local evidence. Shown, never judged."""
     per_seed = _per_seed_group(results)
     ood_groups = ["near", "far"]
-    mcm = per_seed.xs(mcm_name, level="detector")[ood_groups].mean(1)
-    gl = per_seed.xs(gl_name, level="detector")[ood_groups].mean(1)
+    mcm = per_seed.xs(mcm_name, level="detector")[ood_groups].mean(axis=1)
+    gl = per_seed.xs(gl_name, level="detector")[ood_groups].mean(axis=1)
     toy = "toy" in mcm_name
     has_msp = "MSP" in per_seed.index.get_level_values("detector")
-    msp = per_seed.xs("MSP", level="detector")[ood_groups].mean(1) if has_msp else None
+    msp = per_seed.xs("MSP", level="detector")[ood_groups].mean(axis=1) if has_msp else None
     return Claim.judged(
         "C5", f"GL-MCM improves on MCM ({'toy VLM stand-in for CLIP' if toy else 'CLIP, zero-shot'})", None,
         "GL-MCM paper (Miyai et al. 2023), ImageNet-1K tables: not transcribed",
@@ -435,14 +468,48 @@ def claim_c5(results: list[SeedResult], profile: str, mcm_name: str, gl_name: st
         + (f" (classifier MSP {100 * msp.mean():.1f})" if msp is not None else "")
         + f"; GL-MCM higher in {int((gl > mcm).sum())} of {len(mcm)} runs", profile,
         not_comparable("a toy tower on 28×28 garments is not CLIP: the direction is shown, no verdict is drawn"
-                       if toy else "the paper's numbers are not transcribed, so there is nothing to compare against"))
+                       if toy else "the paper's numbers are not transcribed, so there is nothing to compare against"),
+        premises=("R3", "R4"))
+
+
+#: R1: the lower of OpenOOD v1.5's two ResNet-18 ID test accuracies (CIFAR-100 77.25 %, CIFAR-10 95.06 %).
+MIN_ID_ACCURACY = 0.77
+
+
+def premises(results: Oodv2Results, params: dict[str, Any]) -> list[Premise]:
+    """R1: the classifier is in the reference's accuracy regime (ID test accuracy ≥ 0.77 in every seed: the lowest
+    seed is the value); R2: at least :data:`MIN_RANKED` collapsed detectors to rank (C4); R3: the VLM is CLIP, R4: the
+    GL-MCM paper's numbers are transcribed (C5: neither holds here, so C5 is not comparable)."""
+    acc = [s.accuracy.get("clean") for s in results.seeds]
+    low = min(acc) if acc and None not in acc else None
+    r1 = premise("R1", "the classifier is in OpenOOD's accuracy regime: ID test accuracy, lowest seed", low,
+                 at_least=MIN_ID_ACCURACY, fmt="{:.3f}", source='seeds[:].accuracy["clean"]',
+                 note="bound: the lower of OpenOOD v1.5's ResNet-18 ID accuracies (CIFAR-100 77.25 %, CIFAR-10 "
+                      "95.06 %); seeds "
+                      + (", ".join(f"{a:.3f}" for a in acc) if low is not None else "without a clean accuracy")
+                      + "; a property of the classifier every detector scores, not a detector's AUROC")
+    units = ranked_units(results.seeds)
+    r2 = premise("R2", "enough detectors to rank: collapsed detectors both we and OpenOOD have", units,
+                 at_least=MIN_RANKED, fmt="{:.0f}", source="seeds[:].metrics",
+                 note="classifier detectors on both CIFAR benchmarks, near-duplicates counted once; fewer make "
+                      "the bootstrap over detectors degenerate (C4)")
+    vlms = sorted({row["detector"].split("(", 1)[1].rstrip(")") for r in results.seeds for row in r.metrics
+                   if row["detector"].startswith("MCM (")})
+    r3 = Premise("R3", "the vision-language model is CLIP, pre-trained, as in the MCM and GL-MCM papers", "CLIP",
+                 ", ".join(vlms) if vlms else "no VLM scored", (vlms == ["CLIP"]) if vlms else None,
+                 "seeds[:].metrics", "the toy tower is CLIP's shape only: 28×28 garments and class-name embeddings "
+                                     "of a sentence encoder (C5)")
+    r4 = Premise("R4", "the GL-MCM paper's ImageNet-1K numbers are transcribed", "transcribed", "not transcribed",
+                 False, "", "to compare against; see the spec's paper values (C5)")
+    return [r1, r2, r3, r4]
 
 
 def claims(results: Oodv2Results, params: dict[str, Any]) -> list[Claim]:
     """C1-C3 on AUROC differences paired over test items (seed means, pooled intervals), each judged against what
-    OpenOOD's CIFAR-10 and CIFAR-100 rows show by the same statistic; C4 on the mean rank correlation with both
-    benchmarks, near-duplicates collapsed; C5 not comparable (a toy tower). A claim whose detectors were not run
-    is left out."""
+    OpenOOD's CIFAR-10 and CIFAR-100 rows show by the same statistic, at most *partly* where OpenOOD does not show
+    it; C4 on the mean rank correlation with both benchmarks, near-duplicates collapsed; C5 not comparable (a toy
+    tower). A claim whose detectors were not run is left out; a claim whose premise (:func:`premises`) does not hold
+    is not comparable."""
     seeds, profile = results.seeds, params["profile"]
     dets = set(_per_seed_group(seeds).index.get_level_values("detector"))
     out = []
@@ -459,4 +526,4 @@ def claims(results: Oodv2Results, params: dict[str, Any]) -> list[Claim]:
     gl_name = next((d for d in sorted(dets) if d.startswith("GL-MCM (")), None)
     if mcm_name and gl_name:
         out.append(claim_c5(seeds, profile, mcm_name, gl_name))
-    return out
+    return apply_premises(out, premises(results, params))

@@ -19,6 +19,9 @@ PHASES = (("Phase 1 only", True, False), ("Phase 2 only", False, True), ("Speech
 QUESTION_ONLY = "Question only (no speech)"
 #: The upper reference of the miniature: exactly the key sentence's tokens.
 ORACLE = "Oracle (key sentence)"
+#: The premise's condition (issue 28): the passage with its key sentence's tokens cut out, read unpruned through the
+#: window as Original is. A reader whose answers rest on the key sentence falls to the question-only control here.
+KEY_REMOVED = "Key sentence removed"
 
 
 @dataclass(frozen=True)

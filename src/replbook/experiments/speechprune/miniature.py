@@ -1,6 +1,8 @@
 """The SpeechPrune miniature, SPIRAL-mini spoken: passages about three reader windows long, a question about one key
 sentence, and a small speech LLM whose window holds ``b_max`` speech tokens. The conditions of the paper's Table I
-and Fig. 3 (Original, RAP, RAC, Phase-1 only, Phase-2 only, SpeechPrune) plus an oracle that keeps the key sentence.
+and Fig. 3 (Original, RAP, RAC, Phase-1 only, Phase-2 only, SpeechPrune) plus an oracle that keeps the key sentence
+and the unpruned passage with its key sentence cut out (the reader's premise: without the key it answers no better
+than from the question alone).
 
 Backends. ``espeak``: each sentence is spoken by espeak-ng (a voice and rate per speaker), sentences are packed into
 30-s windows and encoded by the real Whisper tiny.en encoder, and each sentence's states (20 ms) are cut out and
@@ -23,6 +25,7 @@ from replbook import speechprune as sp
 from replbook.cache import cache_key, train_or_load
 from replbook.data.spiral_mini import Item, make_items, vocabulary
 from replbook.experiments.speechprune.common import (
+    KEY_REMOVED,
     ORACLE,
     CostRow,
     Pruning,
@@ -274,7 +277,9 @@ def train_reader(setup: ReaderSetup, data: dict[str, Any]) -> tuple[SpeechReader
 
 def condition_indices(pruning: Pruning, model: SpeechReader, passage: Passage, item_index: int,
                       ) -> dict[tuple[str, float, int], torch.Tensor]:
-    """Every condition's kept indices for one passage, plus the key-sentence oracle. PR is relative to b_max."""
+    """Every condition's kept indices for one passage, plus the key-sentence oracle and the passage without its key
+    sentence (its other tokens in order, the first ``b_max`` of them: Original's window of the cut passage). PR is
+    relative to b_max."""
     n = len(passage.tokens)
     n1 = min(pruning.b_max, n)
     with torch.no_grad():
@@ -288,6 +293,8 @@ def condition_indices(pruning: Pruning, model: SpeechReader, passage: Passage, i
 
     out = pruning_conditions(n, n1, pruning.prune_rates, pruning.random_seeds, item_index, select)
     out[(ORACLE, 0.0, 0)] = torch.arange(*passage.key_span)[: pruning.b_max]
+    start, end = passage.key_span
+    out[(KEY_REMOVED, 0.0, 0)] = torch.cat([torch.arange(start), torch.arange(end, n)])[: pruning.b_max]
     return out
 
 

@@ -9,12 +9,22 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from replbook.experiments.speechprune.common import ORACLE, QUESTION_ONLY, SpeechpruneResults
+from replbook.experiments.speechprune.common import KEY_REMOVED, ORACLE, QUESTION_ONLY, SpeechpruneResults
 from replbook.intervals import Interval, paired_bootstrap, wilson
 from replbook.page import mean_sd
-from replbook.verdicts import Claim, judge_all, judge_effect, judge_noninferior, not_comparable
+from replbook.verdicts import (
+    Claim,
+    Premise,
+    apply_premises,
+    judge_all,
+    judge_conjunction,
+    judge_effect,
+    judge_noninferior,
+    not_comparable,
+    premise,
+)
 
-SOURCE = "Table I / Fig. 3 of arXiv:2412.12009v2 (unverified against the PDF)"
+SOURCE = "Table I of arXiv:2412.12009v2 [abs] (a detailed public reading; unverified against the PDF)"
 # Table I, Qwen2-Audio on SPIRAL (1,012 items): accuracy % (unverified), cost columns
 PAPER_ACC = {("Original", 0.0): 60.38,
              **{("RAP", pr): v for pr, v in zip((0.2, 0.4, 0.6, 0.8), (42.49, 42.89, 42.39, 45.26), strict=True)},
@@ -69,7 +79,8 @@ def accuracy_table(res: SpeechpruneResults) -> pd.DataFrame:
         else:
             ours = wilson(g["correct"].sum(), n_items).scaled(100).text(1, signed=False)
         paper = PAPER_ACC.get((cond, round(pr, 2)))
-        rows.append({"condition": cond, "PR": pr if cond not in ("Original", ORACLE, QUESTION_ONLY) else "–",
+        unpruned = cond in ("Original", ORACLE, QUESTION_ONLY, KEY_REMOVED)
+        rows.append({"condition": cond, "PR": "–" if unpruned else pr,
                      "kept tokens": f"{g['kept'].mean():.0f}", "ours: accuracy %": ours,
                      "key sentence kept %": f"{100 * g['retention'].mean():.1f}",
                      "paper: SPIRAL % (Table I, unverified)": "–" if paper is None else f"{paper:.2f}"})
@@ -96,25 +107,40 @@ def plot_accuracy(res: SpeechpruneResults):
     return fig
 
 
+def field(res: SpeechpruneResults, condition: str, pr: float) -> str:
+    """The results field of a condition's per-item answers, ``conditions[3].correct``."""
+    found = [i for i, c in enumerate(res.conditions) if c.condition == condition and np.isclose(c.pr, pr)]
+    if not found:
+        raise KeyError(f"no condition {condition}@{pr} in these results")
+    return f"conditions[{found[0]}].correct"
+
+
+BOOTSTRAP = "95% paired bootstrap over passages (2,000 resamples, seed 0) of the per-passage difference a − b"
+
+
 def paired(res: SpeechpruneResults, a: tuple[str, float], b: tuple[str, float], n_boot: int = 2000, seed: int = 0,
-           items: np.ndarray | None = None) -> Interval:
+           items: np.ndarray | None = None, centre: bool = False) -> Interval:
     """Mean difference of per-item accuracy a − b (points) with a 95% bootstrap interval over items (only the
-    items where the boolean mask ``items`` is true, when given)."""
+    items where the boolean mask ``items`` is true, when given), naming the fields it was read from (``from``).
+    ``centre``: the estimate is the centre of the interval instead of the mean (the rules of C1, C2 and C4 were
+    fixed reading the centre of the bootstrap interval)."""
     x, y = per_item(res, *a), per_item(res, *b)
+    paths = f"{field(res, *a)}; {field(res, *b)}"
+    how = "a − b per passage (seed rows averaged), ×100"
     if items is not None:
         x, y = x[items], y[items]
-    return paired_bootstrap(x, y, n_boot, seed, source=f"conditions: {a[0]}@{a[1]} − {b[0]}@{b[1]}").scaled(100)
+        paths, how = f"{paths}; {field(res, 'Original', 0.0)}", f"{how}, over the passages Original answers wrongly"
+    d = paired_bootstrap(x, y, n_boot, seed).scaled(100)
+    if centre:
+        return replace(d, mean=(d.lo + d.hi) / 2, source=f"{paths} | centre of the {BOOTSTRAP}: {how}")
+    if items is None:
+        return d.at(f"=(mean({field(res, *a)}) - mean({field(res, *b)})) * 100")
+    return d.at(f"{paths} | mean of {how}")
 
 
 def points(d: Interval) -> str:
     """A paired difference in accuracy points, ``+8.3 [-8.3, +25.0] points``."""
     return f"{d.text(1)} points"
-
-
-def centred(d: Interval) -> Interval:
-    """The interval with its centre as the estimate: the rules of this chapter were fixed reading the centre of
-    the bootstrap interval, not the mean difference."""
-    return replace(d, mean=(d.lo + d.hi) / 2)
 
 
 def hard_items(res: SpeechpruneResults) -> np.ndarray:
@@ -134,84 +160,135 @@ EFFECT_C4 = {"Phase 1 only": 81.64 - 48.13, "Phase 2 only": 81.64 - 72.45}
 FIG3_RATE = 0.2
 #: C3 "still matches Original at PR 0.8" is a no-worse claim: SpeechPrune may fall this far below Original.
 MARGIN_C3 = 5.0
-SOURCE_C4 = ("Fig. 3, SPIRAL-H (exact values from the text; Phase 1 only = 48.13 equals Table I's RAC@0.2 on SPIRAL-H: "
-             "possibly a transcription slip, unverified)")
+SOURCE_C4 = ("Fig. 3, SPIRAL-H [abs] (exact values from the text; Phase 1 only = 48.13 equals Table I's RAC@0.2 on "
+             "SPIRAL-H: possibly a transcription slip, unverified)")
+
+
+#: The premises every claim needs (issue 28): R1 the reader falls to the question-only control without the key
+#: sentence, R2 it rises far above that control with the key sentence alone.
+PREMISES = ("R1", "R2")
+#: R1: accuracy with the key sentence removed may lie at most this far above the question alone (the upper end of
+#: its 95% interval, points).
+R1_MAX = 5.0
+#: R2: accuracy of the key sentence alone at least this far above the question alone (points).
+R2_MIN = 20.0
+#: C3's control part: SpeechPrune at the highest rate must beat the question alone by this much (points).
+EFFECT_C3_CONTROL = 5.0
+
+
+def premises(results: SpeechpruneResults, params: dict[str, Any]) -> list[Premise]:
+    """R1: the reader needs the key sentence: accuracy on the unpruned passage with its key sentence cut out minus
+    the question-only control, paired over passages, the upper end of its 95% interval ≤ ``R1_MAX`` points. R2: the
+    reader uses the key sentence: the oracle (the key sentence alone) minus the question-only control ≥ ``R2_MIN``
+    points. Both read reference conditions that no claim compares (the question-only control is C3's control part:
+    its level makes the comparison measurable). The paper profile has neither (SPIRAL gives no key-sentence
+    times)."""
+    have = {(c.condition, round(c.pr, 6)) for c in results.conditions}
+    no_key = ("not measured: SPIRAL's audio gives no key-sentence times" if params["profile"] == "paper" else
+              "not measured: these results predate the condition; recompute them")
+
+    def against_control(cond: str) -> tuple[Interval | None, str]:
+        if (cond, 0.0) not in have or (QUESTION_ONLY, 0.0) not in have:
+            return None, ""
+        d = paired(results, (cond, 0.0), (QUESTION_ONLY, 0.0))
+        return d, f"{field(results, cond, 0.0)}; {field(results, QUESTION_ONLY, 0.0)}"
+
+    r1, r1_paths = against_control(KEY_REMOVED)
+    r2, r2_paths = against_control(ORACLE)
+    return [
+        premise("R1", "the reader needs the key sentence: accuracy on the unpruned passage with its key sentence cut "
+                      "out − question only (points)", None if r1 is None else r1.hi, at_most=R1_MAX, fmt="{:+.1f}",
+                required=f"upper end of the 95% paired interval ≤ {R1_MAX:+.1f}",
+                source=f"{r1_paths} | upper end of the {BOOTSTRAP}, ×100" if r1 else "",
+                note=f"{points(r1)}; the reader's level on a reference condition no claim compares (issue 28's "
+                     f"new measurement)" if r1 else no_key),
+        premise("R2", "the reader uses the key sentence: accuracy on the key sentence alone (oracle) − question only "
+                      "(points)", None if r2 is None else r2.mean, at_least=R2_MIN, fmt="{:+.1f}",
+                required=f"mean over passages ≥ {R2_MIN:+.1f}",
+                source=f"{r2_paths} | mean of a − b per passage, ×100" if r2 else "",
+                note=f"{points(r2)}; the reader's level on reference conditions (the question-only control is C3's "
+                     f"control part)" if r2 else no_key),
+    ]
 
 
 def claim_beats(cid: str, res: SpeechpruneResults, profile: str, rate: float, other: tuple[str, float]) -> Claim:
     """C1 (``other`` = Original) and C2 (RAP at ``rate``): SpeechPrune at the run's lowest ``rate`` beats
-    ``other``, directional against the paper's Table I gap, paired over the test passages."""
+    ``other``, directional against the paper's Table I gap on the centre of the paired bootstrap interval over the
+    test passages."""
     statement = f"SpeechPrune at PR {rate} beats {other[0]}"
     d = paired(res, ("SpeechPrune", rate), other)
     ours = f"SpeechPrune − {other[0]}: {points(d)} over {len(per_item(res, 'Original', 0.0))} passages"
     effect = paper_gap(("SpeechPrune", rate), other)
     if effect is None:
         v = not_comparable(f"Table I reports no accuracy at PR {rate}")
-        return Claim.judged(cid, statement, None, SOURCE, ours, profile, v)
-    v = judge_effect(centred(d), effect, what=f"SpeechPrune − {other[0]}")
+        return Claim.judged(cid, statement, None, SOURCE, ours, profile, v, premises=PREMISES)
+    v = judge_effect(paired(res, ("SpeechPrune", rate), other, centre=True), effect,
+                     what=f"SpeechPrune − {other[0]}")
     paper = (f"{effect:+.2f} pp ({PAPER_ACC[('SpeechPrune', round(rate, 2))]:.2f} vs "
              f"{PAPER_ACC[(other[0], round(other[1], 2))]:.2f})")
-    return Claim(cid, statement, paper, SOURCE, ours, profile, v.verdict,
-                 f"rule: judge_effect against the paper's {effect:+.2f} points; {v.reason}; one reader seed "
-                 f"(intervals cover passages, not training)", v)
+    return Claim.judged(cid, statement, paper, SOURCE, ours, profile, v,
+                        f"rule: judge_effect against the paper's {effect:+.2f} points on the interval's centre; one "
+                        f"reader seed (intervals cover passages, not training)", premises=PREMISES)
 
 
 def claim_c3(res: SpeechpruneResults, profile: str, rate: float) -> Claim:
     """C3: SpeechPrune at the run's highest ``rate`` no worse than Original by more than ``MARGIN_C3`` points, and
-    above the question-only control (else a reader answering without the speech would pass)."""
+    above the question-only control by ``EFFECT_C3_CONTROL`` points (else a reader answering without the speech
+    would pass): a conjunction of the two."""
     d = paired(res, ("SpeechPrune", rate), ("Original", 0.0))
     control = paired(res, ("SpeechPrune", rate), (QUESTION_ONLY, 0.0))
-    v = judge_noninferior(d, MARGIN_C3, what="SpeechPrune − Original")
-    if v.verdict == "reproduced" and control.lo > 0:
-        v = replace(v, reason=f"{v.reason}; SpeechPrune also beats the question alone ({points(control)})")
-    elif v.verdict == "reproduced":
-        v = replace(v, verdict="inconclusive",
-                    reason=f"{v.reason}; but SpeechPrune at PR {rate} does not beat the question alone "
-                           f"({points(control)}), so a reader answering without the speech is not ruled out: a "
-                           f"reader that needs the speech would decide it")
+    v = judge_conjunction({
+        "no worse than Original": judge_noninferior(d, MARGIN_C3, what="SpeechPrune − Original"),
+        "beats the question alone": judge_effect(control, EFFECT_C3_CONTROL, what="SpeechPrune − question only",
+                                                 effect_name="the control's"),
+    })
     gap = paper_gap(("SpeechPrune", rate), ("Original", 0.0))
     paper = (f"{PAPER_ACC[('SpeechPrune', round(rate, 2))]:.2f} vs 60.38 ({gap:+.2f})" if gap is not None
              else f"no Table I value at PR {rate} (62.45 vs 60.38 at PR 0.8)")
     return Claim.judged("C3", f"SpeechPrune at PR {rate} still matches Original", paper, SOURCE,
                         f"SpeechPrune − Original: {points(d)}; SpeechPrune − question only: {points(control)}",
                         profile, v, f"rule: no worse than Original by more than δ = {MARGIN_C3:g} points, and above "
-                                    f"the question-only control")
+                                    f"the question-only control by {EFFECT_C3_CONTROL:g} points (a conjunction)",
+                        premises=PREMISES)
 
 
 def claim_c4(res: SpeechpruneResults, profile: str, rate: float) -> Claim:
     """C4: the full method against each single phase at PR 0.2 on our SPIRAL-H analogue (the passages Original
-    gets wrong), each directional against its Fig. 3 gap, combined with judge_all."""
+    gets wrong), each directional against its Fig. 3 gap on the interval's centre, combined with judge_all."""
     statement = f"both phases contribute (PR {rate})"
     paper = "81.64 vs 48.13 (Phase 1 only) / 72.45 (Phase 2 only) on SPIRAL-H"
     if not np.isclose(rate, FIG3_RATE):
         return Claim.judged("C4", statement, paper, SOURCE_C4, "-", profile,
-                            not_comparable(f"Fig. 3's exact values are at PR {FIG3_RATE} only"))
+                            not_comparable(f"Fig. 3's exact values are at PR {FIG3_RATE} only"), premises=PREMISES)
     hard = hard_items(res)
     parts = {name: paired(res, ("SpeechPrune", rate), (name, rate), items=hard) for name in EFFECT_C4}
-    v = judge_all({n: judge_effect(centred(d), EFFECT_C4[n], what=f"full − {n}") for n, d in parts.items()})
+    v = judge_all({n: judge_effect(paired(res, ("SpeechPrune", rate), (n, rate), items=hard, centre=True),
+                                   EFFECT_C4[n], what=f"full − {n}") for n in parts})
     ours = f"on the {int(hard.sum())} passages Original gets wrong (our SPIRAL-H): " \
            + "; ".join(f"full − {n}: {points(d)}" for n, d in parts.items())
     return Claim.judged("C4", statement, paper, SOURCE_C4, ours, profile, v,
-                        "rule: each single phase judged against its Fig. 3 gap (33.51 rests on the suspect 48.13), "
-                        "combined")
+                        "rule: each single phase judged against its Fig. 3 gap (33.51 rests on the suspect 48.13) on "
+                        "the interval's centre, combined", premises=PREMISES)
 
 
 def claims(results: SpeechpruneResults, params: dict[str, Any]) -> list[Claim]:
     """C1, C2 directional against the paper's Table I gaps at the run's lowest rate; C3 as non-inferiority with
-    margin ``MARGIN_C3`` that also needs the pruned input to beat the question alone (the control); C4 on our
+    margin ``MARGIN_C3`` and (a conjunction) the pruned input beating the question alone (the control); C4 on our
     SPIRAL-H analogue (the passages Original gets wrong) against Fig. 3's gaps. Every difference is paired over
-    the test passages; a rate the paper does not report gives *not comparable*."""
+    the test passages; a rate the paper does not report gives *not comparable*; a claim whose premise (R1, R2)
+    fails is *not comparable*."""
     profile, lowest, highest = params["profile"], min(params["prune_rates"]), max(params["prune_rates"])
-    return [claim_beats("C1", results, profile, lowest, ("Original", 0.0)),
-            claim_beats("C2", results, profile, lowest, ("RAP", lowest)),
-            claim_c3(results, profile, highest), claim_c4(results, profile, lowest)]
+    judged = [claim_beats("C1", results, profile, lowest, ("Original", 0.0)),
+              claim_beats("C2", results, profile, lowest, ("RAP", lowest)),
+              claim_c3(results, profile, highest), claim_c4(results, profile, lowest)]
+    return apply_premises(judged, premises(results, params))
 
 
 def control_table(res: SpeechpruneResults, prune_rates: list[float]) -> pd.DataFrame:
     """Accuracy of the question-only control beside Original, the oracle and SpeechPrune at each rate, with the
     key-sentence share kept: does accuracy follow the key sentence, or the input's length?"""
     rows, df = [], frame(res)
-    for cond, pr in [(QUESTION_ONLY, 0.0), ("Original", 0.0), (ORACLE, 0.0),
+    for cond, pr in [(QUESTION_ONLY, 0.0), ("Original", 0.0), (KEY_REMOVED, 0.0), (ORACLE, 0.0),
                      *(("SpeechPrune", r) for r in prune_rates), *(("Phase 2 only", r) for r in prune_rates)]:
         kept = df[(df["condition"] == cond) & np.isclose(df["pr"], pr)]
         if kept.empty:  # a condition this run did not have
