@@ -353,8 +353,10 @@ def test_voc_and_coco_loaders_map_classes_and_refuse_altered_files(tmp_path, mon
     assert train.truths[0].boxes[0].tolist() == pytest.approx([2.0, 4 * 32 / 48, 12.5, 20.0])
     test = load_coco_val(32, limit=2)
     assert len(test) == 2
-    # dog is known (VOC index 11); elephant is unknown (≥ 20); the crowd region is left out
+    # dog is known (VOC index 11); elephant is unknown (≥ 20); the crowd of people is kept apart, for COCOeval's rule
     assert test.truths[0].labels.tolist() == [VOC_CLASSES.index("dog"), 20]
+    assert test.truths[0].crowd_labels.tolist() == [VOC_CLASSES.index("person")]
+    assert test.truths[0].crowd_boxes[0].tolist() == pytest.approx([0.0, 0.0, 32.0, 32.0])
     assert test.truths[0].boxes[1].tolist() == pytest.approx([30 * 32 / 60, 8.0, 50 * 32 / 60, 28.0])
     (coco / "val2017/000000000001.jpg").write_bytes(b"altered")
     with pytest.raises(Exception, match="sha256"):

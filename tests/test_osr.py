@@ -172,7 +172,9 @@ def test_recall_at_k_and_average_recall():
     assert osr.average_recall([dets], [truth], 3) == pytest.approx((10 + 6) / 20)
 
 
-def test_mean_ap_cross_checked_with_pycocotools():
+@pytest.mark.parametrize("with_crowds", [False, True])
+def test_mean_ap_cross_checked_with_pycocotools(with_crowds):
+    """Our AP equals COCOeval's, crowd regions included: a detection a crowd of its class covers is ignored."""
     pytest.importorskip("pycocotools")
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -185,17 +187,29 @@ def test_mean_ap_cross_checked_with_pycocotools():
         wh = rng.uniform(5, 20, (n, 2))
         boxes = np.concatenate([xy, xy + wh], 1)
         labels = rng.integers(0, 2, n)
-        gts.append(osr.ImageTruth(boxes, labels))
+        crowd = np.zeros((0, 4))
+        crowd_labels = np.zeros(0, np.int64)
+        if with_crowds and i % 2 == 0:  # a crowd region beside the objects, with detections inside it
+            cxy = rng.uniform(30, 50, (1, 2))
+            crowd = np.concatenate([cxy, cxy + rng.uniform(10, 14, (1, 2))], 1)
+            crowd_labels = rng.integers(0, 2, 1)
+        gts.append(osr.ImageTruth(boxes, labels, crowd, crowd_labels))
         jitter = boxes + rng.normal(0, 2, boxes.shape)
         extra = np.concatenate([rng.uniform(0, 40, (2, 2)), rng.uniform(45, 60, (2, 2))], 1)
-        db = np.concatenate([jitter, extra])
-        dl = np.concatenate([labels, rng.integers(0, 2, 2)])
+        inside = (np.array([[1.0, 1, 6, 5], [3.0, 2, 9, 9]]) + np.tile(crowd[:, :2], (1, 2)) if len(crowd)
+                  else np.zeros((0, 4)))
+        db = np.concatenate([jitter, extra, inside])
+        dl = np.concatenate([labels, rng.integers(0, 2, 2), np.repeat(crowd_labels, 2)])
         ds = rng.uniform(0, 1, len(db))
         dets.append(osr.ImageDetections(db, ds, dl))
         images.append({"id": i, "width": 64, "height": 64})
         for j, (b, lab) in enumerate(zip(boxes, labels, strict=True)):
             w, h = b[2] - b[0], b[3] - b[1]
             anns.append({"id": 100 * i + j + 1, "image_id": i, "category_id": int(lab) + 1, "iscrowd": 0,
+                         "bbox": [b[0], b[1], w, h], "area": w * h})
+        for j, (b, lab) in enumerate(zip(crowd, crowd_labels, strict=True)):
+            w, h = b[2] - b[0], b[3] - b[1]
+            anns.append({"id": 100 * i + 50 + j, "image_id": i, "category_id": int(lab) + 1, "iscrowd": 1,
                          "bbox": [b[0], b[1], w, h], "area": w * h})
         for b, lab, s in zip(db, dl, ds, strict=True):
             results.append({"image_id": i, "category_id": int(lab) + 1, "score": float(s),
@@ -208,6 +222,9 @@ def test_mean_ap_cross_checked_with_pycocotools():
     ev.accumulate()
     ev.summarize()
     assert osr.mean_ap(dets, gts, [0, 1]) == pytest.approx(ev.stats[1], abs=1e-6)
+    if with_crowds:  # the crowds mattered: counting their detections as false positives gives another AP
+        plain = [osr.ImageTruth(g.boxes, g.labels) for g in gts]
+        assert osr.mean_ap(dets, plain, [0, 1]) < ev.stats[1] - 1e-3
     assert osr.mean_ap(dets, gts, [0, 1], iou_thrs=osr.COCO_IOUS) == pytest.approx(ev.stats[0],
                                                                                                  abs=1e-6)
 
@@ -248,3 +265,35 @@ def test_open_set_evaluation_agrees_with_the_direct_metrics():
         want_ap = osr.mean_ap([s[0] for s in split], gts, range(3))
         want_recall = osr.recall_at_k([s[1] for s in split], gts, 4, 0.5, [g.labels >= 3 for g in gts])
         assert ev.at(level) == {"id_map50": pytest.approx(want_ap), "ood_recall": pytest.approx(want_recall)}
+
+
+def test_crowd_ignored_hand_case():
+    crowd = np.array([[0.0, 0, 20, 20]])
+    boxes = np.array([[2.0, 2, 6, 6],     # inside the crowd: covered 1.0
+                      [15.0, 0, 25, 10],  # half inside: covered 0.5
+                      [18.0, 0, 28, 10],  # a fifth inside: 0.2
+                      [2.0, 2, 6, 6]])    # inside, but it matched an object: never ignored
+    match = np.array([-1, -1, -1, 0])
+    assert osr.crowd_ignored(boxes, match, crowd, 0.5).tolist() == [True, True, False, False]
+    assert osr.crowd_ignored(boxes, match, crowd, 0.75).tolist() == [True, False, False, False]
+    assert not osr.crowd_ignored(boxes, match, np.zeros((0, 4)), 0.5).any()
+
+
+def test_open_set_evaluation_ignores_crowds_as_mean_ap_does():
+    rng = np.random.default_rng(2)
+    dets, gts = [], []
+    for _ in range(10):
+        m = int(rng.integers(1, 4))
+        gxy = rng.uniform(0, 30, (m, 2))
+        gb = np.concatenate([gxy, gxy + rng.uniform(5, 15, (m, 2))], 1)
+        crowd = np.array([[40.0, 40, 60, 60]])
+        gts.append(osr.ImageTruth(gb, rng.integers(0, 5, m), crowd, rng.integers(0, 3, 1)))
+        db = np.concatenate([gb + rng.normal(0, 2, gb.shape), [[42.0, 42, 50, 50], [45.0, 41, 58, 55]]])
+        n = len(db)
+        dets.append(osr.ScoredDetections(db, rng.uniform(0, 1, n), rng.uniform(0, 0.5, n), rng.normal(2, 1, n),
+                                         rng.integers(0, 3, n), rng.uniform(0.3, 1, n)))
+    ev = osr.OpenSetEvaluation(dets, gts, 3, tau_bg=0.6, taus=[-np.inf, 2.0], k=4)
+    for level, tau in enumerate([-np.inf, 2.0]):
+        split = [osr.open_set_split(d, tau_bg=0.6, tau_ood=tau, n_known=3) for d in dets]
+        assert ev.at(level)["id_map50"] == pytest.approx(osr.mean_ap([s[0] for s in split], gts, range(3)))
+

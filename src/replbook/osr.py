@@ -11,7 +11,7 @@ is not in any source we have read: :func:`aosp_recon` is our reconstruction and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -215,26 +215,55 @@ class ImageDetections:
     labels: np.ndarray
 
 
+def _no_crowd() -> np.ndarray:
+    return np.zeros((0, 4))
+
+
+def _no_label() -> np.ndarray:
+    return np.zeros(0, np.int64)
+
+
 @dataclass
 class ImageTruth:
-    """One image's ground truth: boxes [m, 4], labels [m]."""
+    """One image's ground truth: boxes [m, 4], labels [m]; and its crowd regions (COCO's ``iscrowd``), boxes
+    [c, 4] and labels [c], which are never counted as objects: a detection they cover is ignored
+    (:func:`crowd_ignored`), neither a hit nor a false positive."""
 
     boxes: np.ndarray
     labels: np.ndarray
+    crowd_boxes: np.ndarray = field(default_factory=_no_crowd)
+    crowd_labels: np.ndarray = field(default_factory=_no_label)
+
+
+def crowd_ignored(det_boxes: np.ndarray, match: np.ndarray, crowd_boxes: np.ndarray, iou_thr: float) -> np.ndarray:
+    """COCOeval's crowd rule: a detection that matched no object (``match`` −1, from :func:`match_greedy`) is ignored
+    when a crowd region covers it, ``area(d ∩ c) / area(d) ≥ iou_thr`` (a crowd's "IoU" divides by the detection's area
+    only, and a crowd may cover any number of detections). det_boxes [n, 4], match [n], crowd_boxes [c, 4] →
+    ignored [n] (bool)."""
+    ignored = np.zeros(len(det_boxes), dtype=bool)
+    if len(det_boxes) == 0 or len(crowd_boxes) == 0:
+        return ignored
+    d, c = np.asarray(det_boxes, float), np.asarray(crowd_boxes, float)
+    wh = np.clip(np.minimum(d[:, None, 2:], c[None, :, 2:]) - np.maximum(d[:, None, :2], c[None, :, :2]), 0, None)
+    area = np.clip(d[:, 2] - d[:, 0], 0, None) * np.clip(d[:, 3] - d[:, 1], 0, None)
+    cover = wh[..., 0] * wh[..., 1] / np.maximum(area, 1e-12)[:, None]
+    return (match < 0) & (cover.max(1) >= iou_thr)
 
 
 def _class_matches(dets: Sequence[ImageDetections], gts: Sequence[ImageTruth], cls: int, iou_thr: float,
                    max_dets: int) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-    """Per image: the scores and true-positive flags of class ``cls``'s top ``max_dets`` detections, and its number
-    of ground truths [n_images]."""
+    """Per image: the scores and true-positive flags of class ``cls``'s top ``max_dets`` detections (those a crowd
+    region of ``cls`` covers left out), and its number of ground truths [n_images]."""
     scores, tps, n_gt = [], [], np.zeros(len(gts))
     for i, (d, g) in enumerate(zip(dets, gts, strict=True)):
         dm, gm = d.labels == cls, g.labels == cls
         s, b = d.scores[dm], d.boxes[dm]
         top = np.argsort(-s, kind="stable")[:max_dets]
         s, b = s[top], b[top]
-        scores.append(s)
-        tps.append(match_greedy(b, s, g.boxes[gm], iou_thr) >= 0)
+        match = match_greedy(b, s, g.boxes[gm], iou_thr)
+        keep = ~crowd_ignored(b, match, g.crowd_boxes[g.crowd_labels == cls], iou_thr)
+        scores.append(s[keep])
+        tps.append(match[keep] >= 0)
         n_gt[i] = gm.sum()
     return scores, tps, n_gt
 
@@ -331,10 +360,11 @@ class OpenSetEvaluation:
                     s = d.objectness[idx] * d.p_known[idx]
                     top = np.argsort(-s, kind="stable")[:max_dets]
                     gi = np.nonzero(g.labels == c)[0]
-                    per_class[c][0].append(s[top])
-                    per_class[c][1].append(match_greedy(d.boxes[idx[top]], s[top], g.boxes[gi], 0.5,
-                                                        ious[i][np.ix_(idx[top], gi)]) >= 0)
-                    per_class[c][2].append(np.full(len(top), i))
+                    match = match_greedy(d.boxes[idx[top]], s[top], g.boxes[gi], 0.5, ious[i][np.ix_(idx[top], gi)])
+                    keep = ~crowd_ignored(d.boxes[idx[top]], match, g.crowd_boxes[g.crowd_labels == c], 0.5)
+                    per_class[c][0].append(s[top][keep])
+                    per_class[c][1].append(match[keep] >= 0)
+                    per_class[c][2].append(np.full(int(keep.sum()), i))
                 idx = np.nonzero(labels == n_known)[0]
                 s = d.objectness[idx]
                 top = np.argsort(-s, kind="stable")[:k]

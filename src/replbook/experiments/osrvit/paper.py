@@ -19,8 +19,12 @@ Every file is checked against its index before it is parsed or decoded. Images a
 ``_BASE``) or from a folder given instead; never the network. It embeds the crops at their own size
 (``crop_size``, a multiple of its 14-pixel patch), interpolating its position embeddings.
 
-**Not done here:** COCO's crowd regions are dropped rather than ignored (a detection on a crowd counts as a false
-positive); every training step re-reads and decodes its images (a decoded cache would speed a GPU run up).
+**Evaluation.** COCO's crowd regions (``iscrowd``) are kept beside the objects and ignored as COCOeval ignores them:
+a detection a crowd of its class covers is neither a hit nor a false positive (:func:`replbook.osr.crowd_ignored`;
+``tests/test_osr.py`` checks AP@0.5 and AP@[.5:.95] against pycocotools' COCOeval with crowds). They count in no
+recall.
+
+**Not done here:** every training step re-reads and decodes its images (a decoded cache would speed a GPU run up).
 """
 
 from __future__ import annotations
@@ -133,7 +137,8 @@ def load_voc(size: int) -> DetectionSplit:
 
 def load_coco_val(size: int, limit: int) -> DetectionSplit:
     """The first ``limit`` COCO 2017 val images (by id) with any annotation: the 20 VOC classes labelled 0 … 19,
-    the other 60 classes 20 … 79 (unknown); crowd regions left out."""
+    the other 60 classes 20 … 79 (unknown); crowd regions kept apart as the truths' ``crowd_boxes``, which the
+    evaluation ignores (COCOeval's rule)."""
     (index_file,) = resolve("coco2017-val").values()
     folder, index = index_file.parent, read_index(index_file, COCO_INDEX)
     ann_name = _listed(index, "annotations/instances_val2017.json", COCO_INDEX, folder)
@@ -146,19 +151,23 @@ def load_coco_val(size: int, limit: int) -> DetectionSplit:
     label_of = {cid: (VOC_TO_COCO.index(n) if n in VOC_TO_COCO else len(VOC_TO_COCO) + unknown.index(n))
                 for cid, n in cats.items()}
     per_image: dict[int, list[dict]] = {}
+    crowds: dict[int, list[dict]] = {}
     for a in coco["annotations"]:
-        if not a.get("iscrowd", 0):
-            per_image.setdefault(a["image_id"], []).append(a)
+        (crowds if a.get("iscrowd", 0) else per_image).setdefault(a["image_id"], []).append(a)
     images = {im["id"]: im for im in coco["images"]}
     names, truths = [], []
+
+    def scaled(anns: list[dict], sx: float, sy: float) -> tuple[np.ndarray, np.ndarray]:
+        boxes = [[a["bbox"][0] * sx, a["bbox"][1] * sy, (a["bbox"][0] + a["bbox"][2]) * sx,
+                  (a["bbox"][1] + a["bbox"][3]) * sy] for a in anns]
+        return (np.array(boxes, float).reshape(-1, 4),
+                np.array([label_of[a["category_id"]] for a in anns], np.int64))
+
     for image_id in sorted(per_image)[:limit]:
         im = images[image_id]
         sx, sy = size / im["width"], size / im["height"]
-        boxes = [[a["bbox"][0] * sx, a["bbox"][1] * sy, (a["bbox"][0] + a["bbox"][2]) * sx,
-                  (a["bbox"][1] + a["bbox"][3]) * sy] for a in per_image[image_id]]
         names.append(_listed(index, f"val2017/{im['file_name']}", COCO_INDEX, folder))
-        truths.append(osr.ImageTruth(np.array(boxes, float).reshape(-1, 4),
-                                     np.array([label_of[a["category_id"]] for a in per_image[image_id]], np.int64)))
+        truths.append(osr.ImageTruth(*scaled(per_image[image_id], sx, sy), *scaled(crowds.get(image_id, []), sx, sy)))
     return DetectionSplit(VerifiedImages(folder, names, index, size, COCO_INDEX), truths)
 
 
