@@ -59,3 +59,17 @@ def test_a_landed_chapter_without_results_stops_the_dashboard(tmp_path, monkeypa
     fake_results(tmp_path, skip=("clat",))
     with pytest.raises(dashboard.MissingResults, match="clat has no results/clat/cpu.claims.json.*--only clat"):
         dashboard.write_dashboard("cpu")
+
+
+def test_regime_counts_separate_tested_failed_and_unmeasured_premises():
+    premises = [{"id": "R1", "holds": True}, {"id": "R2", "holds": False}, {"id": "R3", "holds": None}]
+    claims = [{"id": "C1", "verdict": "reproduced", "premises": ["R1"]},
+              {"id": "C2", "verdict": "not comparable", "premises": ["R1", "R2", "R3"]},  # one fails: failed
+              {"id": "C3", "verdict": "not comparable", "premises": ["R1", "R3"]},  # none fails, one unmeasured
+              {"id": "C4", "verdict": "illustrated", "premises": []}]  # names none: not tested
+    record = {"premises": premises, "claims": claims}
+    assert dashboard.regime_counts(record) == {"claims": 4, "tested": 1, "premise failed": 1,
+                                               "premise not measured": 1}
+    overview = dashboard.overview_html({"minkpp": record})
+    assert 'class="verdict-chip premise-failed"' in overview and 'class="verdict-chip premise-unmeasured"' in overview
+    assert overview.count('class="verdict-chip"') == 2

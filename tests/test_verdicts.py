@@ -165,6 +165,11 @@ def test_premises_hold_fail_or_are_unmeasured_and_make_claims_not_comparable():
     assert "R3 (y) not measured" in out[2].reason and out[1].rule == v  # the rule and estimate stay in the row
     with pytest.raises(ValueError, match="does not state"):
         apply_premises(claims, [gap])
+    # a claim already not comparable (its arm was not run) keeps its verdict and names its failing premises too
+    missing = Claim.judged("C4", "s", "p", "src", "o", "cpu", not_comparable("the arm was not run"), premises=("R2",))
+    (kept,) = apply_premises([missing], [premise("R2", "x", 0.05, at_least=0.1)])
+    assert kept.verdict == "not comparable" and kept.reason.startswith("the arm was not run")
+    assert "R2 (x) fails: measured 0.05" in kept.reason
 
 
 def test_a_claim_records_its_rule_as_data():

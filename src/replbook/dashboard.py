@@ -82,22 +82,36 @@ def _cell(text: Any) -> str:
     return html.escape(str(text if text is not None else "not transcribed"))
 
 
+def _premise_states(claim: dict[str, Any], premises: dict[str, dict[str, Any]]) -> list[bool | None]:
+    return [premises.get(pid, {}).get("holds") for pid in claim.get("premises", [])]
+
+
 def premise_failed(claim: dict[str, Any], premises: dict[str, dict[str, Any]]) -> bool:
-    """The claim names a premise that does not hold (or was not measured) in the run."""
-    return any(premises.get(pid, {}).get("holds") is not True for pid in claim.get("premises", []))
+    """The claim names a premise that was measured in the run and does not hold."""
+    return any(h is False for h in _premise_states(claim, premises))
+
+
+def premise_not_measured(claim: dict[str, Any], premises: dict[str, dict[str, Any]]) -> bool:
+    """No premise of the claim fails, but one was not measured in the run (a later issue measures it): the claim is
+    not comparable for want of a measurement, not because its regime was shown to be wrong."""
+    states = _premise_states(claim, premises)
+    return not any(h is False for h in states) and any(h is not True for h in states)
 
 
 def tested(claim: dict[str, Any], premises: dict[str, dict[str, Any]]) -> bool:
     """Tested in its regime: the claim names at least one premise and every one holds."""
-    return bool(claim.get("premises")) and not premise_failed(claim, premises)
+    states = _premise_states(claim, premises)
+    return bool(states) and all(h is True for h in states)
 
 
 def regime_counts(record: dict[str, Any]) -> dict[str, int]:
-    """A chapter's claims: how many, how many tested in regime, how many whose premise failed."""
+    """A chapter's claims: how many, how many tested in regime, how many whose premise failed, how many whose
+    premise was not measured (and none failed)."""
     premises = {p["id"]: p for p in record.get("premises", [])}
     claims = record["claims"]
     return {"claims": len(claims), "tested": sum(tested(c, premises) for c in claims),
-            "premise failed": sum(premise_failed(c, premises) for c in claims)}
+            "premise failed": sum(premise_failed(c, premises) for c in claims),
+            "premise not measured": sum(premise_not_measured(c, premises) for c in claims)}
 
 
 def _href(slug: str, cid: str) -> str:
@@ -114,23 +128,28 @@ def overview_html(results: dict[str, dict[str, Any]]) -> str:
         chips = []
         for c in record["claims"]:
             failed = premise_failed(c, premises)
-            tip = f"{c['id']}: {c['verdict']}" + (" (a premise failed)" if failed else "")
-            chips.append(f'<a class="verdict-chip{" premise-failed" if failed else ""}" href="{_href(slug, c["id"])}" '
+            unmeasured = premise_not_measured(c, premises)
+            tip = f"{c['id']}: {c['verdict']}" + (" (a premise failed)" if failed else
+                                                  " (a premise not measured)" if unmeasured else "")
+            mark = " premise-failed" if failed else " premise-unmeasured" if unmeasured else ""
+            chips.append(f'<a class="verdict-chip{mark}" href="{_href(slug, c["id"])}" '
                          f'title="{_cell(tip)}" data-verdict="{_cell(c["verdict"])}" '
                          f'style="background-color: {VERDICT_COLOURS.get(c["verdict"], "")}">{_cell(c["id"])}</a>')
         n = regime_counts(record)
         rows.append(f'<tr data-chapter="{slug}"><td><a href="chapters/{slug}.html" title="{_cell(titles[slug])}">'
                     f'{slug}</a></td><td>{" ".join(chips)}</td><td>{n["tested"]} of {n["claims"]}</td>'
-                    f'<td>{n["premise failed"]}</td></tr>')
-    head = "".join(f"<th>{h}</th>" for h in ("chapter", "claims", "tested in regime", "premise failed"))
+                    f'<td>{n["premise failed"]}</td><td>{n["premise not measured"]}</td></tr>')
+    head = "".join(f"<th>{h}</th>" for h in ("chapter", "claims", "tested in regime", "premise failed",
+                                             "premise not measured"))
     return f'<table class="verdicts-overview"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def counts_html(results: dict[str, dict[str, Any]]) -> str:
     """Per chapter: claims, tested in regime, premise failed, and the number of each verdict."""
     counts = verdict_counts(results)
-    head = "".join(f"<th>{h}</th>" for h in ("chapter", "claims", "tested", "premise failed", *VERDICTS))
-    rows, total = [], {k: 0 for k in ("claims", "tested", "premise failed", *VERDICTS)}
+    regime = ("claims", "tested", "premise failed", "premise not measured")
+    head = "".join(f"<th>{h}</th>" for h in (("chapter",) + regime + tuple(VERDICTS)))
+    rows, total = [], {k: 0 for k in (*regime, *VERDICTS)}
     for slug, record in results.items():
         row = {**regime_counts(record), **counts[slug]}
         total = {k: total[k] + row[k] for k in total}
@@ -150,7 +169,8 @@ def claims_html(results: dict[str, dict[str, Any]]) -> str:
         rows = []
         for c in record["claims"]:
             colour = VERDICT_COLOURS.get(c["verdict"], "")
-            needed = ", ".join(f"{pid} {'✓' if premises.get(pid, {}).get('holds') is True else '✗'}"
+            mark = {True: "✓", False: "✗", None: "not measured"}
+            needed = ", ".join(f"{pid} {mark[premises.get(pid, {}).get('holds')]}"
                                for pid in c.get("premises", [])) or "none"
             rows.append(
                 f'<tr data-chapter="{slug}"><td><a class="claim-link" href="{_href(slug, c["id"])}">'
@@ -160,7 +180,8 @@ def claims_html(results: dict[str, dict[str, Any]]) -> str:
                 f'<td>{_cell(c["reason"])}</td></tr>')
         n = regime_counts(record)
         blocks.append(f'<details class="verdicts-chapter" data-chapter="{slug}"><summary>{slug}: {n["claims"]} '
-                      f'claims, {n["tested"]} tested in regime, {n["premise failed"]} with a failed premise'
+                      f'claims, {n["tested"]} tested in regime, {n["premise failed"]} with a failed premise, '
+                      f'{n["premise not measured"]} with a premise not yet measured'
                       f'</summary><table class="verdicts-table"><thead><tr>{head}</tr></thead><tbody>'
                       f'{"".join(rows)}</tbody></table></details>')
     return "\n".join(blocks)
@@ -216,7 +237,9 @@ paper's effect; *not comparable* that the run does not test the claim (a premise
 the run, or the arm the claim needs was not run); *illustrated* marks a claim our own model implies, shown and never
 counted as reproduced. A claim is **tested in regime** when it names at least one premise of the paper's mechanism
 (a quantity measured in the run, with a bound set before the numbers) and all of them hold. A chip with a dashed
-border is a claim whose premise failed; each chip links to the claim's row in its chapter, where the reason is argued.
+border is a claim whose premise was measured and failed; a dotted border, one whose premise is not measured yet (the
+chapter's "in its regime" issue measures it), so the row's reason gives what the rule alone says. Each chip links to
+the claim's row in its chapter, where the reason is argued.
 
 <div class="verdicts-dashboard">
 

@@ -289,11 +289,14 @@ def apply_premises(claims: Sequence[Claim], premises: Sequence[Premise]) -> list
         if unknown:
             raise ValueError(f"claim {c.id} names premises {unknown} that the chapter does not state.")
         failing = [by_id[pid] for pid in c.premises if by_id[pid].holds is not True]
-        if not failing or c.verdict == "not comparable":
+        if not failing:
             out.append(c)
             continue
-        why = "; ".join(f"{p.id} ({p.text}) {'not measured' if p.holds is None else 'fails'}: measured "
-                        f"{p.measured}, required {p.required}" for p in failing)
+        why = "; ".join(f"{p.id} ({p.text}) not measured in this run, required {p.required}" if p.holds is None else
+                        f"{p.id} ({p.text}) fails: measured {p.measured}, required {p.required}" for p in failing)
+        if c.verdict == "not comparable":  # not comparable already (an arm not run): the premises are named too
+            out.append(replace(c, reason=f"{c.reason}; its premises do not hold either: {why}"))
+            continue
         out.append(replace(c, verdict="not comparable",
                            reason=f"premise not met, so the run does not test the mechanism: {why}. The rule alone "
                                   f"would give {c.verdict}: {c.reason}"))
