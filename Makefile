@@ -96,10 +96,11 @@ lint-workflows: setup
 
 # Everything runs in a loopback-only network namespace where one can be made (scripts/loopback): the FedProphet
 # chapter starts Flower and Ray, and nothing here needs another address. Unit and browser tests run in two
-# processes (a file's tests stay together); nbval executes every notebook, rendering from the smoke results.
+# processes (a file's tests stay together); nbval executes every notebook, two at a time, rendering from the smoke
+# results.
 test: setup apt-test lint lint-workflows smoke-results
 	scripts/loopback $(BIN)/pytest -n 2 --dist loadfile --durations=15 tests
-	REPLBOOK_RENDER_ONLY=1 scripts/loopback $(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
+	REPLBOOK_RENDER_ONLY=1 scripts/loopback $(BIN)/pytest -n 2 --dist loadfile --nbval-lax notebooks -p no:cacheprovider
 
 # The replication of the replication: recompute chapters from nothing (an empty weight cache) and compare, claim by
 # claim, with the committed results; the table goes to _build/reproduce.md.

@@ -148,14 +148,18 @@ def test_prompts_only_leaves_the_unet_of_the_first_site(tmp_cache):
 
 
 @pytest.fixture(scope="module")
-def smoke_out(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REPLBOOK_CACHE", str(tmp_path_factory.mktemp("cache")))
+def smoke_out():
+    """The smoke profile's saved results (trained once, in their own process, by ``make smoke-results`` or
+    ``ensure_smoke_results``) and a rerun here from the weight cache they left: the rerun must reproduce them."""
+    from conftest import ensure_smoke_results
+
+    from replbook import results as saved
+
     p = smoke()
-    out = smg.run(p)
-    again = smg.run(p)  # from the cache
-    yield p, out, again
-    mp.undo()
+    assert p == resolve(smg.PARAMS, "smoke")  # the smoke profile's own parameters: the saved results are theirs
+    out = saved.load(ensure_smoke_results("smg") / "smg" / "smoke.json", smg.RESULTS)
+    again = smg.run(p)  # the checkout's weight cache: nothing trains
+    return p, out, again
 
 
 def test_smoke_run_covers_every_arm_stage_and_site(smoke_out):
