@@ -66,6 +66,10 @@ class Verdict:
         if self.kind not in KINDS:
             raise ValueError(f"rule kind must be one of {KINDS}; got {self.kind!r}.")
 
+    def with_note(self, note: str) -> Verdict:
+        """The same verdict and rule, ``note`` appended to its reason (what a control or a reference level adds)."""
+        return replace(self, reason=self.reason + note) if note else self
+
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("estimate", "seeds", "parts")}
         out["estimate"] = self.estimate.as_dict() if self.estimate is not None else None

@@ -230,10 +230,6 @@ def one_generator_note(gen_seeds: int) -> str:
             "not cover generator luck (issue 29 trains one per seed)")
 
 
-def _with_note(v: Verdict, note: str) -> Verdict:
-    return replace(v, reason=v.reason + note) if note else v
-
-
 def _stage_trend(results: list[SeedResult], tasks: list[TaskInfo], a: str, b: str) -> str:
     """Mean over seeds of a − b on the old tasks after every stage from the second on (a sign that flips between
     stages points to replay-draw noise rather than a method effect)."""
@@ -368,7 +364,7 @@ def claim_c6(sheet: ClaimSheet, results: CgrResults, gen_seeds: int) -> None:
     for b in (JOINT_REPLAY, PSEUDO):
         d, parts[f"against {b}"] = _old_task(results, "C6", CGR, b)
         texts.append(f"{CGR} − {b}: {_ours(d)}")
-    sheet.add("C6", "; ".join(texts), _with_note(judge_all(parts), one_generator_note(gen_seeds)),
+    sheet.add("C6", "; ".join(texts), judge_all(parts).with_note(one_generator_note(gen_seeds)),
               f"{OLD_TASK_RULE} +{EFFECTS['C6']:g} for each other arm (both must hold)", premises=NEEDS["C6"])
 
 
@@ -380,7 +376,7 @@ def claim_c2(sheet: ClaimSheet, results: CgrResults, gen_seeds: int) -> None:
     note = ("; both arms replay the same generated images (BJD's), so only the labels differ (the paper's "
             "image-only baseline has its own generator); the consistency table compares the two labelings of "
             "those images directly") + one_generator_note(gen_seeds)
-    sheet.add("C2", f"{BJD} − {PSEUDO}: {_ours(d)} over {len(results.seeds)} seeds", _with_note(v, note),
+    sheet.add("C2", f"{BJD} − {PSEUDO}: {_ours(d)} over {len(results.seeds)} seeds", v.with_note(note),
               f"{OLD_TASK_RULE} +{EFFECTS['C2']:g}", premises=NEEDS["C2"])
 
 
@@ -395,7 +391,7 @@ def claim_c3(sheet: ClaimSheet, results: CgrResults, gen_seeds: int) -> None:
         "prompts that carry the task's meaning (R2)")
     sheet.add("C3", f"{CGR} − {BJD}: {_ours(d)} over {len(results.seeds)} seeds; by stage (old tasks, mean over "
                     f"seeds): {_stage_trend(results.seeds, results.tasks, CGR, BJD)}",
-              _with_note(v, note), f"{OLD_TASK_RULE} +{EFFECTS['C3']:g}", premises=NEEDS["C3"])
+              v.with_note(note), f"{OLD_TASK_RULE} +{EFFECTS['C3']:g}", premises=NEEDS["C3"])
 
 
 def claim_c4(sheet: ClaimSheet, order: list[str]) -> None:
@@ -420,7 +416,7 @@ def claim_c5(sheet: ClaimSheet, results: CgrResults, gen_seeds: int, bjd_batch: 
                  "first-stage replay feeds its own second stage; bjd_batch = 'full' at equal steps would decide "
                  "between them")
     sheet.add("C5", f"BJD − joint: {_ours(d)} Dice of generated masks against the joint-training segmenter",
-              _with_note(v, note),
+              v.with_note(note),
               f"rule: paired t-interval over seeds against our +{EFFECTS['C5']:g} (the seeds vary only the judging "
               f"segmenter when gen_seeds = 1; each seed's own interval resamples the generated pairs of each "
               f"variant)", premises=NEEDS["C5"])

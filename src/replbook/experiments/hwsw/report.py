@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
@@ -195,10 +194,9 @@ def claim_c1(results: HwswResults, profile: str) -> Claim:
     v = judge_effect(share, C1_BANDWIDTH_SHARE, null=null, what="the decode step's share of copy bandwidth",
                      effect_name="the memory-bound share")
     if v.verdict == "partly":  # the same bound decides premise R1 of C3-measured: say how the two readings agree
-        v = replace(v, reason=v.reason + f": decode leans to the memory side (it moves more of the bandwidth than "
-                                          f"the compute-bound prefill) but is not memory-bound by the "
-                                          f"{C1_BANDWIDTH_SHARE:g} bound, the bound premise R1 applies to SmolLM2's "
-                                          f"fp32 decode; per-operation overhead takes the rest of its time")
+        v = v.with_note(f": decode leans to the memory side (it moves more of the bandwidth than the compute-bound "
+                        f"prefill) but is not memory-bound by the {C1_BANDWIDTH_SHARE:g} bound, the bound premise R1 "
+                        f"applies to SmolLM2's fp32 decode; per-operation overhead takes the rest of its time")
     ours = (f"measured batch-1 decode moves {share.text(2, signed=False)} of the copy bandwidth (median of "
             f"{share.n} repeats, 95% CI; the batch-1 prefill {null:.2f}), at AI {step.ai:.2f} against the measured "
             f"ridge {ridge:.1f} FLOP/B; model "

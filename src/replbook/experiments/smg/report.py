@@ -491,10 +491,6 @@ ONE_GENERATOR = ("; one generator, trained once, replays for every seed, so the 
                  "own variance")
 
 
-def _with_note(v: Verdict, note: str) -> Verdict:
-    return replace(v, reason=v.reason + note) if note else v
-
-
 def claim_c1a(sheet: ClaimSheet, results: SmgResults) -> None:
     """C1a: on past sites, SMG beats fine-tuning by our +0.05: what replay keeps (issue 28, finding 3)."""
     if sheet.missing("C1a", SMG, SEQFT, premises=NEEDS["C1a"]):
@@ -508,7 +504,7 @@ def claim_c1a(sheet: ClaimSheet, results: SmgResults) -> None:
         note = (f"; where the gain comes from: {SMD_MIX} − {SEQFT} {replay_alone} (replay alone), {SMG} − {SMD_MIX} "
                 f"{alignment} (the alignment: C1b)")
     sheet.add("C1a", f"past seen sites: {SMG} − {SEQFT} {_ours(d)}; {len(results.seeds)} seeds",
-              _with_note(v, note + ONE_GENERATOR), f"{RULE} on the past seen sites against our +{EFFECTS['C1a']:g}",
+              v.with_note(note + ONE_GENERATOR), f"{RULE} on the past seen sites against our +{EFFECTS['C1a']:g}",
               premises=NEEDS["C1a"])
 
 
@@ -584,7 +580,7 @@ def claim_c5(sheet: ClaimSheet, results: SmgResults, cid: str, axis: str, beta: 
                 f"β = {beta:g} what MLDG has on unseen sites is its augmentation, which overlaps the unseen "
                 f"sites' shifts and which the SMD arms do not get")
     sheet.add(cid, f"{AXES[axis]}: {SMG} " + "; ".join(texts) + f"; {len(results.seeds)} seeds",
-              _with_note(judge_all(parts), note + ONE_GENERATOR),
+              judge_all(parts).with_note(note + ONE_GENERATOR),
               f"{RULE} on the {AXES[axis]}, each of three differences against our +{EFFECTS['C5']:g} (all must hold)",
               premises=NEEDS[cid])
 
